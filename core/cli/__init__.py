@@ -1,0 +1,1 @@
+"""The `tally` console script."""

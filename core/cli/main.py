@@ -1,0 +1,39 @@
+"""Entry point of the `tally` console script: one sub-command per module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from core.errors import TallyError
+
+COMMAND_MODULES = (
+    "core.cli.dev",
+    "core.cli.admin",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="tally", description="Bulk account jobs, exact stats.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `tally` command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except TallyError as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

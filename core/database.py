@@ -1,0 +1,50 @@
+"""The database engine and session factory, created once per process (after fork)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings, normalize_database_url
+
+SessionFactory = sessionmaker[Session]
+
+
+def make_engine(url: str, *, pool_size: int = 10, application_name: str = "tally") -> Engine:
+    """Create an engine whose pool survives cut connections (pre-ping)."""
+    return create_engine(
+        normalize_database_url(url),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args={"application_name": application_name},
+    )
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    """Return a session factory whose sessions do not expire objects on commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """An engine plus its session factory, owned by one process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = make_session_factory(engine)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, pool_size: int = 10, application_name: str = "tally"
+    ) -> Database:
+        """Create the process's database handle from settings."""
+        return cls(
+            make_engine(
+                settings.database_url, pool_size=pool_size, application_name=application_name
+            )
+        )
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,60 @@
+"""Domain errors: one root class, no HTTP status codes."""
+
+from __future__ import annotations
+
+
+class TallyError(Exception):
+    """Root of every error tally raises on purpose."""
+
+
+class ConfigurationError(TallyError):
+    """The process was started with settings it cannot run with."""
+
+
+class InvalidInput(TallyError):
+    """A request's content breaks a rule; nothing was changed."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(TallyError):
+    """The thing does not exist, or does not belong to the caller."""
+
+
+class Unauthorized(TallyError):
+    """No valid credentials were presented."""
+
+
+class Forbidden(TallyError):
+    """The caller is known but may not do this."""
+
+
+class InsufficientCredits(TallyError):
+    """The user's balance does not cover the hold a job needs."""
+
+    def __init__(self, needed: int, balance: int) -> None:
+        super().__init__(f"this job needs {needed} credits; the balance is {balance}")
+        self.needed = needed
+        self.balance = balance
+
+
+class UnknownProvider(InvalidInput):
+    """No provider of that name is configured."""
+
+
+class ProviderError(TallyError):
+    """A provider could not create an account."""
+
+
+class TransientProviderError(ProviderError):
+    """The provider failed in a way that may succeed if retried."""
+
+
+class PermanentProviderError(ProviderError):
+    """The provider refused; retrying the same request will not help."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider cannot run at all (misconfigured); the job cannot run."""

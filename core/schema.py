@@ -1,0 +1,225 @@
+"""The tables. Alembic migrations are the source of truth; these mappings mirror them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JOB_STATUSES = ("queued", "running", "completed", "failed")
+TERMINAL_STATUSES = ("completed", "failed")
+SLICE_STATUSES = ("pending", "running", "done")
+LEDGER_KINDS = ("grant", "hold", "release", "adjust")
+
+NOW = text("now()")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=NOW)
+
+
+def _user_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    token_hash: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    label: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UserCredits(Base):
+    __tablename__ = "user_credits"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    updated_at: Mapped[datetime] = _created()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+        CheckConstraint("requested > 0", name="requested_positive"),
+        CheckConstraint(
+            "successful >= 0 AND failures >= 0 AND successful + failures <= requested",
+            name="counts_within_requested",
+        ),
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index("ix_jobs_user_id_created_at", "user_id", text("created_at DESC")),
+        Index(
+            "ix_jobs_unfinished",
+            "status",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="queued")
+    provider: Mapped[str] = mapped_column(Text, nullable=False)
+    requested: Mapped[int] = mapped_column(Integer, nullable=False)
+    successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    price: Mapped[int] = mapped_column(Integer, nullable=False)
+    slices_total: Mapped[int] = mapped_column(Integer, nullable=False)
+    slices_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _created()
+
+
+class JobSlice(Base):
+    __tablename__ = "job_slices"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SLICE_STATUSES!r}", name="status_known"),
+        CheckConstraint("start_index < stop_index", name="range_not_empty"),
+        Index(
+            "ix_job_slices_unfinished",
+            "status",
+            "lease_expires_at",
+            postgresql_where=text("status <> 'done'"),
+        ),
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    slice_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    stop_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime] = _created()
+    successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CreditLedger(Base):
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {LEDGER_KINDS!r}", name="kind_known"),
+        UniqueConstraint("job_id", "kind"),
+        Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="RESTRICT")
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = _created()
+
+
+class UserAccount(Base):
+    """One account in a user's vault."""
+
+    __tablename__ = "user_accounts"
+    __table_args__ = (
+        UniqueConstraint("job_id", "item_index"),
+        Index(
+            "ix_user_accounts_live",
+            "user_id",
+            "created_at",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="RESTRICT"), nullable=False
+    )
+    item_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    provider: Mapped[str] = mapped_column(Text, nullable=False)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    username: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = _created()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("topic", "key"),
+        Index("ix_outbox_pending", "id", postgresql_where=text("applied_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(Text, nullable=False)
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UserStats(Base):
+    """The stats card existing frontends read; written only by the server."""
+
+    __tablename__ = "user_stats"
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    requested: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    business_centers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
