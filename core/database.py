@@ -45,6 +45,11 @@ class Database:
             )
         )
 
+    @classmethod
+    def from_settings_url(cls, url: str, *, pool_size: int = 2) -> Database:
+        """Create a small database handle for a one-off command."""
+        return cls(make_engine(url, pool_size=pool_size, application_name="tally-cli"))
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

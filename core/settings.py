@@ -142,7 +142,9 @@ class Settings:
         if self.slice_size < 1 or self.max_job_count < 1 or self.provider_concurrency < 1:
             raise ConfigurationError("slice size, max job count and concurrency must be positive")
         if self.environment != "development" and self.fernet_key in PLACEHOLDER_SECRETS:
-            raise ConfigurationError("TALLY_FERNET_KEY must be set to a real key outside development")
+            raise ConfigurationError(
+                "TALLY_FERNET_KEY must be set to a real key outside development"
+            )
 
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (tests build their own settings)."""

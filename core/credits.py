@@ -1,0 +1,106 @@
+"""Credits: a balance per user and a ledger whose sum always equals it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.database import SessionFactory
+from core.errors import InsufficientCredits, InvalidInput, NotFound
+from core.schema import CreditLedger, UserCredits
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One movement of credits."""
+
+    id: int
+    kind: str
+    amount: int
+    job_id: uuid.UUID | None
+    note: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CreditsView:
+    """A user's balance and their most recent ledger entries."""
+
+    balance: int
+    entries: list[LedgerEntry]
+
+
+def hold(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> None:
+    """Take `amount` credits for a job inside the caller's transaction, or raise."""
+    taken = session.execute(
+        text(
+            "UPDATE user_credits SET balance = balance - :amount, updated_at = now() "
+            "WHERE user_id = :user_id AND balance >= :amount RETURNING balance"
+        ),
+        {"amount": amount, "user_id": user_id},
+    ).first()
+    if taken is None:
+        raise InsufficientCredits(needed=amount, balance=balance_of(session, user_id))
+    session.add(CreditLedger(user_id=user_id, job_id=job_id, kind="hold", amount=-amount))
+
+
+def release(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> bool:
+    """Give back held credits once per job, inside the caller's transaction."""
+    inserted = session.execute(
+        insert(CreditLedger)
+        .values(user_id=user_id, job_id=job_id, kind="release", amount=amount)
+        .on_conflict_do_nothing(index_elements=["job_id", "kind"])
+        .returning(CreditLedger.id)
+    ).first()
+    if inserted is None:
+        return False
+    _add_to_balance(session, user_id, amount)
+    return True
+
+
+def grant(sessions: SessionFactory, user_id: uuid.UUID, amount: int, note: str = "") -> int:
+    """Add credits to a user's balance; return the new balance."""
+    if amount <= 0:
+        raise InvalidInput("a grant must be a positive number of credits", field="amount")
+    with sessions() as session, session.begin():
+        if session.get(UserCredits, user_id) is None:
+            raise NotFound(f"no user {user_id}")
+        session.add(CreditLedger(user_id=user_id, kind="grant", amount=amount, note=note))
+        return _add_to_balance(session, user_id, amount)
+
+
+def balance_of(session: Session, user_id: uuid.UUID) -> int:
+    """Return a user's current balance (0 for an unknown user)."""
+    balance = session.scalar(select(UserCredits.balance).where(UserCredits.user_id == user_id))
+    return int(balance or 0)
+
+
+def view(sessions: SessionFactory, user_id: uuid.UUID, limit: int = 20) -> CreditsView:
+    """Return a user's balance with their latest ledger entries."""
+    with sessions() as session, session.begin():
+        rows = session.scalars(
+            select(CreditLedger)
+            .where(CreditLedger.user_id == user_id)
+            .order_by(CreditLedger.id.desc())
+            .limit(limit)
+        ).all()
+        entries = [
+            LedgerEntry(r.id, r.kind, r.amount, r.job_id, r.note, r.created_at) for r in rows
+        ]
+        return CreditsView(balance=balance_of(session, user_id), entries=entries)
+
+
+def _add_to_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:
+    balance = session.scalar(
+        text(
+            "UPDATE user_credits SET balance = balance + :amount, updated_at = now() "
+            "WHERE user_id = :user_id RETURNING balance"
+        ),
+        {"amount": amount, "user_id": user_id},
+    )
+    return int(balance or 0)

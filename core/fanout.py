@@ -1,0 +1,78 @@
+"""Calling a provider for many items at once, with bounded concurrency and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.errors import PermanentProviderError, TransientProviderError
+from core.providers.base import CreatedAccount, Provider, item_key
+
+BASE_BACKOFF_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What happened to one job slot: an account, or the reason it failed."""
+
+    item_index: int
+    account: CreatedAccount | None = None
+    error: str | None = None
+
+
+async def create_accounts(
+    provider: Provider,
+    job_id: uuid.UUID,
+    indices: Sequence[int],
+    *,
+    concurrency: int,
+    attempts: int,
+) -> list[ItemOutcome]:
+    """Create one account per index; at most `concurrency` calls are in flight."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> ItemOutcome:
+        async with gate:
+            return await _create_with_retries(provider, job_id, index, attempts)
+
+    return list(await asyncio.gather(*(one(i) for i in indices)))
+
+
+async def _create_with_retries(
+    provider: Provider, job_id: uuid.UUID, index: int, attempts: int
+) -> ItemOutcome:
+    key = item_key(job_id, index)
+    for attempt in range(1, attempts + 1):
+        try:
+            return ItemOutcome(index, account=await provider.create_account(key))
+        except PermanentProviderError as exc:
+            return ItemOutcome(index, error=str(exc))
+        except TransientProviderError as exc:
+            if attempt == attempts:
+                return ItemOutcome(index, error=f"{exc} (after {attempts} attempts)")
+            await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
+    raise AssertionError("unreachable: attempts must be at least 1")
+
+
+def run_fanout(
+    provider: Provider,
+    job_id: uuid.UUID,
+    indices: Sequence[int],
+    *,
+    concurrency: int,
+    attempts: int,
+) -> list[ItemOutcome]:
+    """Run create_accounts on a private event loop and close the provider after."""
+
+    async def run() -> list[ItemOutcome]:
+        try:
+            return await create_accounts(
+                provider, job_id, indices, concurrency=concurrency, attempts=max(1, attempts)
+            )
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())

@@ -1,0 +1,89 @@
+"""Finishing a job: terminal status, released credits and the outbox row, together."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core import credits
+from core.database import SessionFactory
+from outbox import write as outbox
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """The figures a job ended with."""
+
+    job_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    requested: int
+    successful: int
+    failures: int
+
+
+def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> FinishedJob | None:
+    """Mark a job terminal, release failed items' credits and write job.completed.
+
+    The caller holds the job's row lock inside its open transaction; every write here
+    is idempotent, so a repeated call changes nothing.
+    """
+    row = session.execute(
+        text(
+            "UPDATE jobs SET status = :status, finished_at = now(), updated_at = now(), "
+            "started_at = coalesce(started_at, now()) "
+            "WHERE id = :job_id AND status IN ('queued', 'running') "
+            "RETURNING user_id, requested, successful, failures, price"
+        ),
+        {"job_id": job_id, "status": status},
+    ).first()
+    if row is None:
+        return None
+    credits.release(session, row.user_id, job_id, row.failures * row.price)
+    finished = FinishedJob(job_id, row.user_id, status, row.requested, row.successful, row.failures)
+    outbox.add(session, outbox.JOB_COMPLETED, str(job_id), row.user_id, _payload(finished))
+    return finished
+
+
+def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> FinishedJob | None:
+    """End a job that cannot run: every unfinished item counts as a failure."""
+    with sessions() as session, session.begin():
+        locked = session.execute(
+            text("SELECT 1 FROM jobs WHERE id = :job_id FOR UPDATE"), {"job_id": job_id}
+        ).first()
+        if locked is None:
+            return None
+        skipped = session.execute(
+            text(
+                "UPDATE job_slices SET status = 'done', failures = stop_index - start_index, "
+                "finished_at = now(), lease_expires_at = NULL "
+                "WHERE job_id = :job_id AND status <> 'done' "
+                "RETURNING stop_index - start_index AS size"
+            ),
+            {"job_id": job_id},
+        ).all()
+        session.execute(
+            text(
+                "UPDATE jobs SET failures = failures + :failed, slices_done = slices_done + :n, "
+                "error = :error WHERE id = :job_id AND status IN ('queued', 'running')"
+            ),
+            {
+                "failed": sum(r.size for r in skipped),
+                "n": len(skipped),
+                "error": error,
+                "job_id": job_id,
+            },
+        )
+        return finish_locked_job(session, job_id, "failed")
+
+
+def _payload(job: FinishedJob) -> dict[str, object]:
+    return {
+        "job_id": str(job.job_id),
+        "requested": job.requested,
+        "successful": job.successful,
+        "failures": job.failures,
+    }

@@ -1,0 +1,192 @@
+"""Submitting jobs and reading them back, always scoped to their owner."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import credits
+from core.database import SessionFactory
+from core.errors import InvalidInput, NotFound
+from core.providers.registry import check_provider_name
+from core.schema import Job
+from core.settings import Settings
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a user asked for."""
+
+    user_id: uuid.UUID
+    count: int
+    provider: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as its owner sees it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    provider: str
+    requested: int
+    successful: int
+    failures: int
+    slices_total: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @property
+    def progress(self) -> float:
+        """Share of items with an outcome, from 0.0 to 1.0."""
+        return round((self.successful + self.failures) / self.requested, 4)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job has reached its final status."""
+        return self.status in ("completed", "failed")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The job a submit answered with, and whether this call created it."""
+
+    job: JobView
+    created: bool
+
+
+def validate_request(request: JobRequest, settings: Settings) -> None:
+    """Raise InvalidInput when a request breaks a rule."""
+    if not 1 <= request.count <= settings.max_job_count:
+        raise InvalidInput(f"count must be between 1 and {settings.max_job_count}", field="count")
+    check_provider_name(request.provider)
+    key = request.idempotency_key
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidInput("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
+
+
+def submit(sessions: SessionFactory, settings: Settings, request: JobRequest) -> Submission:
+    """Create a queued job with its slices and hold its credits, in one transaction."""
+    validate_request(request, settings)
+    existing = _find_by_idempotency_key(sessions, request)
+    if existing is not None:
+        return Submission(existing, created=False)
+    try:
+        with sessions() as session, session.begin():
+            job = _insert_job(session, settings, request)
+            _insert_slices(session, job.id, request.count, settings.slice_size)
+            credits.hold(session, request.user_id, job.id, request.count * settings.price)
+            return Submission(_view(job), created=True)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the race.
+        existing = _find_by_idempotency_key(sessions, request)
+        if existing is None:
+            raise
+        return Submission(existing, created=False)
+
+
+def get(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    """Return the caller's job, or NotFound (also for another user's job)."""
+    with sessions() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+        if job is None:
+            raise NotFound("no such job")
+        return _view(job)
+
+
+def list_for_user(
+    sessions: SessionFactory, user_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[JobView], int]:
+    """Return one page of the caller's jobs, newest first, and their total count."""
+    with sessions() as session, session.begin():
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.user_id == user_id)
+            .order_by(Job.created_at.desc(), Job.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id))
+        return [_view(j) for j in jobs], int(total or 0)
+
+
+def slice_indices(sessions: SessionFactory, job_id: uuid.UUID) -> list[int]:
+    """Return the indices of a job's slices that are not done."""
+    with sessions() as session, session.begin():
+        rows = session.execute(
+            text(
+                "SELECT slice_index FROM job_slices "
+                "WHERE job_id = :job_id AND status <> 'done' ORDER BY slice_index"
+            ),
+            {"job_id": job_id},
+        )
+        return [int(r.slice_index) for r in rows]
+
+
+def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Job:
+    job = Job(
+        user_id=request.user_id,
+        provider=request.provider,
+        requested=request.count,
+        price=settings.price,
+        slices_total=math.ceil(request.count / settings.slice_size),
+        idempotency_key=request.idempotency_key,
+    )
+    session.add(job)
+    session.flush()
+    session.refresh(job)
+    return job
+
+
+def _insert_slices(session: Session, job_id: uuid.UUID, count: int, size: int) -> None:
+    session.execute(
+        text(
+            "INSERT INTO job_slices (job_id, slice_index, start_index, stop_index) "
+            "SELECT :job_id, n, n * :size, least((n + 1) * :size, :count) "
+            "FROM generate_series(0, ceil(CAST(:count AS numeric) / :size)::int - 1) AS n"
+        ),
+        {"job_id": job_id, "size": size, "count": count},
+    )
+
+
+def _find_by_idempotency_key(sessions: SessionFactory, request: JobRequest) -> JobView | None:
+    if request.idempotency_key is None:
+        return None
+    with sessions() as session, session.begin():
+        job = session.scalar(
+            select(Job).where(
+                Job.user_id == request.user_id, Job.idempotency_key == request.idempotency_key
+            )
+        )
+        return None if job is None else _view(job)
+
+
+def _view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        user_id=job.user_id,
+        status=job.status,
+        provider=job.provider,
+        requested=job.requested,
+        successful=job.successful,
+        failures=job.failures,
+        slices_total=job.slices_total,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+    )

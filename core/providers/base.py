@@ -1,0 +1,35 @@
+"""The provider interface: create one account for one idempotency key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class CreatedAccount:
+    """What a provider returns for an account it created."""
+
+    external_id: str
+    username: str
+    secret: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """Creates accounts in a system the operator owns or may provision."""
+
+    name: str
+
+    async def create_account(self, idempotency_key: str) -> CreatedAccount:
+        """Create (or return the already created) account for this key."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's resources."""
+        ...
+
+
+def item_key(job_id: object, item_index: int) -> str:
+    """Return the idempotency key of one job slot."""
+    return f"{job_id}:{item_index}"

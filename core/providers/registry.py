@@ -1,0 +1,31 @@
+"""Provider names and how to build each one from settings."""
+
+from __future__ import annotations
+
+import os
+
+from core.errors import UnknownProvider
+from core.providers.base import Provider
+from core.providers.http import HttpProvider
+from core.providers.sandbox import SandboxProvider
+from core.settings import Settings
+
+PROVIDER_NAMES = ("sandbox", "http")
+
+
+def check_provider_name(name: str) -> str:
+    """Return the name if a provider of that name exists, else raise UnknownProvider."""
+    if name not in PROVIDER_NAMES:
+        raise UnknownProvider(
+            f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}", field="provider"
+        )
+    return name
+
+
+def build_provider(name: str, settings: Settings) -> Provider:
+    """Return a ready provider instance for a job."""
+    check_provider_name(name)
+    if name == "http":
+        token = os.environ.get("TALLY_PROVIDER_TOKEN", "")
+        return HttpProvider(settings.provider_url, settings.provider_timeout, token)
+    return SandboxProvider(settings.sandbox)

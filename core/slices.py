@@ -1,0 +1,194 @@
+"""A job's slices: claiming one under a lease, and recording its outcomes once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.crypto import SecretBox
+from core.database import SessionFactory
+from core.fanout import ItemOutcome
+from core.finish import FinishedJob, finish_locked_job
+from core.schema import UserAccount
+
+PROGRESS_CHANNEL = "tally_job_progress"
+
+
+@dataclass(frozen=True)
+class SliceClaim:
+    """A slice this worker may process until its lease expires."""
+
+    job_id: uuid.UUID
+    slice_index: int
+    user_id: uuid.UUID
+    provider: str
+    start_index: int
+    stop_index: int
+    attempt: int
+
+    @property
+    def indices(self) -> range:
+        """The job slots this slice covers."""
+        return range(self.start_index, self.stop_index)
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """What recording a slice did: counts, and the job if this slice finished it."""
+
+    recorded: bool
+    successful: int = 0
+    failures: int = 0
+    finished: FinishedJob | None = None
+
+
+def claim(
+    sessions: SessionFactory, job_id: uuid.UUID, slice_index: int, lease_seconds: float
+) -> SliceClaim | None:
+    """Take a pending slice, or one whose lease expired; None if it is not ours to run."""
+    with sessions() as session, session.begin():
+        row = session.execute(
+            text(
+                "UPDATE job_slices s SET status = 'running', attempts = s.attempts + 1, "
+                "lease_expires_at = now() + make_interval(secs => :lease) "
+                "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
+                "AND s.slice_index = :slice_index AND j.status IN ('queued', 'running') "
+                "AND (s.status = 'pending' "
+                "     OR (s.status = 'running' AND s.lease_expires_at < now())) "
+                "RETURNING j.user_id, j.provider, s.start_index, s.stop_index, s.attempts"
+            ),
+            {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
+        ).first()
+        if row is None:
+            return None
+        _mark_job_running(session, job_id)
+        return SliceClaim(
+            job_id,
+            slice_index,
+            row.user_id,
+            row.provider,
+            row.start_index,
+            row.stop_index,
+            row.attempts,
+        )
+
+
+def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: float) -> bool:
+    """Push the lease forward while this attempt still owns the slice."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            text(
+                "UPDATE job_slices SET lease_expires_at = now() + make_interval(secs => :lease) "
+                "WHERE job_id = :job_id AND slice_index = :slice_index "
+                "AND status = 'running' AND attempts = :attempt"
+            ),
+            {
+                "lease": lease_seconds,
+                "job_id": claim.job_id,
+                "slice_index": claim.slice_index,
+                "attempt": claim.attempt,
+            },
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record(
+    sessions: SessionFactory, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
+) -> SliceResult:
+    """Store a slice's accounts and counts, and finish the job if it was the last slice."""
+    with sessions() as session, session.begin():
+        if not _lock_unfinished_slice(session, claim):
+            return SliceResult(recorded=False)
+        created = _store_accounts(session, claim, outcomes, box)
+        failures = sum(1 for o in outcomes if o.account is None)
+        _close_slice(session, claim, created, failures)
+        finished = _count_slice_in_job(session, claim.job_id, created, failures)
+        session.execute(
+            text("SELECT pg_notify(:c, :j)"), {"c": PROGRESS_CHANNEL, "j": str(claim.job_id)}
+        )
+        return SliceResult(True, created, failures, finished)
+
+
+def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
+    started = session.execute(
+        text(
+            "UPDATE jobs SET status = 'running', started_at = now(), updated_at = now() "
+            "WHERE id = :job_id AND status = 'queued'"
+        ),
+        {"job_id": job_id},
+    )
+    if started.rowcount:  # type: ignore[attr-defined]
+        session.execute(text("SELECT pg_notify(:c, :j)"), {"c": PROGRESS_CHANNEL, "j": str(job_id)})
+
+
+def _lock_unfinished_slice(session: Session, claim: SliceClaim) -> bool:
+    row = session.execute(
+        text(
+            "SELECT 1 FROM job_slices WHERE job_id = :job_id AND slice_index = :slice_index "
+            "AND status <> 'done' FOR UPDATE"
+        ),
+        {"job_id": claim.job_id, "slice_index": claim.slice_index},
+    ).first()
+    return row is not None
+
+
+def _store_accounts(
+    session: Session, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
+) -> int:
+    rows = [
+        {
+            "user_id": claim.user_id,
+            "job_id": claim.job_id,
+            "item_index": o.item_index,
+            "provider": claim.provider,
+            "external_id": o.account.external_id,
+            "username": o.account.username,
+            "secret_encrypted": box.seal(o.account.secret),
+            "metadata": o.account.metadata,
+        }
+        for o in outcomes
+        if o.account is not None
+    ]
+    if not rows:
+        return 0
+    statement = insert(UserAccount).on_conflict_do_nothing(index_elements=["job_id", "item_index"])
+    return len(session.execute(statement.returning(UserAccount.item_index), rows).all())
+
+
+def _close_slice(session: Session, claim: SliceClaim, successful: int, failures: int) -> None:
+    session.execute(
+        text(
+            "UPDATE job_slices SET status = 'done', successful = :successful, "
+            "failures = :failures, finished_at = now(), lease_expires_at = NULL "
+            "WHERE job_id = :job_id AND slice_index = :slice_index"
+        ),
+        {
+            "successful": successful,
+            "failures": failures,
+            "job_id": claim.job_id,
+            "slice_index": claim.slice_index,
+        },
+    )
+
+
+def _count_slice_in_job(
+    session: Session, job_id: uuid.UUID, successful: int, failures: int
+) -> FinishedJob | None:
+    """Add the slice to the job under its row lock; the last slice finishes the job."""
+    row = session.execute(
+        text(
+            "UPDATE jobs SET successful = successful + :successful, "
+            "failures = failures + :failures, slices_done = slices_done + 1, "
+            "updated_at = now() WHERE id = :job_id "
+            "RETURNING slices_done, slices_total"
+        ),
+        {"successful": successful, "failures": failures, "job_id": job_id},
+    ).one()
+    if row.slices_done < row.slices_total:
+        return None
+    return finish_locked_job(session, job_id, "completed")

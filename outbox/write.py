@@ -1,0 +1,31 @@
+"""Writing an outbox row inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.schema import Outbox
+
+JOB_COMPLETED = "job.completed"
+VAULT_REMOVED = "vault.removed"
+NOTIFY_CHANNEL = "tally_outbox"
+
+
+def add(
+    session: Session, topic: str, key: str, user_id: uuid.UUID, payload: dict[str, Any]
+) -> bool:
+    """Record an event once per (topic, key); commit happens with the caller's transaction."""
+    inserted = session.execute(
+        insert(Outbox)
+        .values(topic=topic, key=key, user_id=user_id, payload=payload)
+        .on_conflict_do_nothing(index_elements=["topic", "key"])
+        .returning(Outbox.id)
+    ).first()
+    if inserted is not None:
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    return inserted is not None

@@ -1,0 +1,133 @@
+"""The invariant checker: recompute every counter from the source tables, list differences.
+
+Used by the test suites and by the reconciliation report alike. Each check is one
+statement (one snapshot), run while holding the stats lock exclusively so that no
+outbox apply is half-way through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core.database import SessionFactory
+from core.locks import hold_stats_lock
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One figure that differs from what the source tables say it must be."""
+
+    subject: str  # "user" or "job"
+    subject_id: str
+    field: str
+    expected: int
+    actual: int
+
+
+# Invariants 1 and 4: user_stats against finished jobs whose outbox row is applied,
+# and business_centers against the live vault minus what pending rows will still add.
+EXPECTED_STATS = """
+    WITH applied AS (
+        SELECT j.user_id, sum(j.requested) AS requested, sum(j.successful) AS successful,
+               sum(j.failures) AS failures
+        FROM jobs j JOIN outbox o ON o.topic = 'job.completed' AND o.key = j.id::text
+        WHERE o.applied_at IS NOT NULL AND j.status IN ('completed', 'failed')
+        GROUP BY j.user_id
+    ), live AS (
+        SELECT user_id, count(*) AS n FROM user_accounts
+        WHERE deleted_at IS NULL GROUP BY user_id
+    ), pending AS (
+        SELECT user_id,
+               sum(CASE WHEN topic = 'job.completed' THEN (payload->>'successful')::int
+                        WHEN topic = 'vault.removed' THEN -(payload->>'count')::int
+                        ELSE 0 END) AS delta
+        FROM outbox WHERE applied_at IS NULL GROUP BY user_id
+    ), everyone AS (
+        SELECT user_id FROM applied UNION SELECT user_id FROM live
+        UNION SELECT user_id FROM user_stats
+    )
+    SELECT e.user_id,
+           coalesce(a.requested, 0) AS exp_requested, coalesce(s.requested, 0) AS requested,
+           coalesce(a.successful, 0) AS exp_successful, coalesce(s.successful, 0) AS successful,
+           coalesce(a.failures, 0) AS exp_failures, coalesce(s.failures, 0) AS failures,
+           coalesce(l.n, 0) - coalesce(p.delta, 0) AS exp_business_centers,
+           coalesce(s.business_centers, 0) AS business_centers
+    FROM everyone e
+    LEFT JOIN applied a USING (user_id)
+    LEFT JOIN live l USING (user_id)
+    LEFT JOIN pending p USING (user_id)
+    LEFT JOIN user_stats s USING (user_id)
+"""
+
+# Invariant 2: balance equals the ledger's sum.
+EXPECTED_BALANCES = """
+    SELECT c.user_id, coalesce(sum(l.amount), 0) AS exp_balance, c.balance AS balance
+    FROM user_credits c LEFT JOIN credit_ledger l USING (user_id)
+    GROUP BY c.user_id, c.balance
+    HAVING coalesce(sum(l.amount), 0) <> c.balance
+"""
+
+# Invariants 2 and 3 per job: net charge, vault rows, and counts of a finished job.
+EXPECTED_JOBS = """
+    WITH charges AS (
+        SELECT job_id, sum(amount) AS net FROM credit_ledger
+        WHERE job_id IS NOT NULL GROUP BY job_id
+    ), vault AS (
+        SELECT job_id, count(*) AS n FROM user_accounts GROUP BY job_id
+    )
+    SELECT j.id, j.status, j.requested, j.successful, j.failures, j.price,
+           coalesce(c.net, 0) AS net, coalesce(v.n, 0) AS vault_rows
+    FROM jobs j LEFT JOIN charges c ON c.job_id = j.id LEFT JOIN vault v ON v.job_id = j.id
+    WHERE coalesce(v.n, 0) <> j.successful
+       OR coalesce(c.net, 0) <> -(CASE WHEN j.status IN ('completed', 'failed')
+                                       THEN j.successful ELSE j.requested END) * j.price
+       OR (j.status IN ('completed', 'failed') AND j.successful + j.failures <> j.requested)
+"""
+
+STATS_FIELDS = ("requested", "successful", "failures", "business_centers")
+
+
+def check_invariants(sessions: SessionFactory) -> list[Drift]:
+    """Return every difference between the counters and their source tables."""
+    with sessions() as session, session.begin():
+        hold_stats_lock(session)
+        return stats_drift(session) + balance_drift(session) + job_drift(session)
+
+
+def stats_drift(session: Session) -> list[Drift]:
+    """Differences between user_stats and the jobs, outbox and vault."""
+    drifts = []
+    for row in session.execute(text(EXPECTED_STATS)).mappings():
+        for field in STATS_FIELDS:
+            expected, actual = int(row[f"exp_{field}"]), int(row[field])
+            if expected != actual:
+                drifts.append(Drift("user", str(row["user_id"]), field, expected, actual))
+    return drifts
+
+
+def balance_drift(session: Session) -> list[Drift]:
+    """Users whose balance differs from their ledger's sum."""
+    return [
+        Drift("user", str(r.user_id), "balance", int(r.exp_balance), int(r.balance))
+        for r in session.execute(text(EXPECTED_BALANCES))
+    ]
+
+
+def job_drift(session: Session) -> list[Drift]:
+    """Jobs whose vault rows, net charge or counts disagree with their figures."""
+    drifts = []
+    for r in session.execute(text(EXPECTED_JOBS)):
+        job = str(r.id)
+        if r.vault_rows != r.successful:
+            drifts.append(Drift("job", job, "vault_rows", r.successful, int(r.vault_rows)))
+        charged = r.successful if r.status in ("completed", "failed") else r.requested
+        if r.net != -charged * r.price:
+            drifts.append(Drift("job", job, "net_charge", -charged * r.price, int(r.net)))
+        if r.status in ("completed", "failed") and r.successful + r.failures != r.requested:
+            drifts.append(
+                Drift("job", job, "outcomes", r.requested, r.successful + r.failures)
+            )
+    return drifts

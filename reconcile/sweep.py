@@ -1,0 +1,50 @@
+"""The stale-job sweep: re-send slice messages that were lost or whose worker died."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import text
+
+from core.database import SessionFactory
+
+Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
+
+# Pending slices not re-sent for `stale` seconds, and running slices whose lease ran out
+# and that were not re-sent since, are stamped and returned for re-sending.
+FIND_STALE = text(
+    """
+    UPDATE job_slices s SET enqueued_at = now()
+    FROM (
+        SELECT job_id, slice_index FROM job_slices
+        WHERE (status = 'pending' AND enqueued_at < now() - make_interval(secs => :stale))
+           OR (status = 'running' AND lease_expires_at < now()
+               AND (enqueued_at < lease_expires_at
+                    OR enqueued_at < now() - make_interval(secs => :stale)))
+        ORDER BY enqueued_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) stale
+    WHERE s.job_id = stale.job_id AND s.slice_index = stale.slice_index
+    RETURNING s.job_id, s.slice_index
+    """
+)
+
+
+def find_stale_slices(
+    sessions: SessionFactory, stale_seconds: float, limit: int = 5000
+) -> dict[uuid.UUID, list[int]]:
+    """Stamp and return the slices to re-send, grouped by job."""
+    with sessions() as session, session.begin():
+        rows = session.execute(FIND_STALE, {"stale": stale_seconds, "limit": limit}).all()
+    stale: dict[uuid.UUID, list[int]] = {}
+    for row in rows:
+        stale.setdefault(row.job_id, []).append(row.slice_index)
+    return stale
+
+
+def sweep(sessions: SessionFactory, enqueue: Enqueue, stale_seconds: float) -> int:
+    """Re-send every stale slice; return how many messages were sent."""
+    stale = find_stale_slices(sessions, stale_seconds)
+    return sum(enqueue(job_id, sorted(indices)) for job_id, indices in stale.items())

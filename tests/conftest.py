@@ -1,0 +1,142 @@
+"""Fixtures: real PostgreSQL and Redis, given by URL or started privately for the run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+from sqlalchemy import make_url, text
+
+from core.crypto import generate_key
+from core.database import Database
+from core.migrate import upgrade
+from core.settings import Intervals, Settings, normalize_database_url
+
+TABLES = (
+    "user_stats, outbox, user_accounts, credit_ledger, job_slices, jobs, "
+    "user_credits, api_tokens, users"
+)
+FERNET_KEY = generate_key()
+
+
+def _libpq_url(url: str) -> str:
+    return str(make_url(normalize_database_url(url)).set(drivername="postgresql"))
+
+
+@pytest.fixture(scope="session")
+def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: TEST_DATABASE_URL, or an embedded one for this run."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield _libpq_url(given)
+        return
+    from core.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres.start(tmp_path_factory.mktemp("embedded"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server: TEST_REDIS_URL, or an embedded one for this run."""
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    from core.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis.start(tmp_path_factory.mktemp("redis"), persistent=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create an empty database on the server and return its URL."""
+    connection = psycopg2.connect(server_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return str(make_url(server_url).set(database=name))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a database, disconnecting whoever is still in it."""
+    connection = psycopg2.connect(server_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_database_url: str) -> Iterator[str]:
+    """A fresh database for this test run, migrated to head."""
+    name = f"tally_test_{os.getpid()}_{secrets.token_hex(3)}"
+    url = create_database(server_database_url, name)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        drop_database(server_database_url, name)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    """Settings for one test: fast intervals, a private Fernet key."""
+    return Settings(
+        database_url=normalize_database_url(database_url),
+        redis_url=redis_url,
+        fernet_key=FERNET_KEY,
+        slice_size=50,
+        provider_concurrency=32,
+        intervals=Intervals(apply=0.2, sweep=0.5, heartbeat=0.5, lease=5, stale_enqueue=5),
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """A database handle on empty tables."""
+    database = Database.from_settings(settings, pool_size=5, application_name="tally-tests")
+    with database.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on an emptied Redis database."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment a tally subprocess (web, worker, reconcile) runs with in tests."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        TALLY_FERNET_KEY=settings.fernet_key,
+        TALLY_ENV="development",
+        TALLY_SLICE_SIZE=str(settings.slice_size),
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+    )
+    return env

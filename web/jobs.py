@@ -1,0 +1,92 @@
+"""Job endpoints: submit, poll status, list."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core import jobs
+from core.errors import InvalidInput
+from core.jobs import JobRequest, JobView
+from web.auth import caller_of
+from web.params import json_object, page, path_uuid, strict_int
+from web.serialize import job_etag, job_json, page_json
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_CACHE = "private, max-age=3600"
+LIVE_CACHE = "no-cache"
+
+
+async def submit_job(request: Request) -> Response:
+    """POST /api/jobs: hold credits, queue the job, send its slices."""
+    caller = caller_of(request)
+    body = await json_object(request)
+    job_request = JobRequest(
+        user_id=caller.user_id,
+        count=strict_int(body.get("count"), "count"),
+        provider=_provider(body, request.app.state.settings.provider),
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    state = request.app.state
+    submission = await run_in_threadpool(
+        jobs.submit, state.database.sessions, state.settings, job_request
+    )
+    if submission.created:
+        await run_in_threadpool(_send_slices, request, submission.job)
+    headers = {"Location": f"/api/job/{submission.job.id}"}
+    if not submission.created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(job_json(submission.job), 202, headers=headers)
+
+
+def job_status(request: Request) -> Response:
+    """GET /api/job/<id>: the caller's job, with an ETag."""
+    caller = caller_of(request)
+    job = jobs.get(
+        request.app.state.database.sessions, caller.user_id, path_uuid(request, "job_id")
+    )
+    return status_response(request, job)
+
+
+def list_jobs(request: Request) -> Response:
+    """GET /api/jobs: the caller's jobs, newest first."""
+    caller = caller_of(request)
+    window = page(request)
+    found, total = jobs.list_for_user(
+        request.app.state.database.sessions, caller.user_id, window.limit, window.offset
+    )
+    return JSONResponse(page_json([job_json(j) for j in found], total, window.limit, window.offset))
+
+
+def status_response(request: Request, job: JobView) -> Response:
+    """Answer a job's status, or 304 when the client already has this version."""
+    etag = job_etag(job)
+    headers = {"ETag": etag, "Cache-Control": TERMINAL_CACHE if job.terminal else LIVE_CACHE}
+    if etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(job_json(job), headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def _provider(body: dict[str, object], default: str) -> str:
+    provider = body.get("provider", default)
+    if not isinstance(provider, str):
+        raise InvalidInput("provider must be a string", field="provider")
+    return provider
+
+
+def _send_slices(request: Request, job: JobView) -> None:
+    state = request.app.state
+    indices = range(job.slices_total)
+    try:
+        state.enqueue(job.id, indices)
+    except Exception:
+        # The job is committed; the sweep re-sends its slices once they look stale.
+        logger.warning("could not enqueue job %s; the sweep will", job.id, exc_info=True)

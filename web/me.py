@@ -1,0 +1,62 @@
+"""The caller's own stats, credits and vault."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core import credits, vault
+from core.crypto import SecretBox
+from core.stats import get_stats
+from web.auth import caller_of
+from web.params import page, path_uuid, query_int
+from web.serialize import account_json, credits_json, page_json, stats_json
+
+
+def stats(request: Request) -> Response:
+    """GET /api/stats: the stats card."""
+    caller = caller_of(request)
+    view = get_stats(request.app.state.database.sessions, caller.user_id)
+    return JSONResponse(stats_json(view), headers={"Cache-Control": "no-cache"})
+
+
+def credits_view(request: Request) -> Response:
+    """GET /api/credits: balance and recent ledger entries."""
+    caller = caller_of(request)
+    limit = query_int(request, "limit", 20, 1, 100)
+    view = credits.view(request.app.state.database.sessions, caller.user_id, limit)
+    return JSONResponse(credits_json(view))
+
+
+def accounts(request: Request) -> Response:
+    """GET /api/accounts: the caller's vault, without secrets."""
+    caller = caller_of(request)
+    window = page(request)
+    found, total = vault.list_accounts(
+        request.app.state.database.sessions, caller.user_id, window.limit, window.offset
+    )
+    return JSONResponse(
+        page_json([account_json(a) for a in found], total, window.limit, window.offset)
+    )
+
+
+def delete_account(request: Request) -> Response:
+    """DELETE /api/accounts/<id>: remove one of the caller's accounts."""
+    caller = caller_of(request)
+    vault.delete_account(
+        request.app.state.database.sessions, caller.user_id, path_uuid(request, "account_id")
+    )
+    return Response(status_code=204)
+
+
+def reveal_secret(request: Request) -> Response:
+    """POST /api/accounts/<id>/reveal: the owner explicitly asks for one secret."""
+    caller = caller_of(request)
+    box = SecretBox(request.app.state.settings.fernet_key)
+    secret = vault.reveal_secret(
+        request.app.state.database.sessions, box, caller.user_id, path_uuid(request, "account_id")
+    )
+    return JSONResponse(
+        {"id": request.path_params["account_id"], "secret": secret},
+        headers={"Cache-Control": "no-store"},
+    )

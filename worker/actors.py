@@ -1,0 +1,34 @@
+"""Dramatiq actors. `dramatiq worker.actors` imports this module in every worker process."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import dramatiq
+
+from core.processing import run_slice
+from core.settings import Settings
+from worker import resources
+from worker.broker import setup_broker
+
+logger = logging.getLogger(__name__)
+
+SLICE_QUEUE = "slices"
+
+settings = Settings.from_env()
+broker = setup_broker(settings)
+
+
+@dramatiq.actor(queue_name=SLICE_QUEUE, max_retries=20, min_backoff=500, max_backoff=15_000)
+def process_slice(job_id: str, slice_index: int) -> None:
+    """Process one slice of a job; safe to run any number of times."""
+    result = run_slice(resources.current(), uuid.UUID(job_id), slice_index)
+    if result.finished is not None:
+        logger.info(
+            "job %s %s: %d created, %d failed",
+            job_id,
+            result.finished.status,
+            result.finished.successful,
+            result.finished.failures,
+        )

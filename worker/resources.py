@@ -1,0 +1,54 @@
+"""Per-process resources of a worker, created after fork and disposed at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+
+from core.crypto import SecretBox
+from core.database import Database
+from core.processing import SliceContext
+from core.providers.registry import build_provider
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_context: SliceContext | None = None
+
+
+def current() -> SliceContext:
+    """Return this process's slice context; set up by ProcessResources."""
+    if _context is None:
+        raise RuntimeError("worker resources are not set up in this process")
+    return _context
+
+
+class ProcessResources(dramatiq.Middleware):
+    """Creates the database engine when a worker boots and disposes it at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database: Database | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        global _context
+        threads = int(getattr(worker, "worker_threads", 8))
+        self.database = Database.from_settings(
+            self.settings, pool_size=threads + 2, application_name="tally-worker"
+        )
+        _context = SliceContext(
+            sessions=self.database.sessions,
+            settings=self.settings,
+            box=SecretBox(self.settings.fernet_key),
+            providers=build_provider,
+        )
+        logger.info("worker resources ready (%d threads)", threads)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        global _context
+        _context = None
+        if self.database is not None:
+            self.database.dispose()
+            self.database = None
