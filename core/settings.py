@@ -84,6 +84,7 @@ class Settings:
     provider_concurrency: int = 256
     provider_attempts: int = 3
     provider_url: str = ""
+    provider_token: str = ""
     provider_timeout: float = 10.0
     slice_max_attempts: int = 5
     fernet_key: str = ""
@@ -108,6 +109,7 @@ class Settings:
             provider_concurrency=_int(env, "TALLY_PROVIDER_CONCURRENCY", 256),
             provider_attempts=_int(env, "TALLY_PROVIDER_ATTEMPTS", 3),
             provider_url=env.get("TALLY_PROVIDER_URL", ""),
+            provider_token=env.get("TALLY_PROVIDER_TOKEN", ""),
             provider_timeout=_float(env, "TALLY_PROVIDER_TIMEOUT", 10.0),
             slice_max_attempts=_int(env, "TALLY_SLICE_MAX_ATTEMPTS", 5),
             fernet_key=env.get("TALLY_FERNET_KEY", ""),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from core.errors import UnknownProvider
 from core.providers.base import Provider
 from core.providers.http import HttpProvider
@@ -26,6 +24,7 @@ def build_provider(name: str, settings: Settings) -> Provider:
     """Return a ready provider instance for a job."""
     check_provider_name(name)
     if name == "http":
-        token = os.environ.get("TALLY_PROVIDER_TOKEN", "")
-        return HttpProvider(settings.provider_url, settings.provider_timeout, token)
+        return HttpProvider(
+            settings.provider_url, settings.provider_timeout, settings.provider_token
+        )
     return SandboxProvider(settings.sandbox)
