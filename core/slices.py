@@ -149,7 +149,7 @@ def _store_accounts(
             "external_id": o.account.external_id,
             "username": o.account.username,
             "secret_encrypted": box.seal(o.account.secret),
-            "metadata": o.account.metadata,
+            "metadata_": o.account.metadata,
         }
         for o in outcomes
         if o.account is not None
