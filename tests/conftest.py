@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,17 @@ def _libpq_url(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def servers_dir() -> Iterator[Path]:
+    """A folder for this run's embedded servers, outside pytest's rotating temp folders."""
+    path = Path(tempfile.mkdtemp(prefix="tally-test-servers-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server_database_url(servers_dir: Path) -> Iterator[str]:
     """A PostgreSQL server: TEST_DATABASE_URL, or an embedded one for this run."""
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
@@ -37,7 +49,7 @@ def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     from core.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres.start(tmp_path_factory.mktemp("embedded"))
+    server = EmbeddedPostgres.start(servers_dir)
     try:
         yield server.url
     finally:
@@ -45,7 +57,7 @@ def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(servers_dir: Path) -> Iterator[str]:
     """A Redis server: TEST_REDIS_URL, or an embedded one for this run."""
     given = os.environ.get("TEST_REDIS_URL")
     if given:
@@ -53,7 +65,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from core.embedded import EmbeddedRedis
 
-    server = EmbeddedRedis.start(tmp_path_factory.mktemp("redis"), persistent=False)
+    server = EmbeddedRedis.start(servers_dir, persistent=False)
     try:
         yield server.url
     finally:

@@ -34,7 +34,10 @@ def auth(user: NewUser) -> dict[str, str]:
 
 @pytest.mark.parametrize("counts", [[1], [7], [3000, 7, 1]])
 def test_jobs_complete_and_every_invariant_holds(
-    client: TestClient, db: Database, user: NewUser, run_worker: WorkerRunner,
+    client: TestClient,
+    db: Database,
+    user: NewUser,
+    run_worker: WorkerRunner,
     counts: list[int],
 ) -> None:
     sandbox = SandboxOptions(failure_rate=0.2)
@@ -58,6 +61,9 @@ def test_jobs_complete_and_every_invariant_holds(
     assert stats["successful"] == sum(j["successful"] for j in jobs)
     assert stats["failures"] == sum(j["failures"] for j in jobs)
     assert stats["business_centers"] == stats["successful"]
+    vault = client.get("/api/accounts", headers=auth(user)).json()
+    assert vault["total"] == stats["successful"]
+    assert all(a["metadata"] == {"provider": "sandbox"} for a in vault["items"])
     balance = client.get("/api/credits", headers=auth(user)).json()["balance"]
     assert balance == 100_000 - stats["successful"]
     assert_invariants(db)
@@ -69,6 +75,7 @@ def test_job_status_moves_from_queued_to_completed(
     job = client.post("/api/jobs", json={"count": 20}, headers=auth(user)).json()
     assert job["status"] == "queued" and job["started_at"] is None
     with run_worker():
+
         def completed() -> dict[str, object] | None:
             status = client.get(f"/api/job/{job['id']}", headers=auth(user)).json()
             return status if status["status"] == "completed" else None

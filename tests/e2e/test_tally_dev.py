@@ -1,0 +1,187 @@
+"""The README's first command, as a user runs it: `tally dev`, a job over HTTP, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.helpers import wait_for
+
+TALLY = str(Path(sys.executable).with_name("tally"))
+STARTUP_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line contains `text`."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if text in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+class DevRun:
+    """A running `tally dev` and what it printed."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], log: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [TALLY, "dev", "--data-dir", str(data_dir), "--port", str(self.port)],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> str:
+        """Wait for the banner and return the demo token it printed."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"tally dev exited early:\n{self.output()}")
+            return "Ctrl-C" in self.output()
+
+        wait_for(ready, STARTUP_TIMEOUT, interval=0.25)
+        return (self.data_dir / "demo-token").read_text().strip()
+
+    def process_tree(self) -> list[psutil.Process]:
+        """Every process this run started: its descendants and the detached postmaster."""
+        tree = psutil.Process(self.process.pid).children(recursive=True)
+        postmaster = self.data_dir / "postgres" / "postmaster.pid"
+        if postmaster.exists():
+            tree.append(psutil.Process(int(postmaster.read_text().split()[0])))
+        return tree
+
+    def interrupt(self) -> int:
+        """Send Ctrl-C and return the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self._log_file.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+
+def still_alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def run_one_job(url: str, token: str) -> dict[str, int]:
+    """Submit 50 accounts over HTTP, poll to completion, return the stats card."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
+        before = client.get("/api/stats").json()
+        answer = client.post("/api/jobs", content=b'{"count": 50}')
+        assert answer.status_code == 202, answer.text
+        location = answer.headers["location"]
+
+        def finished() -> dict[str, object] | None:
+            job = client.get(location).json()
+            return job if job["status"] in ("completed", "failed") else None
+
+        job = wait_for(finished, 60, interval=0.2)
+        assert job["status"] == "completed" and job["successful"] == 50
+
+        def stats_updated() -> dict[str, int] | None:
+            stats = client.get("/api/stats").json()
+            return stats if stats["requested"] == before["requested"] + 50 else None
+
+        stats = wait_for(stats_updated, 10, interval=0.2)
+        assert stats["successful"] == before["successful"] + 50
+        assert stats["business_centers"] == before["business_centers"] + 50
+        return stats
+
+
+@pytest.fixture
+def dev_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
+    env.pop("TALLY_FERNET_KEY", None)
+    return env
+
+
+@pytest.fixture
+def dev_run_factory(tmp_path: Path) -> Iterator[list[DevRun]]:
+    runs: list[DevRun] = []
+    yield runs
+    for run in runs:
+        run.kill()
+
+
+def test_embedded_default_serves_a_job_and_stops_cleanly(
+    tmp_path: Path, dev_env: dict[str, str], dev_run_factory: list[DevRun]
+) -> None:
+    data_dir = tmp_path / "tally-data"
+    first = DevRun(data_dir, dev_env, tmp_path / "first.log")
+    dev_run_factory.append(first)
+    token = first.wait_ready()
+    assert token in first.output() and first.url in first.output()
+    stats = run_one_job(first.url, token)
+    assert stats["requested"] == 50
+    started = first.process_tree()
+    assert len(started) >= 5  # web, worker (master and processes), reconcile, servers
+    assert first.interrupt() == 0, first.output()
+    assert still_alive(started) == []
+    assert processes_mentioning(str(data_dir)) == []
+
+    second = DevRun(data_dir, dev_env, tmp_path / "second.log")
+    dev_run_factory.append(second)
+    assert second.wait_ready() == token
+    again = run_one_job(second.url, token)
+    assert again["requested"] == 100
+    assert second.interrupt() == 0, second.output()
+    assert processes_mentioning(str(data_dir)) == []
+
+
+def test_procfile_runs_against_given_servers(
+    tmp_path: Path, process_env: dict[str, str], dev_run_factory: list[DevRun], db: object
+) -> None:
+    run = DevRun(tmp_path / "data", process_env, tmp_path / "dev.log")
+    dev_run_factory.append(run)
+    token = run.wait_ready()
+    run_one_job(run.url, token)
+    started = run.process_tree()
+    output = run.output()
+    for name in ("web.1", "worker.1", "reconcile.1"):
+        assert name in output
+    assert "postgres" not in " ".join(p.name() for p in processes_mentioning(str(tmp_path)))
+    assert run.interrupt() == 0, output
+    assert still_alive(started) == []
