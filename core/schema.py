@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -225,3 +226,52 @@ class UserStats(Base):
     business_centers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class ReconcileReport(Base):
+    """One reconciliation run: what was checked, how far behind, how much drift."""
+
+    __tablename__ = "reconcile_reports"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = _created()
+    duration_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    origin: Mapped[str] = mapped_column(Text, nullable=False)
+    users_checked: Mapped[int] = mapped_column(Integer, nullable=False)
+    outbox_backlog: Mapped[int] = mapped_column(Integer, nullable=False)
+    oldest_pending_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    jobs_swept: Mapped[int | None] = mapped_column(Integer)
+    slices_resent: Mapped[int | None] = mapped_column(Integer)
+    drift_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    repair: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    repaired_count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ReconcileDrift(Base):
+    """One figure a report found different from its source tables."""
+
+    __tablename__ = "reconcile_drifts"
+    __table_args__ = (Index("ix_reconcile_drifts_report_id_id", "report_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("reconcile_reports.id", ondelete="CASCADE"), nullable=False
+    )
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    subject_id: Mapped[str] = mapped_column(Text, nullable=False)
+    field: Mapped[str] = mapped_column(Text, nullable=False)
+    expected: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    actual: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    repaired: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
+class ReconcileHeartbeat(Base):
+    """The latest sign of life of one reconcile daemon."""
+
+    __tablename__ = "reconcile_heartbeats"
+    daemon_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text, nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = _created()
+    last_seen: Mapped[datetime] = _created()
+    is_leader: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    outbox_backlog: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    oldest_pending_seconds: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")

@@ -1,24 +1,41 @@
-"""The reconcile daemon: APScheduler jobs over one database handle."""
+"""The reconcile daemon: APScheduler jobs over one database handle.
+
+Every daemon applies the outbox (SKIP LOCKED makes that safe to share), keeps its
+heartbeat row fresh and campaigns for the leader lock. Only the leader runs the
+singleton jobs: the sweep, the business_centers recompute and the report.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 
 from core.database import Database
 from core.settings import Settings
-from outbox.apply import apply_pending
+from outbox.apply import apply_batch
+from reconcile import heartbeat
+from reconcile.leader import Leadership
 from reconcile.recompute import recompute_business_centers
-from reconcile.sweep import Enqueue, sweep
+from reconcile.report import run_report
+from reconcile.report_store import latest_report_age
+from reconcile.sweep import Enqueue, Swept, sweep
 
 logger = logging.getLogger(__name__)
+
+# The report job wakes at least this often and runs when the latest report is due.
+REPORT_TICK_SECONDS = 60.0
+# Heartbeat rows of daemons silent for this long are deleted by the leader.
+HEARTBEAT_RETENTION_SECONDS = 86_400.0
 
 
 @dataclass
@@ -28,33 +45,106 @@ class Daemon:
     settings: Settings
     database: Database
     enqueue: Enqueue
+    leadership: Leadership
+    identity: heartbeat.DaemonIdentity = field(default_factory=heartbeat.DaemonIdentity)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _swept: Swept = field(default_factory=Swept)
+    _swept_guard: threading.Lock = field(default_factory=threading.Lock)
 
     def apply_outbox(self) -> int:
-        """Apply every pending outbox row to user_stats."""
-        return apply_pending(self.database.sessions, self.settings.apply_batch)
+        """Apply pending outbox rows batch by batch until none is left or the daemon stops."""
+        total, limit = 0, self.settings.apply_batch
+        while not self.stopping.is_set():
+            applied = apply_batch(self.database.sessions, limit)
+            total += applied.rows
+            if applied.rows < limit:
+                break
+        return total
+
+    def campaign(self) -> bool:
+        """Keep or take the leader lock; refresh the heartbeat at once when that changes."""
+        was = self.leadership.is_leader
+        leads = self.leadership.campaign()
+        if leads != was:
+            logger.info(
+                "reconcile daemon %s is %s",
+                self.identity.daemon_id,
+                "now the leader" if leads else "no longer the leader",
+            )
+            self.heartbeat()
+        return leads
+
+    def heartbeat(self) -> None:
+        """Refresh this daemon's heartbeat row; the leader also prunes long-dead rows."""
+        heartbeat.beat(self.database.sessions, self.identity, self.leadership.is_leader)
+        if self.leadership.is_leader:
+            heartbeat.prune(self.database.sessions, HEARTBEAT_RETENTION_SECONDS)
 
     def sweep_stale(self) -> int:
-        """Re-send messages of slices that were lost or abandoned."""
-        sent = sweep(self.database.sessions, self.enqueue, self.settings.intervals.stale_enqueue)
-        if sent:
-            logger.warning("sweep re-sent %d slice messages", sent)
-        return sent
+        """Leader only: re-send messages of slices that were lost or abandoned."""
+        if not self.leadership.confirm():
+            return 0
+        swept = sweep(self.database.sessions, self.enqueue, self.settings.intervals.stale_enqueue)
+        with self._swept_guard:
+            self._swept += swept
+        if swept.slices:
+            logger.warning("sweep re-sent %d slice messages of %d jobs", swept.slices, swept.jobs)
+        return swept.slices
 
     def recompute(self) -> int:
-        """Recompute business_centers from the vault."""
+        """Leader only: recompute business_centers from the vault."""
+        if not self.leadership.confirm():
+            return 0
         changed = recompute_business_centers(self.database.sessions)
         if changed:
             logger.info("business_centers recomputed: %d rows changed", changed)
         return changed
 
+    def report(self) -> int | None:
+        """Leader only: run a reconciliation report when one is due; return its id."""
+        if not self.leadership.confirm() or not self.report_due():
+            return None
+        swept = self._take_swept()
+        try:
+            done = run_report(
+                self.database.sessions,
+                repair=self.settings.repair_drift,
+                origin="daemon",
+                swept=swept,
+            )
+        except Exception:
+            with self._swept_guard:
+                self._swept += swept
+            raise
+        return done.id
 
-def schedule(scheduler: BlockingScheduler, daemon: Daemon) -> None:
+    def report_due(self) -> bool:
+        """Whether the latest stored report (of any origin) is about an interval old."""
+        age = latest_report_age(self.database.sessions)
+        interval = self.settings.intervals.report
+        return age is None or age >= interval - report_tick(interval) / 2
+
+    def _take_swept(self) -> Swept:
+        with self._swept_guard:
+            swept, self._swept = self._swept, Swept()
+        return swept
+
+
+def report_tick(interval: float) -> float:
+    """How often the report job wakes to see whether a report is due."""
+    return min(interval, REPORT_TICK_SECONDS)
+
+
+def schedule(scheduler: BaseScheduler, daemon: Daemon) -> None:
     """Register the daemon's jobs; a slow run never piles up (coalesce, one instance)."""
     intervals = daemon.settings.intervals
-    jobs: list[tuple[str, Callable[[], int], float]] = [
+    jobs: list[tuple[str, Callable[[], Any], float]] = [
         ("apply", daemon.apply_outbox, intervals.apply),
+        ("heartbeat", daemon.heartbeat, intervals.heartbeat),
+        ("leader", daemon.campaign, intervals.leader_retry),
         ("sweep", daemon.sweep_stale, intervals.sweep),
         ("recompute", daemon.recompute, intervals.recompute),
+        ("report", daemon.report, report_tick(intervals.report)),
     ]
     now = datetime.now(UTC)
     for name, func, seconds in jobs:
@@ -73,19 +163,36 @@ def schedule(scheduler: BlockingScheduler, daemon: Daemon) -> None:
 
 def run(settings: Settings, enqueue: Enqueue) -> None:
     """Run the daemon until SIGTERM or SIGINT; finish the current transactions first."""
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     database = Database.from_settings(settings, pool_size=4, application_name="tally-reconcile")
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
-    schedule(scheduler, Daemon(settings, database, enqueue))
+    daemon = Daemon(settings, database, enqueue, Leadership(settings.database_url))
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(6)}, timezone="UTC")
+    schedule(scheduler, daemon)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         logger.info("reconcile daemon stopping (signal %d)", signum)
-        scheduler.shutdown(wait=True)
+        daemon.stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logger.info("reconcile daemon started")
+    logger.info("reconcile daemon started (id %s)", daemon.identity.daemon_id)
     try:
+        daemon.campaign()
         scheduler.start()
+        daemon.stopping.wait()
     finally:
-        database.dispose()
-        logger.info("reconcile daemon stopped")
+        daemon.stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+        close(daemon)
+
+
+def close(daemon: Daemon) -> None:
+    """Give up the leader lock, remove the heartbeat row and close the pool."""
+    daemon.leadership.resign()
+    try:
+        heartbeat.remove(daemon.database.sessions, daemon.identity)
+    except Exception:
+        logger.warning("could not remove the heartbeat row", exc_info=True)
+    daemon.database.dispose()
+    logger.info("reconcile daemon stopped (id %s)", daemon.identity.daemon_id)

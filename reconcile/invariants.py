@@ -2,7 +2,9 @@
 
 Used by the test suites and by the reconciliation report alike. Each check is one
 statement (one snapshot), run while holding the stats lock exclusively so that no
-outbox apply is half-way through.
+outbox apply is half-way through. A Drift's `expected` is what the source tables say
+(jobs and their applied outbox rows, the vault, the ledger); `actual` is the stored
+counter (user_stats, user_credits.balance) or, for a job, what its rows add up to.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.locks import hold_stats_lock
+from reconcile.recompute import EXPECTED_BUSINESS_CENTERS, without_jit
 
 
 @dataclass(frozen=True)
@@ -28,39 +31,36 @@ class Drift:
 
 
 # Invariants 1 and 4: user_stats against finished jobs whose outbox row is applied,
-# and business_centers against the live vault minus what pending rows will still add.
-EXPECTED_STATS = """
-    WITH applied AS (
+# and business_centers against the vault (the same definition the recompute writes).
+EXPECTED_STATS = (
+    "WITH "
+    + EXPECTED_BUSINESS_CENTERS
+    + """
+    , applied AS (
         SELECT j.user_id, sum(j.requested) AS requested, sum(j.successful) AS successful,
                sum(j.failures) AS failures
         FROM jobs j JOIN outbox o ON o.topic = 'job.completed' AND o.key = j.id::text
         WHERE o.applied_at IS NOT NULL AND j.status IN ('completed', 'failed')
         GROUP BY j.user_id
-    ), live AS (
-        SELECT user_id, count(*) AS n FROM user_accounts
-        WHERE deleted_at IS NULL GROUP BY user_id
-    ), pending AS (
-        SELECT user_id,
-               sum(CASE WHEN topic = 'job.completed' THEN (payload->>'successful')::int
-                        WHEN topic = 'vault.removed' THEN -(payload->>'count')::int
-                        ELSE 0 END) AS delta
-        FROM outbox WHERE applied_at IS NULL GROUP BY user_id
     ), everyone AS (
-        SELECT user_id FROM applied UNION SELECT user_id FROM live
-        UNION SELECT user_id FROM user_stats
+        SELECT user_id FROM applied UNION SELECT user_id FROM expected_bc
     )
     SELECT e.user_id,
            coalesce(a.requested, 0) AS exp_requested, coalesce(s.requested, 0) AS requested,
            coalesce(a.successful, 0) AS exp_successful, coalesce(s.successful, 0) AS successful,
            coalesce(a.failures, 0) AS exp_failures, coalesce(s.failures, 0) AS failures,
-           coalesce(l.n, 0) - coalesce(p.delta, 0) AS exp_business_centers,
+           coalesce(b.business_centers, 0) AS exp_business_centers,
            coalesce(s.business_centers, 0) AS business_centers
     FROM everyone e
     LEFT JOIN applied a USING (user_id)
-    LEFT JOIN live l USING (user_id)
-    LEFT JOIN pending p USING (user_id)
+    LEFT JOIN expected_bc b USING (user_id)
     LEFT JOIN user_stats s USING (user_id)
-"""
+    WHERE coalesce(a.requested, 0) <> coalesce(s.requested, 0)
+       OR coalesce(a.successful, 0) <> coalesce(s.successful, 0)
+       OR coalesce(a.failures, 0) <> coalesce(s.failures, 0)
+       OR coalesce(b.business_centers, 0) <> coalesce(s.business_centers, 0)
+    """
+)
 
 # Invariant 2: balance equals the ledger's sum.
 EXPECTED_BALANCES = """
@@ -93,8 +93,19 @@ STATS_FIELDS = ("requested", "successful", "failures", "business_centers")
 def check_invariants(sessions: SessionFactory) -> list[Drift]:
     """Return every difference between the counters and their source tables."""
     with sessions() as session, session.begin():
-        hold_stats_lock(session)
-        return stats_drift(session) + balance_drift(session) + job_drift(session)
+        return find_drift(session)
+
+
+def find_drift(session: Session) -> list[Drift]:
+    """Every difference, inside the caller's transaction (which keeps the stats lock)."""
+    hold_stats_lock(session)
+    without_jit(session)
+    return stats_drift(session) + balance_drift(session) + job_drift(session)
+
+
+def count_users(session: Session) -> int:
+    """How many users a check covers (every user's stats and balance are compared)."""
+    return int(session.execute(text("SELECT count(*) FROM users")).scalar_one())
 
 
 def stats_drift(session: Session) -> list[Drift]:
@@ -127,7 +138,5 @@ def job_drift(session: Session) -> list[Drift]:
         if r.net != -charged * r.price:
             drifts.append(Drift("job", job, "net_charge", -charged * r.price, int(r.net)))
         if r.status in ("completed", "failed") and r.successful + r.failures != r.requested:
-            drifts.append(
-                Drift("job", job, "outcomes", r.requested, r.successful + r.failures)
-            )
+            drifts.append(Drift("job", job, "outcomes", r.requested, r.successful + r.failures))
     return drifts

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from core.database import SessionFactory
 
 Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What a sweep (or every sweep since a report) re-sent: jobs, and slice messages."""
+
+    jobs: int = 0
+    slices: int = 0
+
+    def __add__(self, other: Swept) -> Swept:
+        return Swept(self.jobs + other.jobs, self.slices + other.slices)
+
 
 # Pending slices not re-sent for `stale` seconds, and running slices whose lease ran out
 # and that were not re-sent since, are stamped and returned for re-sending.
@@ -44,7 +57,8 @@ def find_stale_slices(
     return stale
 
 
-def sweep(sessions: SessionFactory, enqueue: Enqueue, stale_seconds: float) -> int:
-    """Re-send every stale slice; return how many messages were sent."""
+def sweep(sessions: SessionFactory, enqueue: Enqueue, stale_seconds: float) -> Swept:
+    """Re-send every stale slice; return how many jobs and messages were re-sent."""
     stale = find_stale_slices(sessions, stale_seconds)
-    return sum(enqueue(job_id, sorted(indices)) for job_id, indices in stale.items())
+    sent = sum(enqueue(job_id, sorted(indices)) for job_id, indices in stale.items())
+    return Swept(jobs=len(stale), slices=sent)

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from core.database import Database
 from core.logs import configure_logging
 from core.settings import Settings
-from web import health, jobs, me
+from web import admin, health, jobs, me
 from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
 
@@ -35,6 +35,8 @@ def routes() -> list[Route]:
         Route("/api/accounts", me.accounts, methods=["GET"]),
         Route("/api/accounts/{account_id}", me.delete_account, methods=["DELETE"]),
         Route("/api/accounts/{account_id}/reveal", me.reveal_secret, methods=["POST"]),
+        Route("/api/admin/reports", admin.reports, methods=["GET"]),
+        Route("/api/admin/reports/{report_id}", admin.report, methods=["GET"]),
     ]
 
 

@@ -6,6 +6,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reconcile.heartbeat import newest
+
 
 def healthz(request: Request) -> Response:
     """GET /healthz: the process is up."""
@@ -13,7 +15,7 @@ def healthz(request: Request) -> Response:
 
 
 def readyz(request: Request) -> Response:
-    """GET /readyz: the database answers and the outbox backlog is known."""
+    """GET /readyz: the database answers; the outbox backlog and newest daemon heartbeat."""
     try:
         with request.app.state.database.sessions() as session, session.begin():
             row = session.execute(
@@ -23,6 +25,7 @@ def readyz(request: Request) -> Response:
                     "FROM outbox WHERE applied_at IS NULL"
                 )
             ).one()
+            daemon = newest(session)
     except Exception as exc:  # any failure means "not ready"
         return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
     return JSONResponse(
@@ -30,5 +33,6 @@ def readyz(request: Request) -> Response:
             "status": "ok",
             "outbox_backlog": int(row.backlog),
             "outbox_oldest_pending_seconds": float(row.oldest or 0.0),
+            "reconcile": daemon,
         }
     )

@@ -1,0 +1,60 @@
+"""Running a job's slices in the test's own process, without a broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from core import jobs
+from core.crypto import SecretBox
+from core.database import Database
+from core.processing import SliceContext, run_slice
+from core.providers.registry import build_provider
+from core.settings import Intervals, Settings, normalize_database_url
+from core.slices import SliceResult
+from tests.conftest import FERNET_KEY
+
+
+def app_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:
+    """Settings like the `settings` fixture's, for an app shared by a module's tests.
+
+    Each TestClient start and stop costs a listener round, so modules share one client.
+    """
+    return Settings(
+        database_url=normalize_database_url(database_url),
+        redis_url=redis_url,
+        fernet_key=FERNET_KEY,
+        slice_size=50,
+        provider_concurrency=32,
+        intervals=Intervals(apply=0.2, sweep=0.5, heartbeat=0.5, lease=5, stale_enqueue=5),
+        **changes,
+    )
+
+
+def slice_context(db: Database, settings: Settings) -> SliceContext:
+    """The context a worker process would build, on the test's database handle."""
+    return SliceContext(
+        sessions=db.sessions,
+        settings=settings,
+        box=SecretBox(settings.fernet_key),
+        providers=build_provider,
+    )
+
+
+def process_job(db: Database, settings: Settings, job_id: uuid.UUID) -> list[SliceResult]:
+    """Run every unfinished slice of a job once, in order."""
+    context = slice_context(db, settings)
+    return [run_slice(context, job_id, i) for i in jobs.slice_indices(db.sessions, job_id)]
+
+
+class RecordedEnqueue:
+    """An enqueue function for create_app that only remembers what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[uuid.UUID, list[int]]] = []
+
+    def __call__(self, job_id: uuid.UUID, indices: Iterable[int]) -> int:
+        sent = list(indices)
+        self.calls.append((job_id, sent))
+        return len(sent)

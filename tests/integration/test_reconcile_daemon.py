@@ -1,0 +1,263 @@
+"""The reconcile daemon as a real process: its jobs, the leader hand-over, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from core import jobs
+from core.database import Database
+from core.locks import RECONCILE_LEADER_LOCK
+from core.settings import Settings
+from core.users import create_user
+from reconcile.leader import Leadership
+from tests.helpers import pending_outbox, wait_for
+from tests.integration.inline import process_job
+
+RECONCILE_TABLES = "reconcile_drifts, reconcile_reports, reconcile_heartbeats"
+FAST = {
+    "TALLY_APPLY_INTERVAL": "0.2",
+    "TALLY_HEARTBEAT_INTERVAL": "0.3",
+    "TALLY_LEADER_RETRY_SECONDS": "0.5",
+    "TALLY_SWEEP_INTERVAL": "0.5",
+    "TALLY_RECOMPUTE_INTERVAL": "0.5",
+    "TALLY_REPORT_INTERVAL": "1",
+    "TALLY_STALE_ENQUEUE_SECONDS": "1",
+}
+# How long a heartbeat row counts as fresh in these tests (beats come every 0.3 s).
+FRESH_SECONDS = 2.0
+
+StartDaemon = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def reconcile_db(db: Database) -> Iterator[Database]:
+    """The test database with no stored reports or heartbeats."""
+    with db.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {RECONCILE_TABLES} RESTART IDENTITY CASCADE"))
+    yield db
+
+
+@pytest.fixture
+def start_daemon(
+    process_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
+) -> Iterator[StartDaemon]:
+    """Start `python -m reconcile` processes; every one left running is killed at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"reconcile-{len(started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconcile"],
+            env={**process_env, **FAST, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    redis_client.flushdb()
+
+
+def heartbeats(db: Database) -> dict[int, bool]:
+    """pid -> is_leader, for every daemon whose heartbeat is fresh."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT pid, is_leader FROM reconcile_heartbeats "
+                "WHERE last_seen > now() - make_interval(secs => :fresh)"
+            ),
+            {"fresh": FRESH_SECONDS},
+        ).all()
+    return {row.pid: row.is_leader for row in rows}
+
+
+def fresh_leaders(db: Database) -> list[int]:
+    return [pid for pid, leads in heartbeats(db).items() if leads]
+
+
+def scalar(db: Database, sql: str, **params: object) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(sql), params).scalar() or 0)
+
+
+def daemon_report(db: Database, where: str) -> dict[str, Any] | None:
+    """The newest report the daemon stored that matches a condition."""
+    with db.engine.connect() as connection:
+        row = (
+            connection.execute(
+                text(
+                    "SELECT * FROM reconcile_reports WHERE origin = 'daemon' "
+                    f"AND {where} ORDER BY id DESC LIMIT 1"
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def leader_lock_holders(db: Database) -> int:
+    return scalar(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1",
+        high=RECONCILE_LEADER_LOCK >> 32,
+        low=RECONCILE_LEADER_LOCK & 0xFFFFFFFF,
+    )
+
+
+def test_another_daemon_takes_over_when_the_leader_is_killed(
+    reconcile_db: Database, start_daemon: StartDaemon
+) -> None:
+    db = reconcile_db
+    processes = {p.pid: p for p in (start_daemon(), start_daemon())}
+    wait_for(lambda: set(heartbeats(db)) == set(processes) and fresh_leaders(db), timeout=30)
+    assert len(fresh_leaders(db)) == 1
+    assert leader_lock_holders(db) == 1
+    leader = fresh_leaders(db)[0]
+    (follower,) = set(processes) - {leader}
+
+    os.kill(leader, signal.SIGKILL)
+    processes[leader].wait()
+    reports_before = scalar(db, "SELECT max(id) FROM reconcile_reports")
+    wait_for(lambda: heartbeats(db).get(follower) is True, timeout=30)
+    assert processes[follower].poll() is None
+    # The new leader runs the singleton jobs: a report appears that only it can have made.
+    wait_for(lambda: scalar(db, "SELECT max(id) FROM reconcile_reports") > reports_before, 30)
+
+
+def test_sigterm_stops_the_daemon_cleanly_mid_backlog(
+    reconcile_db: Database, start_daemon: StartDaemon
+) -> None:
+    db = reconcile_db
+    user = create_user(db.sessions, "backlog").user_id
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO outbox (topic, key, user_id, payload) "
+                "SELECT 'job.completed', 'synthetic-' || n, :user, "
+                "jsonb_build_object('requested', 1, 'successful', 1, 'failures', 0) "
+                "FROM generate_series(1, 30000) n"
+            ),
+            {"user": user},
+        )
+    daemon = start_daemon(TALLY_APPLY_BATCH="200")
+    wait_for(lambda: fresh_leaders(db) == [daemon.pid], timeout=30)
+    wait_for(lambda: pending_outbox(db) < 30000, timeout=30)
+
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    applied = scalar(db, "SELECT count(*) FROM outbox WHERE applied_at IS NOT NULL")
+    counted = scalar(db, "SELECT requested FROM user_stats WHERE user_id = :u", u=user)
+    assert applied == counted > 0  # every committed batch counted, no batch half-applied
+    assert heartbeats(db) == {}  # the row is removed on a clean stop
+    wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)  # released as the session ends
+
+
+def test_the_daemon_applies_recomputes_sweeps_and_reports(
+    reconcile_db: Database, settings: Settings, start_daemon: StartDaemon
+) -> None:
+    db = reconcile_db
+    user = create_user(db.sessions, "owner", credits=500).user_id
+    done = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 40, "sandbox")).job
+    process_job(db, settings, done.id)
+    stuck = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox")).job
+    with db.engine.begin() as connection:  # its message was lost a while ago
+        connection.execute(
+            text("UPDATE job_slices SET enqueued_at = now() - interval '1 hour' WHERE job_id = :j"),
+            {"j": stuck.id},
+        )
+    assert pending_outbox(db) == 1
+
+    start_daemon()
+    wait_for(lambda: pending_outbox(db) == 0, timeout=30)
+    bc = "SELECT business_centers FROM user_stats WHERE user_id = :u"
+    assert scalar(db, bc, u=user) == 40
+    with db.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE user_stats SET business_centers = 7 WHERE user_id = :u"), {"u": user}
+        )
+    wait_for(lambda: scalar(db, bc, u=user) == 40, timeout=30)
+
+    wait_for(lambda: daemon_report(db, "jobs_swept >= 1 AND slices_resent >= 1"), timeout=30)
+    before = scalar(db, "SELECT max(id) FROM reconcile_reports")
+    with db.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE user_credits SET balance = balance + 3 WHERE user_id = :u"), {"u": user}
+        )
+
+    found = wait_for(lambda: daemon_report(db, f"id > {before} AND drift_count > 0"), 30)
+    with db.engine.connect() as connection:
+        drifts = connection.execute(
+            text(
+                "SELECT subject_id, field, actual - expected, repaired FROM reconcile_drifts "
+                "WHERE report_id = :r"
+            ),
+            {"r": found["id"]},
+        ).all()
+    assert [tuple(d) for d in drifts] == [(str(user), "balance", 3, False)]
+    assert found["repair"] is False
+
+
+def test_the_daemon_repairs_when_the_setting_says_so(
+    reconcile_db: Database, start_daemon: StartDaemon
+) -> None:
+    db = reconcile_db
+    user = create_user(db.sessions, "owner", credits=50).user_id
+    with db.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE user_credits SET balance = balance - 9 WHERE user_id = :u"), {"u": user}
+        )
+    start_daemon(TALLY_REPAIR_DRIFT="true")
+
+    found = wait_for(lambda: daemon_report(db, "repaired_count > 0"), timeout=30)
+    assert found["drift_count"] == 1 and found["repair"] is True
+    assert scalar(db, "SELECT balance FROM user_credits WHERE user_id = :u", u=user) == 50
+    # Fixed once: every later report finds nothing left to repair.
+    assert scalar(db, "SELECT count(*) FROM reconcile_drifts WHERE repaired") == 1
+    wait_for(lambda: daemon_report(db, f"id > {found['id']}"), timeout=30)
+    assert scalar(db, "SELECT count(*) FROM reconcile_drifts") == 1
+
+
+def test_a_leader_whose_connection_is_cut_steps_down_and_another_takes_the_lock(
+    reconcile_db: Database, settings: Settings
+) -> None:
+    first, second = Leadership(settings.database_url), Leadership(settings.database_url)
+    try:
+        assert first.campaign() and not second.campaign()
+        assert first.confirm() and leader_lock_holders(reconcile_db) == 1
+        cut = scalar(
+            reconcile_db,
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid::bigint = :high AND l.objid::bigint = :low",
+            high=RECONCILE_LEADER_LOCK >> 32,
+            low=RECONCILE_LEADER_LOCK & 0xFFFFFFFF,
+        )
+        assert cut == 1
+        wait_for(lambda: leader_lock_holders(reconcile_db) == 0, timeout=10)
+        assert not first.confirm() and not first.is_leader
+        assert second.campaign() and second.confirm()
+        assert not first.campaign()  # reconnects, finds the lock taken
+    finally:
+        first.resign()
+        second.resign()
+    wait_for(lambda: leader_lock_holders(reconcile_db) == 0, timeout=10)
