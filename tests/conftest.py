@@ -21,7 +21,8 @@ from core.settings import Intervals, Settings, normalize_database_url
 
 TABLES = (
     "user_stats, outbox, user_accounts, credit_ledger, job_slices, jobs, "
-    "user_credits, api_tokens, users"
+    "user_credits, api_tokens, users, reconcile_drifts, reconcile_reports, "
+    "reconcile_heartbeats"
 )
 FERNET_KEY = generate_key()
 
