@@ -19,6 +19,10 @@ class InvalidInput(TallyError):
         self.field = field
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body is larger than the service accepts."""
+
+
 class NotFound(TallyError):
     """The thing does not exist, or does not belong to the caller."""
 

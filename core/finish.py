@@ -51,6 +51,11 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> Finis
 def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> FinishedJob | None:
     """End a job that cannot run: every unfinished item counts as a failure."""
     with sessions() as session, session.begin():
+        # Slices before the job, the order record() takes them in: no deadlock between them.
+        session.execute(
+            text("SELECT 1 FROM job_slices WHERE job_id = :job_id ORDER BY slice_index FOR UPDATE"),
+            {"job_id": job_id},
+        )
         locked = session.execute(
             text("SELECT 1 FROM jobs WHERE id = :job_id FOR UPDATE"), {"job_id": job_id}
         ).first()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
+from core.crypto import SecretBox
 from core.errors import ConfigurationError
+
+N = TypeVar("N", int, float)
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
 
@@ -20,24 +23,23 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _parsed(env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N]) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+        kind = "an integer" if parse is int else "a number"
+        raise ConfigurationError(f"{name} must be {kind}, got {raw!r}") from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _parsed(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    return _parsed(env, name, default, float)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -143,10 +145,12 @@ class Settings:
             raise ConfigurationError("TALLY_PRICE must not be negative")
         if self.slice_size < 1 or self.max_job_count < 1 or self.provider_concurrency < 1:
             raise ConfigurationError("slice size, max job count and concurrency must be positive")
-        if self.environment != "development" and self.fernet_key in PLACEHOLDER_SECRETS:
-            raise ConfigurationError(
-                "TALLY_FERNET_KEY must be set to a real key outside development"
-            )
+        if self.environment != "development":
+            if self.fernet_key in PLACEHOLDER_SECRETS:
+                raise ConfigurationError(
+                    "TALLY_FERNET_KEY must be set to a real key outside development"
+                )
+            SecretBox(self.fernet_key)  # raises ConfigurationError for a malformed key
 
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (tests build their own settings)."""

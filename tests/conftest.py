@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -104,9 +105,8 @@ def database_url(server_database_url: str) -> Iterator[str]:
         drop_database(server_database_url, name)
 
 
-@pytest.fixture
-def settings(database_url: str, redis_url: str) -> Settings:
-    """Settings for one test: fast intervals, a private Fernet key."""
+def make_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:
+    """Settings for tests: small slices, fast intervals, a private Fernet key."""
     return Settings(
         database_url=normalize_database_url(database_url),
         redis_url=redis_url,
@@ -114,7 +114,13 @@ def settings(database_url: str, redis_url: str) -> Settings:
         slice_size=50,
         provider_concurrency=32,
         intervals=Intervals(apply=0.2, sweep=0.5, heartbeat=0.5, lease=5, stale_enqueue=5),
-    )
+    ).with_changes(**changes)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    """Settings for one test."""
+    return make_settings(database_url, redis_url)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from core.errors import Forbidden, Unauthorized
 from core.tokens import hash_token
 from core.users import Caller, authenticate
 
-CACHE_SECONDS = 30.0
+CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 CACHE_LIMIT = 10_000
 
 

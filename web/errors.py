@@ -14,6 +14,7 @@ from core.errors import (
     InsufficientCredits,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     TallyError,
     Unauthorized,
 )
@@ -21,6 +22,7 @@ from core.errors import (
 logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
+    (PayloadTooLarge, 413, "payload_too_large"),
     (InvalidInput, 400, "invalid_input"),
     (Unauthorized, 401, "unauthorized"),
     (InsufficientCredits, 402, "insufficient_credits"),

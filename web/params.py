@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PayloadTooLarge
 
 MAX_BODY_BYTES = 16_384
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# Plain decimal digits only: int() would also take "1_000", " 5" and non-ASCII digits.
+INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ async def json_object(request: Request) -> dict[str, Any]:
     """Return the request body as a JSON object, or raise InvalidInput."""
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise InvalidInput("request body is too large")
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -59,10 +62,9 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{name} must be an integer", field=name) from exc
+    if not INTEGER.fullmatch(raw):
+        raise InvalidInput(f"{name} must be an integer", field=name)
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}", field=name)
     return value

@@ -11,9 +11,9 @@ from core.crypto import SecretBox
 from core.database import Database
 from core.processing import SliceContext, run_slice
 from core.providers.registry import build_provider
-from core.settings import Intervals, Settings, normalize_database_url
+from core.settings import Settings
 from core.slices import SliceResult
-from tests.conftest import FERNET_KEY
+from tests.conftest import make_settings
 
 
 def app_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:
@@ -21,15 +21,7 @@ def app_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:
 
     Each TestClient start and stop costs a listener round, so modules share one client.
     """
-    return Settings(
-        database_url=normalize_database_url(database_url),
-        redis_url=redis_url,
-        fernet_key=FERNET_KEY,
-        slice_size=50,
-        provider_concurrency=32,
-        intervals=Intervals(apply=0.2, sweep=0.5, heartbeat=0.5, lease=5, stale_enqueue=5),
-        **changes,
-    )
+    return make_settings(database_url, redis_url, **changes)
 
 
 def slice_context(db: Database, settings: Settings) -> SliceContext:

@@ -1,0 +1,302 @@
+"""Redelivery is harmless: every figure equals what a single delivery gives."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import pytest
+
+from core import jobs, slices
+from core.crypto import SecretBox
+from core.database import Database
+from core.errors import PermanentProviderError
+from core.fanout import ItemOutcome, run_fanout
+from core.jobs import JobRequest
+from core.processing import run_slice
+from core.providers.base import item_key
+from core.providers.sandbox import SandboxProvider
+from core.settings import SandboxOptions, Settings
+from core.users import create_user
+from outbox.apply import apply_pending
+from tests.helpers import assert_invariants, totals, wait_all_terminal
+from tests.integration.conftest import WorkerRunner
+from tests.integration.inline import slice_context
+from worker.dispatch import enqueue_slices
+
+SANDBOX = SandboxOptions(failure_rate=0.2)
+PRICE = 2
+GRANT = 10_000
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Jobs submitted by a few users, as the test knows them."""
+
+    user_ids: list[uuid.UUID]
+    jobs: list[jobs.JobView]
+
+
+@pytest.fixture
+def job_settings(settings: Settings) -> Settings:
+    return settings.with_changes(sandbox=SANDBOX, price=PRICE)
+
+
+def submit_jobs(db: Database, settings: Settings, counts: list[int]) -> Submitted:
+    users = [create_user(db.sessions, f"user{i}", credits=GRANT).user_id for i in range(2)]
+    views = [
+        jobs.submit(db.sessions, settings, JobRequest(users[i % 2], count, "sandbox")).job
+        for i, count in enumerate(counts)
+    ]
+    return Submitted(users, views)
+
+
+def successes(job_id: uuid.UUID, count: int) -> int:
+    """How many slots the deterministic sandbox creates for this job."""
+    provider = SandboxProvider(SANDBOX)
+
+    async def created(index: int) -> int:
+        try:
+            await provider.create_account(item_key(job_id, index))
+        except PermanentProviderError:
+            return 0
+        return 1
+
+    async def run() -> int:
+        return sum(await asyncio.gather(*(created(i) for i in range(count))))
+
+    return asyncio.run(run())
+
+
+def single_delivery_totals(submitted: Submitted) -> dict[str, int]:
+    """The fingerprint one delivery of every message produces, after the outbox applied."""
+    created = sum(successes(j.id, j.requested) for j in submitted.jobs)
+    requested = sum(j.requested for j in submitted.jobs)
+    return {
+        "vault": created,
+        "successful": created,
+        "failures": requested - created,
+        "ledger_rows": len(submitted.user_ids) + 2 * len(submitted.jobs),
+        "ledger_sum": GRANT * len(submitted.user_ids) - PRICE * created,
+        "outbox_rows": len(submitted.jobs),
+        "stats_successful": created,
+        "stats_failures": requested - created,
+        "stats_bc": created,
+    }
+
+
+def settle(db: Database) -> dict[str, int]:
+    apply_pending(db.sessions)
+    return totals(db)
+
+
+def send_every_slice(submitted: Submitted, times: int) -> None:
+    for _ in range(times):
+        for job in submitted.jobs:
+            enqueue_slices(job.id, range(job.slices_total))
+
+
+def drain(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    """Wait until every slice message was processed and acknowledged."""
+    from worker.actors import SLICE_QUEUE  # configured by the broker fixture
+
+    broker.join(SLICE_QUEUE, timeout=60_000)  # type: ignore[attr-defined]
+    worker.join()
+
+
+def test_every_message_sent_three_times_counts_once(
+    db: Database,
+    job_settings: Settings,
+    run_worker: WorkerRunner,
+    broker: dramatiq.Broker,
+) -> None:
+    submitted = submit_jobs(db, job_settings, [1, 7, 120, 333, 50])
+    send_every_slice(submitted, 3)
+    with run_worker(threads=6, sandbox=SANDBOX) as worker:
+        wait_all_terminal(db, timeout=60)
+        drain(broker, worker)
+        after_first = settle(db)
+        # Late copies, after every job completed, change nothing either.
+        send_every_slice(submitted, 2)
+        drain(broker, worker)
+    expected = single_delivery_totals(submitted)
+    assert expected["successful"] > 0 and expected["failures"] > 0
+    assert after_first == expected
+    assert settle(db) == after_first
+    assert_invariants(db)
+    for job in submitted.jobs:
+        view = jobs.get(db.sessions, job.user_id, job.id)
+        assert view.status == "completed"
+        assert view.successful == successes(job.id, job.requested)
+
+
+def test_messages_repeated_while_the_job_runs_count_once(
+    db: Database,
+    job_settings: Settings,
+    run_worker: WorkerRunner,
+    broker: dramatiq.Broker,
+) -> None:
+    submitted = submit_jobs(db, job_settings, [400, 60])
+    with run_worker(threads=4, sandbox=SandboxOptions(failure_rate=0.2, latency_ms=2)) as worker:
+        send_every_slice(submitted, 1)
+        send_every_slice(submitted, 1)
+        wait_all_terminal(db, timeout=60)
+        send_every_slice(submitted, 1)
+        drain(broker, worker)
+    assert settle(db) == single_delivery_totals(submitted)
+    assert_invariants(db)
+
+
+def test_run_slice_twice_records_once(db: Database, job_settings: Settings) -> None:
+    submitted = submit_jobs(db, job_settings, [120, 1])
+    context = slice_context(db, job_settings)
+    for job in submitted.jobs:
+        for index in range(job.slices_total):
+            first = run_slice(context, job.id, index)
+            second = run_slice(context, job.id, index)
+            assert first.recorded and not second.recorded
+            assert second.finished is None
+    again = [run_slice(context, j.id, 0).recorded for j in submitted.jobs]
+    assert again == [False, False]
+    assert settle(db) == single_delivery_totals(submitted)
+    assert_invariants(db)
+
+
+def test_run_slice_from_many_threads_at_once_records_once(
+    db: Database, job_settings: Settings
+) -> None:
+    submitted = submit_jobs(db, job_settings, [250])
+    job = submitted.jobs[0]
+    context = slice_context(db, job_settings)
+    copies = 3
+    barrier = threading.Barrier(copies * job.slices_total)
+    recorded: list[bool] = []
+    lock = threading.Lock()
+
+    def deliver(index: int) -> None:
+        barrier.wait()
+        result = run_slice(context, job.id, index)
+        with lock:
+            recorded.append(result.recorded)
+
+    threads = [
+        threading.Thread(target=deliver, args=(index,))
+        for index in range(job.slices_total)
+        for _ in range(copies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(recorded) == job.slices_total and len(recorded) == copies * job.slices_total
+    assert settle(db) == single_delivery_totals(submitted)
+    assert_invariants(db)
+
+
+@pytest.fixture
+def one_slice_job(db: Database, job_settings: Settings) -> Iterator[Submitted]:
+    yield submit_jobs(db, job_settings, [40])
+
+
+def outcomes_for(claim: slices.SliceClaim) -> list[ItemOutcome]:
+    return run_fanout(
+        SandboxProvider(SANDBOX), claim.job_id, list(claim.indices), concurrency=8, attempts=1
+    )
+
+
+def test_record_twice_with_the_same_claim_counts_once(
+    db: Database, job_settings: Settings, one_slice_job: Submitted
+) -> None:
+    job = one_slice_job.jobs[0]
+    box = SecretBox(job_settings.fernet_key)
+    claim = slices.claim(db.sessions, job.id, 0, lease_seconds=30)
+    assert claim is not None and claim.attempt == 1
+    outcomes = outcomes_for(claim)
+    first = slices.record(db.sessions, claim, outcomes, box)
+    before = totals(db)
+    second = slices.record(db.sessions, claim, outcomes, box)
+    assert first.recorded and first.finished is not None
+    assert not second.recorded and second.finished is None
+    assert totals(db) == before
+    assert settle(db) == single_delivery_totals(one_slice_job)
+    assert_invariants(db)
+
+
+def test_a_stale_attempt_and_its_successor_record_once(
+    db: Database, job_settings: Settings, one_slice_job: Submitted
+) -> None:
+    job = one_slice_job.jobs[0]
+    box = SecretBox(job_settings.fernet_key)
+    stale = slices.claim(db.sessions, job.id, 0, lease_seconds=0)
+    assert stale is not None
+    fresh = slices.claim(db.sessions, job.id, 0, lease_seconds=30)
+    assert fresh is not None and fresh.attempt == stale.attempt + 1
+    assert slices.claim(db.sessions, job.id, 0, lease_seconds=30) is None
+    assert not slices.extend_lease(db.sessions, stale, 30)
+    assert slices.extend_lease(db.sessions, fresh, 30)
+    # The successor records, then the stale attempt wakes up and tries with other outcomes.
+    assert slices.record(db.sessions, fresh, outcomes_for(fresh), box).recorded
+    failed_everything = [ItemOutcome(i, error="late") for i in stale.indices]
+    assert not slices.record(db.sessions, stale, failed_everything, box).recorded
+    assert settle(db) == single_delivery_totals(one_slice_job)
+    assert_invariants(db)
+
+
+def test_a_slice_that_gave_up_still_finishes_the_job_once(
+    db: Database, job_settings: Settings, one_slice_job: Submitted
+) -> None:
+    job = one_slice_job.jobs[0]
+    context = slice_context(db, job_settings.with_changes(slice_max_attempts=1))
+    stale = slices.claim(db.sessions, job.id, 0, lease_seconds=0)
+    assert stale is not None
+    given_up = run_slice(context, job.id, 0)
+    assert given_up.recorded and given_up.finished is not None
+    assert (given_up.successful, given_up.failures) == (0, job.requested)
+    box = SecretBox(job_settings.fernet_key)
+    assert not slices.record(db.sessions, stale, outcomes_for(stale), box).recorded
+    apply_pending(db.sessions)
+    figures = totals(db)
+    assert (figures["vault"], figures["failures"], figures["stats_failures"]) == (
+        0,
+        job.requested,
+        job.requested,
+    )
+    assert figures["ledger_sum"] == GRANT * len(one_slice_job.user_ids)
+    assert_invariants(db)
+
+
+def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
+    db: Database, job_settings: Settings
+) -> None:
+    user = create_user(db.sessions, "alice", credits=GRANT).user_id
+    job = jobs.submit(db.sessions, job_settings, JobRequest(user, 130, "http")).job
+    context = slice_context(db, job_settings.with_changes(provider_url=""))
+    barrier = threading.Barrier(2 * job.slices_total)
+
+    def deliver(index: int) -> None:
+        barrier.wait()
+        run_slice(context, job.id, index)
+
+    threads = [
+        threading.Thread(target=deliver, args=(index,))
+        for index in range(job.slices_total)
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(job.slices_total):
+        assert not run_slice(context, job.id, index).recorded
+    view = jobs.get(db.sessions, user, job.id)
+    assert (view.status, view.successful, view.failures) == ("failed", 0, 130)
+    assert view.error is not None and "TALLY_PROVIDER_URL" in view.error
+    figures = settle(db)
+    assert (figures["vault"], figures["ledger_rows"], figures["outbox_rows"]) == (0, 3, 1)
+    assert figures["ledger_sum"] == GRANT
+    assert (figures["stats_failures"], figures["stats_successful"]) == (130, 0)
+    assert_invariants(db)

@@ -1,0 +1,132 @@
+"""The fan-out: retries transient errors within limits, and keeps concurrency bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import pytest
+
+from core import fanout
+from core.errors import PermanentProviderError, TransientProviderError
+from core.fanout import ItemOutcome, create_accounts, run_fanout
+from core.providers.base import CreatedAccount, item_key
+
+JOB = uuid.UUID("0d7bd1a4-2f7e-4f55-8b53-9a2c6f1e7c10")
+
+
+class FakeProvider:
+    """Fails some keys transiently a set number of times, some permanently; counts calls."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        transient: dict[int, int] | None = None,
+        permanent: frozenset[int] = frozenset(),
+        pause: float = 0.0,
+    ) -> None:
+        self.transient = dict(transient or {})
+        self.permanent = permanent
+        self.pause = pause
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak = 0
+        self.closed = False
+
+    async def create_account(self, idempotency_key: str) -> CreatedAccount:
+        self.calls[idempotency_key] += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self.pause)
+            index = int(idempotency_key.rsplit(":", 1)[1])
+            if index in self.permanent:
+                raise PermanentProviderError("refused")
+            if self.calls[idempotency_key] <= self.transient.get(index, 0):
+                raise TransientProviderError("timeout")
+            return CreatedAccount(f"ext-{index}", f"user-{index}", f"secret-{index}")
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fanout, "BASE_BACKOFF_SECONDS", 0.0)
+
+
+def run(
+    provider: FakeProvider, indices: list[int], concurrency: int = 8, attempts: int = 3
+) -> list[ItemOutcome]:
+    return run_fanout(provider, JOB, indices, concurrency=concurrency, attempts=attempts)
+
+
+def test_transient_errors_are_retried_until_success_within_attempts() -> None:
+    provider = FakeProvider(transient={0: 1, 1: 2})
+    results = run(provider, [0, 1, 2], attempts=3)
+    assert [r.account is not None for r in results] == [True, True, True]
+    assert provider.calls[item_key(JOB, 0)] == 2
+    assert provider.calls[item_key(JOB, 1)] == 3
+    assert provider.calls[item_key(JOB, 2)] == 1
+
+
+def test_transient_errors_beyond_attempts_count_as_one_failure() -> None:
+    provider = FakeProvider(transient={4: 3, 5: 100})
+    results = run(provider, [4, 5], attempts=3)
+    assert all(r.account is None for r in results)
+    assert all(r.error is not None and "3 attempts" in r.error for r in results)
+    assert provider.calls[item_key(JOB, 4)] == 3
+    assert provider.calls[item_key(JOB, 5)] == 3
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    provider = FakeProvider(permanent=frozenset({3}))
+    results = run(provider, [2, 3], attempts=5)
+    assert results[0].account is not None
+    assert results[1].account is None and results[1].error == "refused"
+    assert provider.calls[item_key(JOB, 3)] == 1
+
+
+def test_zero_attempts_still_calls_the_provider_once() -> None:
+    provider = FakeProvider(transient={0: 1})
+    results = run(provider, [0], attempts=0)
+    assert results[0].account is None
+    assert provider.calls[item_key(JOB, 0)] == 1
+
+
+def test_outcomes_keep_the_order_of_indices_and_use_the_slot_key() -> None:
+    indices = [9, 3, 7, 1]
+    provider = FakeProvider(permanent=frozenset({7}))
+    results = run(provider, indices)
+    assert [r.item_index for r in results] == indices
+    assert [r.account.external_id if r.account else None for r in results] == [
+        "ext-9",
+        "ext-3",
+        None,
+        "ext-1",
+    ]
+    assert set(provider.calls) == {f"{JOB}:{i}" for i in indices}
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 32])
+def test_concurrency_is_bounded_and_reached(concurrency: int) -> None:
+    provider = FakeProvider(pause=0.001, transient={i: 1 for i in range(0, 200, 3)})
+    results = run(provider, list(range(200)), concurrency=concurrency)
+    assert all(r.account is not None for r in results)
+    assert provider.peak == concurrency
+
+
+def test_retries_hold_no_extra_slot_beyond_the_bound() -> None:
+    provider = FakeProvider(pause=0.001, transient={i: 2 for i in range(50)})
+    asyncio.run(create_accounts(provider, JOB, list(range(50)), concurrency=5, attempts=3))
+    assert provider.peak <= 5
+
+
+def test_the_provider_is_closed_after_the_run() -> None:
+    provider = FakeProvider(permanent=frozenset({0}))
+    run(provider, [0, 1])
+    assert provider.closed

@@ -1,0 +1,128 @@
+"""Strict request parsing: every malformed value raises InvalidInput, never passes through."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.types import Message
+
+from core.errors import InvalidInput, PayloadTooLarge
+from web.params import (
+    DEFAULT_PAGE,
+    MAX_BODY_BYTES,
+    MAX_PAGE,
+    json_object,
+    page,
+    path_uuid,
+    query_int,
+    strict_int,
+)
+
+
+def make_request(
+    body: bytes = b"", query: str = "", path_params: dict[str, Any] | None = None
+) -> Request:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [],
+        "query_string": query.encode(),
+        "path_params": path_params or {},
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+def read_object(body: bytes) -> dict[str, Any]:
+    return asyncio.run(json_object(make_request(body)))
+
+
+def test_json_object_returns_the_object() -> None:
+    assert read_object(b'{"count": 3, "provider": "sandbox"}') == {
+        "count": 3,
+        "provider": "sandbox",
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"count=3", b"{", b"\xff\xfe\x00", b"[1, 2]", b"3", b'"text"', b"null", b"true"],
+)
+def test_json_object_refuses_anything_but_an_object(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        read_object(body)
+
+
+def test_json_object_refuses_a_body_that_is_too_large() -> None:
+    body = json.dumps({"count": 1, "pad": "x" * MAX_BODY_BYTES}).encode()
+    with pytest.raises(PayloadTooLarge, match="larger than"):
+        read_object(body)
+
+
+def test_strict_int_accepts_integers() -> None:
+    assert strict_int(7, "count") == 7
+    assert strict_int(-2, "count") == -2
+
+
+@pytest.mark.parametrize("value", [True, False, 1.0, 2.5, "3", None, [1], {"n": 1}])
+def test_strict_int_refuses_everything_else(value: Any) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        strict_int(value, "count")
+    assert caught.value.field == "count"
+
+
+def test_path_uuid_parses_a_uuid() -> None:
+    value = uuid.uuid4()
+    assert path_uuid(make_request(path_params={"job_id": str(value)}), "job_id") == value
+
+
+@pytest.mark.parametrize("raw", ["", "42", "not-a-uuid", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
+def test_path_uuid_refuses_malformed_values(raw: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        path_uuid(make_request(path_params={"job_id": raw}), "job_id")
+    assert caught.value.field == "job_id"
+
+
+@pytest.mark.parametrize(("query", "expected"), [("", 20), ("limit=", 20), ("limit=7", 7)])
+def test_query_int_reads_or_defaults(query: str, expected: int) -> None:
+    assert query_int(make_request(query=query), "limit", 20, 1, 100) == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=abc",
+        "limit=1.5",
+        "limit=0",
+        "limit=101",
+        "limit=-3",
+        "limit=1_0",
+        "limit=%201",
+        "limit=%D9%A5",
+        "limit=" + "9" * 5000,
+    ],
+)
+def test_query_int_refuses_non_integers_and_values_out_of_range(query: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        query_int(make_request(query=query), "limit", 20, 1, 100)
+    assert caught.value.field == "limit"
+
+
+def test_page_defaults_and_bounds() -> None:
+    window = page(make_request())
+    assert (window.limit, window.offset) == (DEFAULT_PAGE, 0)
+    window = page(make_request(query=f"limit={MAX_PAGE}&offset=40"))
+    assert (window.limit, window.offset) == (MAX_PAGE, 40)
+    with pytest.raises(InvalidInput):
+        page(make_request(query="offset=-1"))
+    with pytest.raises(InvalidInput):
+        page(make_request(query=f"limit={MAX_PAGE + 1}"))

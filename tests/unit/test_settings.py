@@ -1,0 +1,120 @@
+"""Settings.from_env: URL normalisation, strict numbers, and refused placeholder secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.crypto import generate_key
+from core.errors import ConfigurationError
+from core.settings import PLACEHOLDER_SECRETS, Settings, normalize_database_url
+
+BASE_ENV = {"DATABASE_URL": "postgresql://u:p@db.example:5432/tally"}
+
+
+def settings_from(**env: str) -> Settings:
+    return Settings.from_env({**BASE_ENV, **env})
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg2://u:p@h:5432/d"),
+        ("postgresql://u:p@h:5432/d", "postgresql+psycopg2://u:p@h:5432/d"),
+        ("postgresql+psycopg2://u@h/d", "postgresql+psycopg2://u@h/d"),
+    ],
+)
+def test_database_url_accepts_heroku_scheme(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+    assert settings_from(DATABASE_URL=given).database_url == expected
+
+
+def test_defaults_apply_when_variables_are_missing_or_empty() -> None:
+    settings = settings_from(TALLY_PRICE="", TALLY_SANDBOX_FAILURE_RATE="")
+    assert settings.price == 1
+    assert settings.max_job_count == 100_000
+    assert settings.sandbox.failure_rate == 0.0
+    assert settings.environment == "development"
+
+
+def test_every_variable_reaches_its_field() -> None:
+    settings = settings_from(
+        REDIS_URL="redis://r:6379/3",
+        TALLY_PRICE="3",
+        TALLY_MAX_JOB_COUNT="77",
+        TALLY_SLICE_SIZE="9",
+        TALLY_PROVIDER_CONCURRENCY="5",
+        TALLY_SANDBOX_FAILURE_RATE="0.25",
+        TALLY_LEASE_SECONDS="12.5",
+        TALLY_REPAIR_DRIFT="yes",
+    )
+    assert settings.redis_url == "redis://r:6379/3"
+    assert (settings.price, settings.max_job_count, settings.slice_size) == (3, 77, 9)
+    assert settings.provider_concurrency == 5
+    assert settings.sandbox.failure_rate == 0.25
+    assert settings.intervals.lease == 12.5
+    assert settings.repair_drift is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TALLY_PRICE", "one"),
+        ("TALLY_PRICE", "1.5"),
+        ("TALLY_MAX_JOB_COUNT", "10k"),
+        ("TALLY_SLICE_SIZE", " "),
+        ("TALLY_PROVIDER_ATTEMPTS", "3x"),
+        ("TALLY_SANDBOX_FAILURE_RATE", "a fifth"),
+        ("TALLY_LEASE_SECONDS", "thirty"),
+    ],
+)
+def test_bad_numbers_raise_configuration_error(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        settings_from(**{name: value})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TALLY_PRICE": "-1"},
+        {"TALLY_SLICE_SIZE": "0"},
+        {"TALLY_MAX_JOB_COUNT": "0"},
+        {"TALLY_PROVIDER_CONCURRENCY": "0"},
+    ],
+)
+def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        settings_from(**env)
+
+
+def test_missing_database_url_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        Settings.from_env({})
+
+
+@pytest.mark.parametrize("placeholder", sorted(PLACEHOLDER_SECRETS))
+def test_placeholder_fernet_key_refused_outside_development(placeholder: str) -> None:
+    with pytest.raises(ConfigurationError, match="TALLY_FERNET_KEY"):
+        settings_from(TALLY_ENV="production", TALLY_FERNET_KEY=placeholder)
+
+
+def test_malformed_fernet_key_refused_outside_development() -> None:
+    with pytest.raises(ConfigurationError, match="TALLY_FERNET_KEY"):
+        settings_from(TALLY_ENV="production", TALLY_FERNET_KEY="not-a-fernet-key")
+
+
+def test_placeholder_fernet_key_allowed_in_development() -> None:
+    assert settings_from(TALLY_FERNET_KEY="changeme").fernet_key == "changeme"
+
+
+def test_real_fernet_key_accepted_in_production() -> None:
+    key = generate_key()
+    settings = settings_from(TALLY_ENV="production", TALLY_FERNET_KEY=key)
+    assert settings.environment == "production"
+    assert settings.fernet_key == key
+
+
+def test_with_changes_returns_a_new_object_and_keeps_the_original() -> None:
+    original = settings_from()
+    changed = original.with_changes(price=5)
+    assert (original.price, changed.price) == (1, 5)
+    assert changed.database_url == original.database_url
