@@ -3,33 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.database import Database
 from core.logs import configure_logging
 from core.settings import Settings
-from web import admin, health, jobs, me
+from web import admin, dashboard, events, health, jobs, me, metrics, openapi
 from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
+from web.finished_jobs import FinishedJobs
+from web.live import LiveJobs
+from web.request_log import RequestLogContext
 
 Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     """Every HTTP route the service answers."""
     return [
+        Route("/", dashboard.index),
+        Route("/docs", openapi.docs),
+        Route("/openapi.json", openapi.openapi_json),
+        Route("/metrics", metrics.metrics),
+        dashboard.static_files(),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/api/jobs", jobs.submit_job, methods=["POST"]),
         Route("/api/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/api/job/{job_id}", jobs.job_status, methods=["GET"]),
         Route("/api/jobs/{job_id}", jobs.job_status, methods=["GET"]),
+        Route("/api/job/{job_id}/events", events.job_events, methods=["GET"]),
         Route("/api/stats", me.stats, methods=["GET"]),
         Route("/api/credits", me.credits_view, methods=["GET"]),
         Route("/api/accounts", me.accounts, methods=["GET"]),
@@ -59,17 +69,27 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
         app.state.database = Database.from_settings(
             app.state.settings, pool_size=20, application_name="tally-web"
         )
+        app.state.live = LiveJobs(app.state.settings.database_url, app.state.database.sessions)
+        app.state.live.start()
+        app.state.finished_jobs = FinishedJobs()
+        app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
         try:
             yield
         finally:
+            app.state.live.stop()
             app.state.database.dispose()
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(AuthenticationMiddleware, backend=TokenBackend())],
+        middleware=[
+            Middleware(AuthenticationMiddleware, backend=TokenBackend()),
+            Middleware(RequestLogContext),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
 
 
+if os.environ.get("LOG_FORMAT") == "json":  # JSON from uvicorn's first line on
+    configure_logging("json")
 app = create_app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,7 +13,9 @@ from core import jobs
 from core.errors import InvalidInput
 from core.jobs import JobRequest, JobView
 from web.auth import caller_of
-from web.params import json_object, page, path_uuid, strict_int
+from web.finished_jobs import FinishedJobs
+from web.longpoll import MAX_WAIT_SECONDS, changed_job
+from web.params import json_object, page, path_uuid, query_int, strict_int
 from web.serialize import job_etag, job_json, page_json
 
 logger = logging.getLogger(__name__)
@@ -43,13 +46,28 @@ async def submit_job(request: Request) -> Response:
     return JSONResponse(job_json(submission.job), 202, headers=headers)
 
 
-def job_status(request: Request) -> Response:
-    """GET /api/job/<id>: the caller's job, with an ETag."""
+async def job_status(request: Request) -> Response:
+    """GET /api/job/<id>[?wait=N]: the caller's job with an ETag; long-polls when asked."""
     caller = caller_of(request)
-    job = jobs.get(
-        request.app.state.database.sessions, caller.user_id, path_uuid(request, "job_id")
-    )
+    job_id = path_uuid(request, "job_id")
+    wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
+    if wait:
+        known = _etags(request.headers.get("if-none-match", ""))
+        job = await changed_job(request.app.state.live, caller.user_id, job_id, known, wait)
+    else:
+        job = await _current_job(request, caller.user_id, job_id)
     return status_response(request, job)
+
+
+async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    finished: FinishedJobs = request.app.state.finished_jobs
+    job = finished.get(user_id, job_id)
+    if job is None:
+        job = await run_in_threadpool(
+            jobs.get, request.app.state.database.sessions, user_id, job_id
+        )
+        finished.keep(job)
+    return job
 
 
 def list_jobs(request: Request) -> Response:
@@ -89,4 +107,9 @@ def _send_slices(request: Request, job: JobView) -> None:
         state.enqueue(job.id, indices)
     except Exception:
         # The job is committed; the sweep re-sends its slices once they look stale.
-        logger.warning("could not enqueue job %s; the sweep will", job.id, exc_info=True)
+        logger.warning(
+            "could not enqueue job %s; the sweep will",
+            job.id,
+            exc_info=True,
+            extra={"job_id": job.id, "user_id": job.user_id},
+        )

@@ -12,6 +12,7 @@ from core.errors import TallyError
 COMMAND_MODULES = (
     "core.cli.dev",
     "core.cli.admin",
+    "core.cli.client",
     "core.cli.report",
 )
 

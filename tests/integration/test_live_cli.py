@@ -1,0 +1,114 @@
+"""The `tally` client commands against a running server and a real worker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from core.cli.main import main
+from core.database import Database
+from core.settings import Settings
+from core.users import NewUser, create_user
+from outbox.apply import apply_pending
+from tests.integration.conftest import WorkerRunner
+from tests.integration.live_server import RunningServer, serve
+from web.app import create_app
+from worker.dispatch import enqueue_slices
+
+CREDITS = 1000
+
+
+@pytest.fixture
+def server(settings: Settings, db: Database) -> Iterator[RunningServer]:
+    with serve(create_app(settings, enqueue=enqueue_slices)) as running:
+        yield running
+
+
+@pytest.fixture
+def user(db: Database, monkeypatch: pytest.MonkeyPatch) -> NewUser:
+    created = create_user(db.sessions, "cli", credits=CREDITS)
+    monkeypatch.setenv("TALLY_TOKEN", created.token)
+    return created
+
+
+@pytest.fixture
+def applier(db: Database) -> Iterator[None]:
+    """What the reconcile daemon does: apply the outbox every few tenths of a second."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(0.2):
+            apply_pending(db.sessions)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_submit_wait_follows_the_job_and_prints_counters_and_stats(
+    server: RunningServer,
+    user: NewUser,
+    run_worker: WorkerRunner,
+    applier: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with run_worker():
+        status = main(["submit", "120", "--wait", "--url", server.url])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "completed" in out and "100%" in out
+    assert "requested" in out and "business_centers" in out
+    rows = {cells[0]: cells[1] for cells in _rows(out) if len(cells) == 2}
+    assert rows["requested"] == "120"
+    assert int(rows["successful"]) == 120 and rows["failures"] == "0"
+    assert rows["credits"] == str(CREDITS - 120)
+
+
+def test_stats_jobs_and_accounts_print_tables(
+    server: RunningServer,
+    db: Database,
+    user: NewUser,
+    run_worker: WorkerRunner,
+    applier: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with run_worker():
+        assert main(["submit", "30", "--wait", "--url", server.url]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--url", server.url]) == 0
+    rows = {cells[0]: cells[1] for cells in _rows(capsys.readouterr().out) if len(cells) == 2}
+    assert rows["business_centers"] == "30"
+    assert main(["jobs", "--url", server.url]) == 0
+    assert "Jobs 1-1 of 1" in capsys.readouterr().out
+    assert main(["accounts", "--url", server.url, "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "Vault 1-5 of 30" in out and out.count("sbx_") == 5
+
+
+def test_client_errors_are_printed_not_raised(
+    server: RunningServer,
+    user: NewUser,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["submit", str(CREDITS + 1), "--url", server.url]) == 1
+    assert "needs 1001 credits" in capsys.readouterr().err
+    assert main(["submit", "0", "--url", server.url]) == 1
+    assert "count must be between" in capsys.readouterr().err
+    monkeypatch.setenv("TALLY_TOKEN", user.token + "x")
+    assert main(["stats", "--url", server.url]) == 1
+    assert "valid bearer token is required" in capsys.readouterr().err
+    monkeypatch.delenv("TALLY_TOKEN")
+    assert main(["jobs", "--url", server.url]) == 1
+    assert "TALLY_TOKEN" in capsys.readouterr().err
+
+
+def _rows(out: str) -> Iterator[list[str]]:
+    """The cells of every table row rich printed (box-drawing borders)."""
+    for line in out.splitlines():
+        if line.startswith("│"):
+            yield [cell.strip() for cell in line.strip("│").split("│")]

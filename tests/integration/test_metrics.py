@@ -1,0 +1,117 @@
+"""/metrics: database figures at scrape time, and the worker's and daemon's measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from core.database import Database
+from core.jobs import JobRequest, submit
+from core.settings import SandboxOptions, Settings
+from core.users import create_user
+from outbox.apply import apply_pending
+from tests.faults.stack import Stack
+from tests.helpers import wait_for
+from tests.integration.inline import RecordedEnqueue, process_job
+from web.app import create_app
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture
+def client(settings: Settings, db: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, enqueue=RecordedEnqueue())) as test_client:
+        yield test_client
+
+
+def scrape(text: str) -> Samples:
+    """Every sample of an exposition text, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def local(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_read_jobs_items_and_outbox_from_the_database(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    user = create_user(db.sessions, "metrics", credits=1000)
+    flaky = settings.with_changes(sandbox=SandboxOptions(failure_rate=0.3))
+    calls_before = local("tally_provider_call_seconds_count", provider="sandbox", outcome="ok")
+    batches_before = local("tally_apply_batch_rows_count")
+    done = submit(db.sessions, flaky, JobRequest(user.user_id, 120, "sandbox")).job
+    submit(db.sessions, flaky, JobRequest(user.user_id, 5, "sandbox"))
+    process_job(db, flaky, done.id)
+
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    before = scrape(answer.text)
+    assert before[("tally_jobs", (("status", "completed"),))] == 1
+    assert before[("tally_jobs", (("status", "queued"),))] == 1
+    assert before[("tally_jobs", (("status", "failed"),))] == 0
+    created = before[("tally_items_created_total", ())]
+    failed = before[("tally_items_failed_total", ())]
+    assert created + failed == 120 and created > 0 and failed > 0
+    assert before[("tally_vault_accounts", ())] == created
+    assert before[("tally_outbox_backlog", ())] == 1
+    assert before[("tally_outbox_oldest_pending_seconds", ())] > 0
+
+    apply_pending(db.sessions)
+    after = scrape(client.get("/metrics").text)
+    assert after[("tally_outbox_backlog", ())] == 0
+    assert after[("tally_outbox_oldest_pending_seconds", ())] == 0
+    assert after[("tally_stats_apply_lag_seconds", (("quantile", "1"),))] > 0
+    assert after[("tally_live_listener_connected", ())] == 1
+    assert local("tally_provider_call_seconds_count", provider="sandbox", outcome="ok") == (
+        calls_before + created
+    )
+    assert local("tally_apply_batch_rows_count") > batches_before
+
+
+def test_metrics_include_the_worker_and_daemon_measurements_on_one_host(
+    process_env: dict[str, str], db: Database, redis_client: object, tmp_path: Path
+) -> None:
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    stack = Stack({**process_env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}, tmp_path / "logs")
+    user = create_user(db.sessions, "scraped", credits=1000)
+    try:
+        url = stack.web()
+        stack.worker(threads=2)
+        stack.reconcile(TALLY_APPLY_INTERVAL="0.2")
+        headers = {"Authorization": f"Bearer {user.token}"}
+        job = httpx.post(f"{url}/api/jobs", json={"count": 80}, headers=headers).json()
+        wait_for(lambda: _status(url, job["id"], headers) == "completed", timeout=60)
+
+        def applied() -> Samples | None:
+            samples = scrape(httpx.get(f"{url}/metrics").text)
+            return samples if samples[("tally_outbox_backlog", ())] == 0 else None
+
+        samples = wait_for(applied, timeout=30)
+    except BaseException:
+        print(stack.report())
+        raise
+    finally:
+        stack.stop_all()
+    calls = samples[
+        ("tally_provider_call_seconds_count", (("outcome", "ok"), ("provider", "sandbox")))
+    ]
+    assert calls == 80
+    assert samples[("tally_apply_batch_rows_sum", ())] >= 1
+    assert samples[("tally_apply_batch_seconds_count", ())] >= 1
+
+
+def _status(url: str, job_id: str, headers: dict[str, str]) -> str:
+    return str(httpx.get(f"{url}/api/job/{job_id}", headers=headers).json()["status"])

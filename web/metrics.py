@@ -1,0 +1,138 @@
+"""GET /metrics: Prometheus text, read from the database at scrape time.
+
+Figures the database knows (jobs by status, items created and failed, outbox backlog and
+age, how long recent outbox rows waited to be applied) are computed by one collector per
+scrape, so they are right whichever process did the work. Measurements taken inside the
+worker and the reconcile daemon (provider latency, apply batch size and duration; see
+core/metrics.py) are included when PROMETHEUS_MULTIPROC_DIR is set for the processes of
+this host; otherwise each process keeps them to itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.database import SessionFactory
+from web.live import LiveJobs
+
+JOB_STATUSES = ("queued", "running", "completed", "failed")
+LAG_SAMPLE_ROWS = 1000
+
+SNAPSHOT = text(
+    """
+    SELECT
+      (SELECT coalesce(json_object_agg(status, n), '{}')
+         FROM (SELECT status, count(*) AS n FROM jobs GROUP BY status) s) AS jobs,
+      (SELECT coalesce(sum(successful), 0) FROM jobs) AS created,
+      (SELECT coalesce(sum(failures), 0) FROM jobs) AS failed,
+      (SELECT count(*) FROM outbox WHERE applied_at IS NULL) AS backlog,
+      (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
+         FROM outbox WHERE applied_at IS NULL) AS oldest,
+      (SELECT count(*) FROM user_accounts WHERE deleted_at IS NULL) AS vault
+    """
+)
+# Over the newest outbox rows (a primary-key range, not a scan): seconds from commit to apply.
+APPLY_LAG = text(
+    """
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+           max(lag) AS max, count(lag) AS n
+    FROM (SELECT extract(epoch FROM applied_at - created_at) AS lag
+          FROM (SELECT applied_at, created_at FROM outbox ORDER BY id DESC LIMIT :n) newest
+          WHERE applied_at IS NOT NULL) lags
+    """
+)
+
+
+class DatabaseCollector(Collector):
+    """Reads the service's state from PostgreSQL on every scrape."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Any]:
+        """Yield every metric family computed from the database."""
+        with self._sessions() as session, session.begin():
+            row = session.execute(SNAPSHOT).one()
+            lag = session.execute(APPLY_LAG, {"n": LAG_SAMPLE_ROWS}).one()
+        yield _jobs_family(row.jobs)
+        yield CounterMetricFamily(
+            "tally_items_created", "Accounts created over all jobs.", value=int(row.created)
+        )
+        yield CounterMetricFamily(
+            "tally_items_failed", "Items that failed over all jobs.", value=int(row.failed)
+        )
+        yield _gauge("tally_outbox_backlog", "Outbox rows not applied yet.", row.backlog)
+        yield _gauge(
+            "tally_outbox_oldest_pending_seconds", "Age of the oldest unapplied row.", row.oldest
+        )
+        yield _gauge("tally_vault_accounts", "Live accounts in every vault.", row.vault)
+        yield _lag_family(lag)
+
+
+def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value or 0))
+
+
+def _jobs_family(counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily("tally_jobs", "Jobs by status.", labels=["status"])
+    for status in sorted(set(JOB_STATUSES) | set(counts)):
+        family.add_metric([status], float(counts.get(status, 0)))
+    return family
+
+
+def _lag_family(lag: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "tally_stats_apply_lag_seconds",
+        f"Seconds from a job's finish to its stats being applied, over the newest "
+        f"{LAG_SAMPLE_ROWS} outbox rows.",
+        labels=["quantile"],
+    )
+    for label, value in (("0.5", lag.p50), ("0.99", lag.p99), ("1", lag.max)):
+        family.add_metric([label], float(value or 0))
+    return family
+
+
+class LiveCollector(Collector):
+    """This web process's live fan-out: watched jobs, waiting requests, listener state."""
+
+    def __init__(self, live: LiveJobs) -> None:
+        self._live = live
+
+    def collect(self) -> Iterator[Any]:
+        """Yield the fan-out's gauges."""
+        hub = self._live.hub
+        yield _gauge("tally_live_watched_jobs", "Jobs watched by long-polls or SSE.", hub.watched)
+        yield _gauge("tally_live_waiters", "Requests waiting on a job change.", hub.watchers)
+        yield _gauge(
+            "tally_live_listener_connected",
+            "1 while the LISTEN connection is up.",
+            int(self._live.listener.connected),
+        )
+
+
+def build_registry(sessions: SessionFactory, live: LiveJobs) -> CollectorRegistry:
+    """A registry with the database collector and, when configured, other processes' metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(sessions))
+    registry.register(LiveCollector(live))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def metrics(request: Request) -> Response:
+    """GET /metrics: the Prometheus exposition text."""
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

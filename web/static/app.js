@@ -1,0 +1,421 @@
+// The tally dashboard: plain JavaScript, no build step. Every call carries the bearer
+// token kept in this tab's session storage; job progress arrives as Server-Sent Events.
+
+const TOKEN_KEY = "tally.token";
+const PAGE_SIZE = 10;
+const MAX_STREAMS = 4; // browsers allow few connections per host; the rest refresh by polling
+const REFRESH_MS = 15000;
+
+const $ = (id) => document.getElementById(id);
+const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null };
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `request failed (${status})`);
+    this.status = status;
+    this.code = error.code || "http_error";
+    this.field = error.field;
+  }
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${token()}`, ...(options.headers || {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (response.status === 204) return null;
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new ApiError(response.status, body);
+    if (response.status === 401 && options.signOutOn401 !== false) signOut(error.message);
+    throw error;
+  }
+  return body;
+}
+
+// ---------- formatting ----------
+
+const numberFormat = new Intl.NumberFormat("en");
+const fmt = (n) => numberFormat.format(n);
+const shortId = (id) => id.slice(0, 8);
+
+function ago(iso) {
+  if (!iso) return "–";
+  const seconds = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (seconds < 60) return `${Math.round(seconds)}s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return new Date(iso).toLocaleDateString();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// ---------- messages ----------
+
+function showBanner(message) {
+  $("banner-text").textContent = message;
+  $("banner").hidden = false;
+}
+
+function showFormError(id, message) {
+  $(id).textContent = message;
+  $(id).hidden = !message;
+}
+
+function describe(error) {
+  if (!(error instanceof ApiError)) return "The server cannot be reached. Try again in a moment.";
+  if (error.code === "insufficient_credits") return `Not enough credits: ${error.message}.`;
+  return error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".";
+}
+
+// ---------- cards ----------
+
+function setCard(name, value) {
+  const node = $(`card-${name}`);
+  const text = fmt(value);
+  if (node.textContent !== text) {
+    const changed = node.textContent !== "–";
+    node.textContent = text;
+    if (changed) flash(node.closest(".card"));
+  }
+}
+
+function flash(card) {
+  card.classList.add("changed");
+  setTimeout(() => card.classList.remove("changed"), 1200);
+}
+
+async function refreshCards() {
+  const [stats, credits] = await Promise.all([api("/api/stats"), api("/api/credits?limit=1")]);
+  for (const name of ["requested", "successful", "failures", "business_centers"]) {
+    setCard(name, stats[name]);
+  }
+  setCard("credits", credits.balance);
+  $("whoami").textContent = `user ${shortId(stats.user_id)}`;
+}
+
+// Stats are applied by the server shortly after a job finishes: look again a few times.
+function refreshCardsSoon() {
+  for (const delay of [300, 1000, 2500, 5000]) {
+    setTimeout(() => refreshCards().catch(() => {}), delay);
+  }
+}
+
+// ---------- jobs ----------
+
+function progressCell(job) {
+  const bar = el("div", { class: `bar ${job.status}` }, el("span"));
+  bar.firstChild.style.width = `${Math.round(job.progress * 100)}%`;
+  const done = job.successful + job.failures;
+  const pct = el("span", { class: "pct", text: `${Math.round(job.progress * 100)}%` });
+  pct.title = `${fmt(done)} of ${fmt(job.requested)} items`;
+  return el("div", { class: "progress" }, bar, pct);
+}
+
+function jobRow(job) {
+  const row = el(
+    "tr",
+    { "data-job": job.id, "data-status": job.status },
+    el("td", {}, el("span", { class: "mono", text: shortId(job.id), title: job.id })),
+    el("td", {}, el("span", { class: `badge ${job.status}`, text: job.status })),
+    el("td", {}, progressCell(job)),
+    el("td", { class: "num", text: fmt(job.requested) }),
+    el("td", { class: "num", text: fmt(job.successful) }),
+    el("td", { class: "num", text: fmt(job.failures) }),
+    el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
+  );
+  if (job.error) row.title = job.error;
+  return row;
+}
+
+function updateJob(job) {
+  const row = document.querySelector(`tr[data-job="${job.id}"]`);
+  if (row) row.replaceWith(jobRow(job));
+}
+
+async function refreshJobs() {
+  const page = await api(`/api/jobs?limit=${PAGE_SIZE}&offset=${state.jobsOffset}`);
+  const body = $("jobs-table").querySelector("tbody");
+  body.replaceChildren(...page.items.map(jobRow));
+  $("jobs-empty").hidden = page.total > 0;
+  $("jobs-table").hidden = page.total === 0;
+  setPager("jobs", page);
+  for (const job of page.items) if (!isTerminal(job)) follow(job.id);
+}
+
+const isTerminal = (job) => job.status === "completed" || job.status === "failed";
+
+// Follow one job's events over fetch (EventSource cannot send the Authorization header).
+// The server ends a stream after a minute; follow reconnects until the job is terminal.
+async function follow(jobId) {
+  if (state.streams.has(jobId) || state.streams.size >= MAX_STREAMS) return;
+  const controller = new AbortController();
+  state.streams.set(jobId, controller);
+  let terminal = false;
+  let lastId = "";
+  try {
+    while (!terminal && !controller.signal.aborted) {
+      const headers = { Authorization: `Bearer ${token()}` };
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      const response = await fetch(`/api/job/${jobId}/events`, { headers, signal: controller.signal });
+      if (!response.ok) return;
+      await readEvents(response.body, (event, data, id) => {
+        if (event === "end") terminal = true;
+        if (event !== "status") return;
+        lastId = id;
+        updateJob(data);
+        if (isTerminal(data)) {
+          terminal = true;
+          refreshCardsSoon();
+          refreshVault().catch(() => {});
+        }
+      });
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") console.debug("event stream closed", error);
+  } finally {
+    state.streams.delete(jobId);
+  }
+}
+
+async function readEvents(stream, onEvent) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      let data = "";
+      let id = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
+      }
+      if (data) onEvent(event, JSON.parse(data), id);
+    }
+  }
+}
+
+function stopStreams() {
+  for (const controller of state.streams.values()) controller.abort();
+  state.streams.clear();
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  showFormError("submit-error", "");
+  const input = $("count");
+  input.classList.remove("invalid");
+  const count = input.value.trim() === "" ? null : Number(input.value);
+  const button = $("submit-button");
+  button.disabled = true;
+  try {
+    const job = await api("/api/jobs", {
+      method: "POST",
+      body: { count },
+      headers: { "Idempotency-Key": crypto.randomUUID() },
+    });
+    state.jobsOffset = 0;
+    await refreshJobs();
+    follow(job.id);
+    refreshCards().catch(() => {});
+  } catch (error) {
+    if (error instanceof ApiError && error.field === "count") input.classList.add("invalid");
+    showFormError("submit-error", describe(error));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------- vault ----------
+
+function vaultRow(account) {
+  const remove = el("button", { class: "button danger small", type: "button", text: "Delete" });
+  remove.addEventListener("click", () => deleteAccount(account, remove));
+  return el(
+    "tr",
+    { "data-account": account.id },
+    el("td", {}, el("span", { class: "mono", text: account.username })),
+    el("td", {}, el("span", { class: "mono muted", text: account.external_id })),
+    el("td", { text: account.provider }),
+    el("td", {}, el("span", { class: "mono muted", text: shortId(account.job_id) })),
+    el("td", { class: "muted", text: ago(account.created_at), title: account.created_at }),
+    el("td", { class: "actions" }, remove),
+  );
+}
+
+// Two clicks delete: the first arms the button for a few seconds.
+async function deleteAccount(account, button) {
+  if (!button.classList.contains("armed")) {
+    button.classList.add("armed");
+    button.textContent = "Confirm";
+    setTimeout(() => {
+      button.classList.remove("armed");
+      button.textContent = "Delete";
+    }, 4000);
+    return;
+  }
+  button.disabled = true;
+  try {
+    await api(`/api/accounts/${account.id}`, { method: "DELETE" });
+    await refreshVault();
+    refreshCardsSoon();
+  } catch (error) {
+    showBanner(describe(error));
+    button.disabled = false;
+  }
+}
+
+async function refreshVault() {
+  const page = await api(`/api/accounts?limit=${PAGE_SIZE}&offset=${state.vaultOffset}`);
+  if (page.items.length === 0 && state.vaultOffset > 0) {
+    state.vaultOffset = Math.max(0, state.vaultOffset - PAGE_SIZE);
+    return refreshVault();
+  }
+  $("vault-table").querySelector("tbody").replaceChildren(...page.items.map(vaultRow));
+  $("vault-empty").hidden = page.total > 0;
+  $("vault-table").hidden = page.total === 0;
+  setPager("vault", page);
+}
+
+// ---------- paging ----------
+
+function setPager(name, page) {
+  const pager = document.querySelector(`[data-pager="${name}"]`);
+  const first = page.total === 0 ? 0 : page.offset + 1;
+  const last = page.offset + page.items.length;
+  $(`${name}-page`).textContent = `${fmt(first)}–${fmt(last)} of ${fmt(page.total)}`;
+  pager.querySelector('[data-page="prev"]').disabled = page.offset === 0;
+  pager.querySelector('[data-page="next"]').disabled = last >= page.total;
+}
+
+function bindPager(name, key, refresh) {
+  const pager = document.querySelector(`[data-pager="${name}"]`);
+  pager.addEventListener("click", (event) => {
+    const direction = event.target.dataset && event.target.dataset.page;
+    if (!direction) return;
+    state[key] = Math.max(0, state[key] + (direction === "next" ? PAGE_SIZE : -PAGE_SIZE));
+    refresh().catch((error) => showBanner(describe(error)));
+  });
+}
+
+// ---------- reconciliation report (admins only) ----------
+
+async function refreshReport() {
+  let page;
+  try {
+    page = await api("/api/admin/reports?limit=1", { signOutOn401: false });
+  } catch {
+    $("report-panel").hidden = true; // not an admin, or no report endpoint
+    return;
+  }
+  const report = page && (page.items ? page.items[0] : page);
+  $("report-panel").hidden = false;
+  const body = $("report-body");
+  if (!report) {
+    body.replaceChildren(el("p", { class: "muted", text: "No report has run yet." }));
+    return;
+  }
+  const drifts = report.drift_count || 0;
+  const unrepaired = report.unrepaired ?? drifts;
+  const pill = el("span", {
+    class: `pill ${unrepaired ? "bad" : "ok"}`,
+    text: drifts ? `${fmt(drifts)} drift${drifts === 1 ? "" : "s"} found` : "No drift",
+  });
+  const facts = [
+    ["Report", `#${report.id}`],
+    ["Ran", ago(report.started_at)],
+    ["Users checked", fmt(report.users_checked ?? 0)],
+    ["Repaired", fmt(report.repaired_count ?? 0)],
+    ["Outbox backlog", fmt(report.outbox_backlog ?? 0)],
+  ];
+  const list = el("dl");
+  for (const [term, value] of facts) list.append(el("dt", { text: term }), el("dd", { text: value }));
+  body.replaceChildren(pill, list);
+}
+
+// ---------- sign in / out ----------
+
+async function signIn(event) {
+  event.preventDefault();
+  const value = $("token").value.trim();
+  if (!value) {
+    showFormError("sign-in-error", "Enter your API token.");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, value);
+  try {
+    await api("/api/stats", { signOutOn401: false });
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showFormError("sign-in-error", error.status === 401 ? "That token is not valid." : describe(error));
+    return;
+  }
+  $("token").value = "";
+  showFormError("sign-in-error", "");
+  await openDashboard();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopStreams();
+  clearInterval(state.timer);
+  $("dashboard").hidden = true;
+  $("whoami").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  showFormError("sign-in-error", message || "");
+}
+
+async function openDashboard() {
+  $("sign-in").hidden = true;
+  $("dashboard").hidden = false;
+  $("whoami").hidden = false;
+  $("sign-out").hidden = false;
+  try {
+    await Promise.all([refreshCards(), refreshJobs(), refreshVault(), refreshReport()]);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) showBanner(describe(error));
+  }
+  clearInterval(state.timer);
+  state.timer = setInterval(() => {
+    if (document.hidden) return;
+    Promise.all([refreshCards(), refreshJobs()]).catch(() => {});
+  }, REFRESH_MS);
+}
+
+function main() {
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", () => signOut(""));
+  $("submit-form").addEventListener("submit", submitJob);
+  $("banner-close").addEventListener("click", () => ($("banner").hidden = true));
+  bindPager("jobs", "jobsOffset", refreshJobs);
+  bindPager("vault", "vaultOffset", refreshVault);
+  if (token()) openDashboard();
+  else $("sign-in").hidden = false;
+}
+
+main();
