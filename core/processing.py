@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core import slices
 from core.crypto import SecretBox
 from core.database import SessionFactory
@@ -14,6 +16,7 @@ from core.errors import ProviderUnavailable, UnknownProvider
 from core.fanout import ItemOutcome, run_fanout
 from core.finish import fail_job
 from core.lease import LeaseKeeper
+from core.provider_loop import ProviderLoop
 from core.providers.base import Provider
 from core.settings import Settings
 
@@ -30,15 +33,26 @@ class SliceContext:
     settings: Settings
     box: SecretBox
     providers: ProviderFactory
+    provider_loop: ProviderLoop | None = None  # a worker's shared loop; else one per slice
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
     """Claim a slice, create its accounts and record them; a no-op if already done."""
-    settings = context.settings
-    claim = slices.claim(context.sessions, job_id, slice_index, settings.intervals.lease)
+    claim = slices.claim(context.sessions, job_id, slice_index, context.settings.intervals.lease)
     if claim is None:
         return slices.SliceResult(recorded=False)
-    if claim.attempt > settings.slice_max_attempts:
+    try:
+        return _run_claimed(context, claim)
+    except BaseException:
+        # The message will be retried (or re-sent by the sweep): let that attempt claim the
+        # slice now instead of after the lease runs out.
+        _give_back(context, claim)
+        raise
+
+
+def _run_claimed(context: SliceContext, claim: slices.SliceClaim) -> slices.SliceResult:
+    job_id, slice_index = claim.job_id, claim.slice_index
+    if claim.attempt > context.settings.slice_max_attempts:
         logger.warning("slice %s/%s gave up after %d attempts", job_id, slice_index, claim.attempt)
         given_up = [ItemOutcome(i, error="gave up") for i in claim.indices]
         return slices.record(context.sessions, claim, given_up, context.box)
@@ -51,17 +65,34 @@ def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> sli
     return slices.record(context.sessions, claim, outcomes, context.box)
 
 
+def _give_back(context: SliceContext, claim: slices.SliceClaim) -> None:
+    try:
+        slices.give_back(context.sessions, claim)
+    except SQLAlchemyError:
+        logger.warning(
+            "could not give back slice %s/%s; it is retried once its lease runs out",
+            claim.job_id,
+            claim.slice_index,
+            exc_info=True,
+        )
+
+
 def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome]:
     settings = context.settings
     provider = context.providers(claim.provider, settings)
     keeper = LeaseKeeper(
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
+    indices = list(claim.indices)
     with keeper:
+        if context.provider_loop is not None:
+            return context.provider_loop.run(
+                provider, claim.job_id, indices, settings.provider_attempts
+            )
         return run_fanout(
             provider,
             claim.job_id,
-            list(claim.indices),
+            indices,
             concurrency=settings.provider_concurrency,
             attempts=settings.provider_attempts,
         )

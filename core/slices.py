@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.fanout import ItemOutcome
 from core.finish import FinishedJob, finish_locked_job
-from core.schema import UserAccount
 
 PROGRESS_CHANNEL = "tally_job_progress"
+
+
+# A slice's accounts travel as one array per column: building them costs the worker far
+# less than one parameter set per row. Slots a redelivery already stored are skipped.
+STORE_ACCOUNTS = text(
+    "INSERT INTO user_accounts (user_id, job_id, item_index, provider, external_id, "
+    "username, secret_encrypted, metadata) "
+    "SELECT CAST(:user_id AS uuid), CAST(:job_id AS uuid), item_index, :provider, "
+    "external_id, username, secret, meta "
+    "FROM unnest(CAST(:indices AS int[]), CAST(:external_ids AS text[]), "
+    "CAST(:usernames AS text[]), CAST(:secrets AS bytea[]), CAST(:metadata AS jsonb[])) "
+    "AS t(item_index, external_id, username, secret, meta) "
+    "ON CONFLICT (job_id, item_index) DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,20 @@ def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: flo
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def give_back(sessions: SessionFactory, claim: SliceClaim) -> bool:
+    """Return a slice this attempt still owns to `pending`, so a retry can claim it at once."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            text(
+                "UPDATE job_slices SET status = 'pending', lease_expires_at = NULL "
+                "WHERE job_id = :job_id AND slice_index = :slice_index "
+                "AND status = 'running' AND attempts = :attempt"
+            ),
+            {"job_id": claim.job_id, "slice_index": claim.slice_index, "attempt": claim.attempt},
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def record(
     sessions: SessionFactory, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
 ) -> SliceResult:
@@ -140,24 +167,21 @@ def _lock_unfinished_slice(session: Session, claim: SliceClaim) -> bool:
 def _store_accounts(
     session: Session, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
 ) -> int:
-    rows = [
-        {
-            "user_id": claim.user_id,
-            "job_id": claim.job_id,
-            "item_index": o.item_index,
-            "provider": claim.provider,
-            "external_id": o.account.external_id,
-            "username": o.account.username,
-            "secret_encrypted": box.seal(o.account.secret),
-            "metadata_": o.account.metadata,
-        }
-        for o in outcomes
-        if o.account is not None
-    ]
-    if not rows:
+    accounts = [(o.item_index, o.account) for o in outcomes if o.account is not None]
+    if not accounts:
         return 0
-    statement = insert(UserAccount).on_conflict_do_nothing(index_elements=["job_id", "item_index"])
-    return len(session.execute(statement.returning(UserAccount.item_index), rows).all())
+    columns = {
+        "user_id": claim.user_id,
+        "job_id": claim.job_id,
+        "provider": claim.provider,
+        "indices": [index for index, _ in accounts],
+        "external_ids": [account.external_id for _, account in accounts],
+        "usernames": [account.username for _, account in accounts],
+        "secrets": [box.seal(account.secret) for _, account in accounts],
+        "metadata": [json.dumps(account.metadata) for _, account in accounts],
+    }
+    inserted = session.execute(STORE_ACCOUNTS, columns)
+    return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
 def _close_slice(session: Session, claim: SliceClaim, successful: int, failures: int) -> None:

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from core.database import SessionFactory
 from core.locks import share_stats_lock
+from core.metrics import observe_apply
 
 # One statement: lock a batch (skipping rows another applier holds), mark it applied,
 # sum it per user and upsert the sums in user order. Effect and mark commit together.
 APPLY_BATCH = text(
     """
-    WITH batch AS (
-        SELECT id FROM outbox
-        WHERE applied_at IS NULL
-        ORDER BY id
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ), marked AS (
-        UPDATE outbox o SET applied_at = now()
-        FROM batch WHERE o.id = batch.id
-        RETURNING o.user_id, o.topic, o.payload
+    WITH marked AS (
+        UPDATE outbox SET applied_at = now()
+        WHERE id = ANY(ARRAY(
+            SELECT id FROM outbox
+            WHERE applied_at IS NULL
+            ORDER BY id
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING user_id, topic, payload
     ), sums AS (
         SELECT user_id,
                sum(CASE WHEN topic = 'job.completed'
@@ -62,10 +64,12 @@ class AppliedBatch:
 
 def apply_batch(sessions: SessionFactory, limit: int = 5000) -> AppliedBatch:
     """Apply up to `limit` pending outbox rows in one transaction."""
+    started = time.perf_counter()
     with sessions() as session, session.begin():
         share_stats_lock(session)
         row = session.execute(APPLY_BATCH, {"limit": limit}).one()
-        return AppliedBatch(rows=int(row.rows), users=int(row.users))
+    observe_apply(int(row.rows), time.perf_counter() - started)
+    return AppliedBatch(rows=int(row.rows), users=int(row.users))
 
 
 def apply_pending(sessions: SessionFactory, limit: int = 5000, max_batches: int = 100) -> int:

@@ -10,6 +10,7 @@ import dramatiq
 from core.crypto import SecretBox
 from core.database import Database
 from core.processing import SliceContext
+from core.provider_loop import ProviderLoop
 from core.providers.registry import build_provider
 from core.settings import Settings
 
@@ -31,6 +32,7 @@ class ProcessResources(dramatiq.Middleware):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database: Database | None = None
+        self.provider_loop: ProviderLoop | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _context
@@ -38,17 +40,22 @@ class ProcessResources(dramatiq.Middleware):
         self.database = Database.from_settings(
             self.settings, pool_size=threads + 2, application_name="tally-worker"
         )
+        self.provider_loop = ProviderLoop(self.settings.provider_concurrency)
         _context = SliceContext(
             sessions=self.database.sessions,
             settings=self.settings,
             box=SecretBox(self.settings.fernet_key),
             providers=build_provider,
+            provider_loop=self.provider_loop,
         )
         logger.info("worker resources ready (%d threads)", threads)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _context
         _context = None
+        if self.provider_loop is not None:
+            self.provider_loop.close()
+            self.provider_loop = None
         if self.database is not None:
             self.database.dispose()
             self.database = None

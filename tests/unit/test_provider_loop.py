@@ -1,0 +1,52 @@
+"""The worker's shared provider loop: one bound on calls in flight for all its slices."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from core.provider_loop import ProviderLoop
+from tests.unit.test_fanout import FakeProvider
+
+JOB = uuid.UUID("5b0c1f8e-8d4e-4d0f-9a53-3e1a4f0c2b77")
+
+
+@pytest.fixture
+def loop() -> Iterator[ProviderLoop]:
+    shared = ProviderLoop(concurrency=6)
+    yield shared
+    shared.close()
+
+
+def test_slices_running_at_once_share_one_bound(loop: ProviderLoop) -> None:
+    provider = FakeProvider(pause=0.01)  # one provider object sees every call of both slices
+    results: dict[int, int] = {}
+
+    def run_slice(number: int) -> None:
+        outcomes = loop.run(provider, JOB, range(number * 100, number * 100 + 60), attempts=1)
+        results[number] = sum(1 for o in outcomes if o.account is not None)
+
+    threads = [threading.Thread(target=run_slice, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {0: 60, 1: 60, 2: 60}
+    assert provider.peak == 6  # three slices of six lanes each, yet six calls at most
+
+
+def test_outcomes_keep_the_slice_order_and_the_provider_is_closed(loop: ProviderLoop) -> None:
+    provider = FakeProvider(permanent=frozenset({3}), transient={5: 1})
+    outcomes = loop.run(provider, JOB, [5, 4, 3], attempts=2)
+    assert [o.item_index for o in outcomes] == [5, 4, 3]
+    assert [o.account is not None for o in outcomes] == [True, True, False]
+    assert provider.closed
+
+
+def test_close_stops_the_loop_thread() -> None:
+    shared = ProviderLoop(concurrency=2)
+    shared.close()
+    assert not any(t.name == "tally-provider-loop" and t.is_alive() for t in threading.enumerate())
