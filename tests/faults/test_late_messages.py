@@ -1,0 +1,109 @@
+"""Fault 6: slice messages delivered twice while jobs run, and again after they completed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy import text
+
+from core.database import Database
+from core.users import NewUser
+from tests.faults.checks import (
+    DELAYED_MESSAGES,
+    SLICE_MESSAGES,
+    assert_exact,
+    settle,
+    submit,
+)
+from tests.faults.stack import RedisServer, Stack
+from tests.helpers import wait_for
+
+JOBS = 10
+ITEMS = 120
+SLICES_PER_JOB = 3  # TALLY_SLICE_SIZE is 50
+REPEATS = 3
+WORKER_ENV = {"TALLY_SANDBOX_LATENCY_MS": "20", "TALLY_SANDBOX_FAILURE_RATE": "0.2"}
+
+# Every row a slice message may write; a late message must leave all of them as they are.
+FINGERPRINT = {
+    "jobs": "SELECT * FROM jobs ORDER BY id",
+    "job_slices": "SELECT * FROM job_slices ORDER BY job_id, slice_index",
+    "credit_ledger": "SELECT * FROM credit_ledger ORDER BY id",
+    "user_credits": "SELECT * FROM user_credits ORDER BY user_id",
+    "user_accounts": "SELECT * FROM user_accounts ORDER BY job_id, item_index",
+    "outbox": "SELECT * FROM outbox ORDER BY id",
+    "user_stats": "SELECT * FROM user_stats ORDER BY user_id",
+}
+
+
+@pytest.fixture
+def sender(redis_server: RedisServer) -> Iterator[RedisBroker]:
+    """A broker on the private Redis, to send slice messages as the web and sweep do."""
+    broker = RedisBroker(url=redis_server.url)  # type: ignore[no-untyped-call]
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def send(broker: RedisBroker, slices: Iterable[tuple[uuid.UUID, int]]) -> int:
+    """Enqueue one process_slice message per (job, slice); return how many."""
+    sent = 0
+    for job_id, index in slices:
+        message: dramatiq.Message[None] = dramatiq.Message(
+            queue_name="slices",
+            actor_name="process_slice",
+            args=(str(job_id), index),
+            kwargs={},
+            options={},
+        )
+        broker.enqueue(message)
+        sent += 1
+    return sent
+
+
+def drained(redis: RedisServer) -> bool:
+    """Whether every message was processed and acknowledged (none waits or is in flight)."""
+    with redis.client() as client:
+        return client.hlen(SLICE_MESSAGES) == 0 and client.hlen(DELAYED_MESSAGES) == 0
+
+
+def fingerprint(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table a slice message may write."""
+    with db.engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(query))]
+            for table, query in FINGERPRINT.items()
+        }
+
+
+def test_duplicate_and_late_messages_change_nothing(
+    stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
+) -> None:
+    stack.reconcile()
+    url = stack.web()
+    worker = stack.worker(threads=4, **WORKER_ENV)
+    job_ids = submit(url, user.token, [ITEMS] * JOBS)
+    every_slice = [(j, i) for j in job_ids for i in range(SLICES_PER_JOB)]
+    send(sender, every_slice * 2)
+    settle(db, time.monotonic(), "duplicates while running", after="the duplicates")
+    wait_for(lambda: drained(redis_server), timeout=30)
+    assert_exact(db, all_successful=False)
+    before = fingerprint(db)
+
+    worker.stop()
+    strangers = [(uuid.uuid4(), 0), (job_ids[0], SLICES_PER_JOB + 7)]
+    late = send(sender, every_slice * REPEATS + strangers)
+    with redis_server.client() as client:
+        assert client.hlen(SLICE_MESSAGES) == late
+    stack.worker(threads=4, **WORKER_ENV)
+    wait_for(lambda: drained(redis_server), timeout=60)
+    time.sleep(1.0)  # a few apply, sweep and recompute rounds of the daemon
+    print(f"\n[late messages] {late} messages re-sent after completion, all processed")
+    assert fingerprint(db) == before
+    assert_exact(db, all_successful=False)

@@ -1,0 +1,38 @@
+"""Fault 1: the worker's whole process group is SIGKILLed again and again mid-job."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from core.database import Database
+from core.users import NewUser
+from tests.faults.checks import assert_exact, reclaimed_slices, settle, slice_states, submit
+from tests.faults.stack import Stack
+from tests.helpers import unfinished_jobs
+
+JOBS = 20
+ITEMS = 200
+KILLS = 5
+
+
+def test_worker_killed_repeatedly_loses_nothing_and_counts_nothing_twice(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    stack.reconcile()
+    url = stack.web()
+    worker = stack.worker(threads=4, TALLY_SANDBOX_LATENCY_MS="100")
+    submit(url, user.token, [ITEMS] * JOBS)
+    seed = random.randrange(2**32)
+    print(f"\n[worker kill] random seed {seed}")
+    moments = random.Random(seed)
+    for kill in range(KILLS):
+        time.sleep(moments.uniform(0.5, 1.5))
+        states = slice_states(db)
+        assert unfinished_jobs(db) > 0, f"jobs finished before kill {kill + 1}: {states}"
+        worker.kill()
+        print(f"[worker kill] kill {kill + 1}: slices {states}")
+        worker = stack.worker(threads=4, TALLY_SANDBOX_LATENCY_MS="100")
+    settle(db, time.monotonic(), "worker SIGKILLed 5 times")
+    assert reclaimed_slices(db) > 0
+    assert_exact(db, all_successful=True)

@@ -1,0 +1,193 @@
+"""Any interleaving of submit, slice outcomes, redelivery, apply and recompute keeps the invariants.
+
+A Hypothesis state machine drives the real operations against real PostgreSQL and asks the
+one invariant checker (reconcile.invariants.check_invariants) after every step.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import text
+
+from core import jobs, slices, vault
+from core.credits import grant
+from core.crypto import SecretBox
+from core.database import Database
+from core.errors import InsufficientCredits, NotFound
+from core.fanout import ItemOutcome
+from core.finish import fail_job
+from core.processing import SliceContext, run_slice
+from core.providers.base import CreatedAccount, item_key
+from core.providers.sandbox import SandboxProvider
+from core.settings import SandboxOptions, Settings
+from core.users import create_user
+from outbox.apply import apply_batch, apply_pending
+from reconcile.invariants import check_invariants
+from reconcile.recompute import recompute_business_centers
+from tests.conftest import TABLES
+
+USERS = 2
+LONG_LEASE = 60.0
+
+
+def account_for(job_id: uuid.UUID, index: int) -> CreatedAccount:
+    """The account a provider returns for one job slot (the same on every call)."""
+    key = item_key(job_id, index)
+    return CreatedAccount(external_id=f"ext-{key}", username=f"user-{index}", secret=f"s-{key}")
+
+
+def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
+    """Build the state machine class over this test's database and settings."""
+    config = base.with_changes(slice_size=3, price=2, provider_attempts=2)
+    box = SecretBox(config.fernet_key)
+
+    class LedgerAndStats(RuleBasedStateMachine):
+        """Jobs, slices, credits, the vault and user_stats under arbitrary interleavings."""
+
+        jobs = Bundle("jobs")
+
+        def __init__(self) -> None:
+            super().__init__()
+            with db.engine.begin() as connection:
+                connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+            self.users = [
+                create_user(db.sessions, f"user{n}", credits=40).user_id for n in range(USERS)
+            ]
+            self.claims: list[slices.SliceClaim] = []
+
+        @rule(target=jobs, user=st.integers(0, USERS - 1), count=st.integers(1, 10))
+        def submit(self, user: int, count: int) -> object:
+            request = jobs.JobRequest(self.users[user], count, "sandbox")
+            try:
+                return jobs.submit(db.sessions, config, request).job.id
+            except InsufficientCredits:
+                return multiple()
+
+        @rule(user=st.integers(0, USERS - 1), amount=st.integers(1, 30))
+        def grant_credits(self, user: int, amount: int) -> None:
+            grant(db.sessions, self.users[user], amount)
+
+        @rule(job=jobs, pick=st.integers(0, 3), expired=st.booleans())
+        def claim(self, job: uuid.UUID, pick: int, expired: bool) -> None:
+            """A delivery takes a slice; an expired lease lets a later delivery take it over."""
+            lease = 0.0 if expired else LONG_LEASE
+            taken = slices.claim(db.sessions, job, pick % _slice_count(db, job), lease)
+            if taken is not None:
+                self.claims.append(taken)
+
+        @precondition(lambda self: bool(self.claims))
+        @rule(data=st.data())
+        def record(self, data: st.DataObject) -> None:
+            """Record a claim's outcomes; recording the same claim again is a redelivery."""
+            taken = data.draw(st.sampled_from(self.claims))
+            succeeded = data.draw(st.lists(st.booleans(), min_size=3, max_size=3))
+            outcomes = [
+                ItemOutcome(i, account=account_for(taken.job_id, i))
+                if succeeded[n % 3]
+                else ItemOutcome(i, error="refused")
+                for n, i in enumerate(taken.indices)
+            ]
+            slices.record(db.sessions, taken, outcomes, box)
+
+        @rule(job=jobs, pick=st.integers(0, 3), seed=st.integers(0, 2**16))
+        def deliver(self, job: uuid.UUID, pick: int, seed: int) -> None:
+            """A whole worker delivery through the sandbox, transient and permanent faults on."""
+            options = SandboxOptions(failure_rate=0.3, transient_rate=0.3)
+
+            def provider(name: str, settings: Settings) -> SandboxProvider:
+                return SandboxProvider(options, random.Random(seed))
+
+            context = SliceContext(db.sessions, config, box, provider)
+            run_slice(context, job, pick % _slice_count(db, job))
+
+        @rule(job=jobs)
+        def job_cannot_run(self, job: uuid.UUID) -> None:
+            fail_job(db.sessions, job, "the provider is not configured")
+
+        @rule(limit=st.integers(1, 3))
+        def apply(self, limit: int) -> None:
+            apply_batch(db.sessions, limit)
+
+        @rule()
+        def recompute(self) -> None:
+            recompute_business_centers(db.sessions)
+
+        @rule(user=st.integers(0, USERS - 1), pick=st.integers(0, 50))
+        def delete_account(self, user: int, pick: int) -> None:
+            live = _live_accounts(db, self.users[user])
+            if live:
+                try:
+                    vault.delete_account(db.sessions, self.users[user], live[pick % len(live)])
+                except NotFound:
+                    raise AssertionError("a live account could not be deleted") from None
+
+        @invariant()
+        def nothing_drifts(self) -> None:
+            assert check_invariants(db.sessions) == []
+
+        @invariant()
+        def balances_never_negative(self) -> None:
+            with db.engine.connect() as connection:
+                lowest = connection.execute(text("SELECT min(balance) FROM user_credits"))
+                assert (lowest.scalar() or 0) >= 0
+
+        def teardown(self) -> None:
+            apply_pending(db.sessions)
+            assert check_invariants(db.sessions) == []
+            recompute_business_centers(db.sessions)
+            assert check_invariants(db.sessions) == []
+
+    return LedgerAndStats
+
+
+def _slice_count(db: Database, job_id: uuid.UUID) -> int:
+    with db.engine.connect() as connection:
+        total = connection.execute(
+            text("SELECT slices_total FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+        return int(total)
+
+
+def _live_accounts(db: Database, user_id: uuid.UUID) -> list[uuid.UUID]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT id FROM user_accounts WHERE user_id = :u AND deleted_at IS NULL "
+                "ORDER BY job_id, item_index"
+            ),
+            {"u": user_id},
+        )
+        return [r.id for r in rows]
+
+
+@pytest.mark.timeout(240)
+def test_any_interleaving_keeps_every_invariant(db: Database, settings: Settings) -> None:
+    run_state_machine_as_test(
+        make_machine(db, settings),
+        settings=settings_for_machine(),
+    )
+
+
+def settings_for_machine() -> hypothesis_settings:
+    """Enough examples to mix every rule, bounded so the run stays well under a minute."""
+    return hypothesis_settings(
+        max_examples=40,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
