@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import (
@@ -67,7 +67,14 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal", "internal error"), 500)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before sending its whole request: nothing was done, nobody to answer."""
+    logger.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 EXCEPTION_HANDLERS = {
+    ClientDisconnect: client_gone,
     TallyError: tally_error,
     HTTPException: http_error,
     Exception: server_error,
