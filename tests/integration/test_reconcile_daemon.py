@@ -23,7 +23,6 @@ from reconcile.leader import Leadership
 from tests.helpers import pending_outbox, wait_for
 from tests.integration.inline import process_job
 
-RECONCILE_TABLES = "reconcile_drifts, reconcile_reports, reconcile_heartbeats"
 FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",
     "TALLY_HEARTBEAT_INTERVAL": "0.3",
@@ -37,14 +36,6 @@ FAST = {
 FRESH_SECONDS = 2.0
 
 StartDaemon = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def reconcile_db(db: Database) -> Iterator[Database]:
-    """The test database with no stored reports or heartbeats."""
-    with db.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {RECONCILE_TABLES} RESTART IDENTITY CASCADE"))
-    yield db
 
 
 @pytest.fixture
@@ -124,9 +115,8 @@ def leader_lock_holders(db: Database) -> int:
 
 
 def test_another_daemon_takes_over_when_the_leader_is_killed(
-    reconcile_db: Database, start_daemon: StartDaemon
+    db: Database, start_daemon: StartDaemon
 ) -> None:
-    db = reconcile_db
     processes = {p.pid: p for p in (start_daemon(), start_daemon())}
     wait_for(lambda: set(heartbeats(db)) == set(processes) and fresh_leaders(db), timeout=30)
     assert len(fresh_leaders(db)) == 1
@@ -144,9 +134,8 @@ def test_another_daemon_takes_over_when_the_leader_is_killed(
 
 
 def test_sigterm_stops_the_daemon_cleanly_mid_backlog(
-    reconcile_db: Database, start_daemon: StartDaemon
+    db: Database, start_daemon: StartDaemon
 ) -> None:
-    db = reconcile_db
     user = create_user(db.sessions, "backlog").user_id
     with db.engine.begin() as connection:
         connection.execute(
@@ -172,9 +161,8 @@ def test_sigterm_stops_the_daemon_cleanly_mid_backlog(
 
 
 def test_the_daemon_applies_recomputes_sweeps_and_reports(
-    reconcile_db: Database, settings: Settings, start_daemon: StartDaemon
+    db: Database, settings: Settings, start_daemon: StartDaemon
 ) -> None:
-    db = reconcile_db
     user = create_user(db.sessions, "owner", credits=500).user_id
     done = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 40, "sandbox")).job
     process_job(db, settings, done.id)
@@ -217,9 +205,8 @@ def test_the_daemon_applies_recomputes_sweeps_and_reports(
 
 
 def test_the_daemon_repairs_when_the_setting_says_so(
-    reconcile_db: Database, start_daemon: StartDaemon
+    db: Database, start_daemon: StartDaemon
 ) -> None:
-    db = reconcile_db
     user = create_user(db.sessions, "owner", credits=50).user_id
     with db.engine.begin() as connection:
         connection.execute(
@@ -237,14 +224,14 @@ def test_the_daemon_repairs_when_the_setting_says_so(
 
 
 def test_a_leader_whose_connection_is_cut_steps_down_and_another_takes_the_lock(
-    reconcile_db: Database, settings: Settings
+    db: Database, settings: Settings
 ) -> None:
     first, second = Leadership(settings.database_url), Leadership(settings.database_url)
     try:
         assert first.campaign() and not second.campaign()
-        assert first.confirm() and leader_lock_holders(reconcile_db) == 1
+        assert first.confirm() and leader_lock_holders(db) == 1
         cut = scalar(
-            reconcile_db,
+            db,
             "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
@@ -253,11 +240,11 @@ def test_a_leader_whose_connection_is_cut_steps_down_and_another_takes_the_lock(
             low=RECONCILE_LEADER_LOCK & 0xFFFFFFFF,
         )
         assert cut == 1
-        wait_for(lambda: leader_lock_holders(reconcile_db) == 0, timeout=10)
+        wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)
         assert not first.confirm() and not first.is_leader
         assert second.campaign() and second.confirm()
         assert not first.campaign()  # reconnects, finds the lock taken
     finally:
         first.resign()
         second.resign()
-    wait_for(lambda: leader_lock_holders(reconcile_db) == 0, timeout=10)
+    wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)

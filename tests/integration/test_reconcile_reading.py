@@ -18,16 +18,6 @@ from reconcile.report import run_report
 from tests.integration.inline import RecordedEnqueue
 from web.app import create_app
 
-RECONCILE_TABLES = "reconcile_drifts, reconcile_reports, reconcile_heartbeats"
-
-
-@pytest.fixture
-def reconcile_db(db: Database) -> Iterator[Database]:
-    """The test database with no stored reports or heartbeats."""
-    with db.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {RECONCILE_TABLES} RESTART IDENTITY CASCADE"))
-    yield db
-
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
@@ -38,19 +28,19 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
 
 
 @pytest.fixture
-def client(settings: Settings, reconcile_db: Database) -> Iterator[TestClient]:
+def client(settings: Settings, db: Database) -> Iterator[TestClient]:
     with TestClient(create_app(settings, enqueue=RecordedEnqueue())) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def admin(reconcile_db: Database) -> NewUser:
-    return create_user(reconcile_db.sessions, "operator", is_admin=True)
+def admin(db: Database) -> NewUser:
+    return create_user(db.sessions, "operator", is_admin=True)
 
 
 @pytest.fixture
-def member(reconcile_db: Database) -> NewUser:
-    return create_user(reconcile_db.sessions, "member", credits=10)
+def member(db: Database) -> NewUser:
+    return create_user(db.sessions, "member", credits=10)
 
 
 def auth(user: NewUser) -> dict[str, str]:
@@ -72,13 +62,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def test_cli_runs_shows_and_repairs_reports(
-    cli_env: None, reconcile_db: Database, member: NewUser, capsys: pytest.CaptureFixture[str]
+    cli_env: None, db: Database, member: NewUser, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out = run_cli(capsys, "--run", "--json")
     clean = json.loads(out)
     assert status == 0 and clean["drift_count"] == 0 and clean["origin"] == "cli"
 
-    break_balance(reconcile_db, member)
+    break_balance(db, member)
     status, out = run_cli(capsys, "--run", "--json")
     found = json.loads(out)
     assert status == 2 and found["id"] == clean["id"] + 1
@@ -100,7 +90,7 @@ def test_cli_runs_shows_and_repairs_reports(
 
 
 def test_cli_explains_when_there_is_no_report(
-    cli_env: None, reconcile_db: Database, capsys: pytest.CaptureFixture[str]
+    cli_env: None, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["report"]) == 1
     assert "tally report --run" in capsys.readouterr().err
@@ -108,11 +98,11 @@ def test_cli_explains_when_there_is_no_report(
 
 
 def test_admin_api_lists_and_shows_reports(
-    client: TestClient, reconcile_db: Database, admin: NewUser, member: NewUser
+    client: TestClient, db: Database, admin: NewUser, member: NewUser
 ) -> None:
-    first = run_report(reconcile_db.sessions, repair=False, origin="cli")
-    break_balance(reconcile_db, member)
-    second = run_report(reconcile_db.sessions, repair=False, origin="cli")
+    first = run_report(db.sessions, repair=False, origin="cli")
+    break_balance(db, member)
+    second = run_report(db.sessions, repair=False, origin="cli")
 
     listed = client.get("/api/admin/reports", headers=auth(admin))
     assert listed.status_code == 200
@@ -147,13 +137,11 @@ def test_admin_api_refuses_everyone_but_admins(
     assert refused.json()["error"]["code"] == "forbidden"
 
 
-def test_readyz_shows_the_newest_daemon_heartbeat(
-    client: TestClient, reconcile_db: Database
-) -> None:
+def test_readyz_shows_the_newest_daemon_heartbeat(client: TestClient, db: Database) -> None:
     assert client.get("/readyz").json()["reconcile"] is None
     older, newer = DaemonIdentity(), DaemonIdentity()
-    beat(reconcile_db.sessions, older, is_leader=True)
-    beat(reconcile_db.sessions, newer, is_leader=False)
+    beat(db.sessions, older, is_leader=True)
+    beat(db.sessions, newer, is_leader=False)
     shown = client.get("/readyz").json()
     assert shown["status"] == "ok"
     assert shown["reconcile"]["daemon_id"] == str(newer.daemon_id)

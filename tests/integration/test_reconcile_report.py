@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,6 @@ from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
 from tests.integration.inline import process_job, slice_context
 
-RECONCILE_TABLES = "reconcile_drifts, reconcile_reports, reconcile_heartbeats"
-
 
 @dataclass(frozen=True)
 class World:
@@ -34,25 +32,15 @@ class World:
 
 
 @pytest.fixture
-def reconcile_db(db: Database) -> Iterator[Database]:
-    """The test database with no stored reports or heartbeats."""
-    with db.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {RECONCILE_TABLES} RESTART IDENTITY CASCADE"))
-    yield db
-
-
-@pytest.fixture
-def world(reconcile_db: Database, settings: Settings) -> World:
+def world(db: Database, settings: Settings) -> World:
     config = settings.with_changes(sandbox=SandboxOptions(failure_rate=0.25), slice_size=20)
-    users = [create_user(reconcile_db.sessions, f"u{n}", credits=1000).user_id for n in range(3)]
+    users = [create_user(db.sessions, f"u{n}", credits=1000).user_id for n in range(3)]
     for user in users:
         for count in (30, 45):
-            job = jobs.submit(
-                reconcile_db.sessions, config, jobs.JobRequest(user, count, "sandbox")
-            )
-            process_job(reconcile_db, config, job.job.id)
-    apply_pending(reconcile_db.sessions)
-    assert check_invariants(reconcile_db.sessions) == []
+            job = jobs.submit(db.sessions, config, jobs.JobRequest(user, count, "sandbox"))
+            process_job(db, config, job.job.id)
+    apply_pending(db.sessions)
+    assert check_invariants(db.sessions) == []
     return World(users, config)
 
 
@@ -76,20 +64,19 @@ def figures(drifts: Iterable[Any]) -> set[tuple[str, str, str, int, int]]:
     return {(d.subject, d.subject_id, d.field, d.expected, d.actual) for d in drifts}
 
 
-def test_a_clean_database_gives_a_clean_stored_report(world: World, reconcile_db: Database) -> None:
-    report = run_report(reconcile_db.sessions, repair=False, origin="cli")
+def test_a_clean_database_gives_a_clean_stored_report(world: World, db: Database) -> None:
+    report = run_report(db.sessions, repair=False, origin="cli")
     assert report.drift_count == 0 and report.drifts == [] and not report.repair
     assert report.users_checked == 3
     assert report.outbox_backlog == 0 and report.oldest_pending_seconds == 0.0
     assert report.jobs_swept is None
-    stored = get_report(reconcile_db.sessions, None)
+    stored = get_report(db.sessions, None)
     assert stored == report
 
 
 def test_report_finds_exactly_the_corruptions_and_repair_fixes_exactly_them(
-    world: World, reconcile_db: Database
+    world: World, db: Database
 ) -> None:
-    db = reconcile_db
     stats_user, vault_user, balance_user = world.users
     failures = stats_field(db, stats_user, "failures")
     centers = stats_field(db, vault_user, "business_centers")
@@ -131,9 +118,8 @@ def test_report_finds_exactly_the_corruptions_and_repair_fixes_exactly_them(
 
 
 def test_repair_corrects_a_balance_from_the_ledger_without_writing_to_it(
-    world: World, reconcile_db: Database
+    world: World, db: Database
 ) -> None:
-    db = reconcile_db
     user = world.users[0]
     ledger_rows = scalar(db, "SELECT count(*) FROM credit_ledger")
     ledger_sum = scalar(db, "SELECT sum(amount) FROM credit_ledger WHERE user_id = :u", u=user)
@@ -145,8 +131,7 @@ def test_repair_corrects_a_balance_from_the_ledger_without_writing_to_it(
     assert scalar(db, "SELECT count(*) FROM credit_ledger") == ledger_rows
 
 
-def test_a_missing_stats_row_is_found_and_recreated(world: World, reconcile_db: Database) -> None:
-    db = reconcile_db
+def test_a_missing_stats_row_is_found_and_recreated(world: World, db: Database) -> None:
     user = world.users[1]
     with db.engine.connect() as connection:
         before = dict(
@@ -171,8 +156,7 @@ def test_a_missing_stats_row_is_found_and_recreated(world: World, reconcile_db: 
     assert check_invariants(db.sessions) == []
 
 
-def test_job_drift_is_reported_and_never_repaired(world: World, reconcile_db: Database) -> None:
-    db = reconcile_db
+def test_job_drift_is_reported_and_never_repaired(world: World, db: Database) -> None:
     user = world.users[2]
     with db.engine.connect() as connection:
         job_id, successful = connection.execute(
@@ -202,10 +186,7 @@ def test_job_drift_is_reported_and_never_repaired(world: World, reconcile_db: Da
     }
 
 
-def test_a_balance_the_ledger_would_make_negative_is_left_alone(
-    world: World, reconcile_db: Database
-) -> None:
-    db = reconcile_db
+def test_a_balance_the_ledger_would_make_negative_is_left_alone(world: World, db: Database) -> None:
     user = world.users[0]
     balance = scalar(db, "SELECT balance FROM user_credits WHERE user_id = :u", u=user)
     corrupt(db, "DELETE FROM credit_ledger WHERE user_id = :u AND kind = 'grant'", u=user)
@@ -218,13 +199,13 @@ def test_a_balance_the_ledger_would_make_negative_is_left_alone(
 
 
 def test_drift_is_logged_as_a_warning_with_its_figures(
-    world: World, reconcile_db: Database, caplog: pytest.LogCaptureFixture
+    world: World, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = world.users[0]
-    requested = stats_field(reconcile_db, user, "requested")
-    corrupt(reconcile_db, "UPDATE user_stats SET requested = 0 WHERE user_id = :u", u=user)
+    requested = stats_field(db, user, "requested")
+    corrupt(db, "UPDATE user_stats SET requested = 0 WHERE user_id = :u", u=user)
     with caplog.at_level("WARNING", logger="reconcile.report"):
-        run_report(reconcile_db.sessions, repair=False, origin="cli")
+        run_report(db.sessions, repair=False, origin="cli")
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(
         str(user) in m and "requested" in m and f"expected {requested} actual 0" in m
@@ -233,9 +214,8 @@ def test_drift_is_logged_as_a_warning_with_its_figures(
 
 
 def test_recompute_ignores_a_running_jobs_rows_until_its_completion_is_applied(
-    reconcile_db: Database, settings: Settings
+    db: Database, settings: Settings
 ) -> None:
-    db = reconcile_db
     config = settings.with_changes(slice_size=10)
     user = create_user(db.sessions, "runner", credits=100).user_id
     job = jobs.submit(db.sessions, config, jobs.JobRequest(user, 20, "sandbox")).job
@@ -252,8 +232,7 @@ def test_recompute_ignores_a_running_jobs_rows_until_its_completion_is_applied(
     assert check_invariants(db.sessions) == []
 
 
-def test_recompute_writes_only_the_rows_that_changed(world: World, reconcile_db: Database) -> None:
-    db = reconcile_db
+def test_recompute_writes_only_the_rows_that_changed(world: World, db: Database) -> None:
     first, second, _ = world.users
     assert recompute_business_centers(db.sessions) == 0
     corrupt(db, "UPDATE user_stats SET business_centers = 999 WHERE user_id = :u", u=first)
