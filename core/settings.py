@@ -78,6 +78,9 @@ class Settings:
 
     database_url: str
     redis_url: str
+    rabbitmq_url: str = ""
+    stub_broker: bool = False  # Dramatiq's in-memory broker, for unit tests only
+    dramatiq_metrics: bool = False
     environment: str = "development"
     price: int = 1
     max_job_count: int = 100_000
@@ -103,6 +106,9 @@ class Settings:
         settings = cls(
             database_url=normalize_database_url(env.get("DATABASE_URL", "")),
             redis_url=env.get("REDIS_URL", ""),
+            rabbitmq_url=env.get("RABBITMQ_URL", ""),
+            stub_broker=env.get("TALLY_BROKER") == "stub",
+            dramatiq_metrics=_bool(env, "TALLY_DRAMATIQ_METRICS", False),
             environment=env.get("TALLY_ENV", "development"),
             price=_int(env, "TALLY_PRICE", 1),
             max_job_count=_int(env, "TALLY_MAX_JOB_COUNT", 100_000),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
@@ -14,21 +12,25 @@ from worker.resources import ProcessResources
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
     """Return a Redis (or RabbitMQ) broker with tally's middleware added."""
-    rabbitmq_url = os.environ.get("RABBITMQ_URL", "")
     broker: dramatiq.Broker
     if settings.redis_url:
         broker = RedisBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]
-    elif rabbitmq_url:
+    elif settings.rabbitmq_url:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        broker = RabbitmqBroker(url=rabbitmq_url)
-    elif os.environ.get("TALLY_BROKER") == "stub":
+        broker = RabbitmqBroker(url=settings.rabbitmq_url)
+    elif settings.stub_broker:
         from dramatiq.brokers.stub import StubBroker
 
         broker = StubBroker()
     else:
         raise ConfigurationError("REDIS_URL (or RABBITMQ_URL) is not set")
     broker.add_middleware(ProcessResources(settings))
+    if settings.dramatiq_metrics:
+        # Dramatiq's own message metrics, served by its exposition fork (dramatiq_prom_port).
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     return broker
 
 
