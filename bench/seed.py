@@ -47,18 +47,19 @@ def submit_jobs(
 
 
 def bare_jobs(
-    bench: Bench, owners: Sequence[uuid.UUID], counts: Sequence[int]
+    bench: Bench, owners: Sequence[uuid.UUID], counts: Sequence[int], status: str = "completed"
 ) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
-    """Insert finished job rows directly; return (owner, job, size) for each."""
+    """Insert job rows directly (finished by default); return (owner, job, size) for each."""
     with bench.database.engine.begin() as connection:
         rows = connection.execute(
             text(
                 "INSERT INTO jobs (user_id, status, provider, requested, price, slices_total, "
-                "finished_at) SELECT owner, 'completed', 'sandbox', n, 1, 1, now() "
+                "finished_at) SELECT owner, CAST(:status AS text), 'sandbox', n, 1, 1, "
+                "CASE WHEN :status IN ('completed', 'failed') THEN now() END "
                 "FROM unnest(CAST(:owners AS uuid[]), CAST(:counts AS int[])) AS t(owner, n) "
                 "RETURNING user_id, id, requested"
             ),
-            {"owners": [str(o) for o in owners], "counts": list(counts)},
+            {"owners": [str(o) for o in owners], "counts": list(counts), "status": status},
         )
         return [(r.user_id, r.id, r.requested) for r in rows]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.reads import make_read_engine
 from core.settings import Settings, normalize_database_url
 
 SessionFactory = sessionmaker[Session]
@@ -30,26 +31,40 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 class Database:
     """An engine plus its session factory, owned by one process."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, application_name: str = "tally") -> None:
         self.engine = engine
+        self.application_name = application_name
         self.sessions = make_session_factory(engine)
+        self._reader: Engine | None = None
+
+    @property
+    def reader(self) -> Engine:
+        """A lean autocommit engine for hot single-statement reads (see core/reads.py)."""
+        if self._reader is None:
+            self._reader = make_read_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                pool_size=self.engine.pool.size(),  # type: ignore[attr-defined]
+                application_name=self.application_name,
+            )
+        return self._reader
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, pool_size: int = 10, application_name: str = "tally"
     ) -> Database:
         """Create the process's database handle from settings."""
-        return cls(
-            make_engine(
-                settings.database_url, pool_size=pool_size, application_name=application_name
-            )
+        engine = make_engine(
+            settings.database_url, pool_size=pool_size, application_name=application_name
         )
+        return cls(engine, application_name)
 
     @classmethod
     def from_settings_url(cls, url: str, *, pool_size: int = 2) -> Database:
         """Create a small database handle for a one-off command."""
-        return cls(make_engine(url, pool_size=pool_size, application_name="tally-cli"))
+        return cls(make_engine(url, pool_size=pool_size, application_name="tally-cli"), "tally-cli")
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._reader is not None:
+            self._reader.dispose()

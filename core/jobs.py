@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import credits
+from core import credits, reads
 from core.database import SessionFactory
 from core.errors import InvalidInput, NotFound
 from core.providers.registry import check_provider_name
@@ -60,6 +60,9 @@ class JobView:
         return self.status in ("completed", "failed")
 
 
+VIEW_COLUMNS = tuple(f.name for f in fields(JobView))
+
+
 @dataclass(frozen=True)
 class Submission:
     """The job a submit answered with, and whether this call created it."""
@@ -105,6 +108,17 @@ def get(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) -> JobV
         if job is None:
             raise NotFound("no such job")
         return _view(job)
+
+
+def read_job(engine: Engine, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    """Like get(), on the lean read engine that status polls use (core/reads.py)."""
+    query = select(*(Job.__table__.c[name] for name in VIEW_COLUMNS)).where(
+        Job.id == job_id, Job.user_id == user_id
+    )
+    row = reads.read(engine, lambda connection: connection.execute(query).first())
+    if row is None:
+        raise NotFound("no such job")
+    return JobView(**row._mapping)
 
 
 def list_for_user(

@@ -63,9 +63,8 @@ async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) 
     finished: FinishedJobs = request.app.state.finished_jobs
     job = finished.get(user_id, job_id)
     if job is None:
-        job = await run_in_threadpool(
-            jobs.get, request.app.state.database.sessions, user_id, job_id
-        )
+        reader = request.app.state.database.reader
+        job = await run_in_threadpool(jobs.read_job, reader, user_id, job_id)
         finished.keep(job)
     return job
 
