@@ -12,6 +12,13 @@ from core import credits
 from core.database import SessionFactory
 from outbox import write as outbox
 
+PROGRESS_CHANNEL = "tally_job_progress"
+
+
+def notify_progress(session: Session, job_id: uuid.UUID) -> None:
+    """Tell listeners (web processes) at commit that this job's status or counts changed."""
+    session.execute(text("SELECT pg_notify(:c, :j)"), {"c": PROGRESS_CHANNEL, "j": str(job_id)})
+
 
 @dataclass(frozen=True)
 class FinishedJob:
@@ -42,6 +49,7 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> Finis
     ).first()
     if row is None:
         return None
+    notify_progress(session, job_id)
     credits.release(session, row.user_id, job_id, row.failures * row.price)
     finished = FinishedJob(job_id, row.user_id, status, row.requested, row.successful, row.failures)
     outbox.add(session, outbox.JOB_COMPLETED, str(job_id), row.user_id, _payload(finished))

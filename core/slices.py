@@ -13,10 +13,7 @@ from sqlalchemy.orm import Session
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.fanout import ItemOutcome
-from core.finish import FinishedJob, finish_locked_job
-
-PROGRESS_CHANNEL = "tally_job_progress"
-
+from core.finish import FinishedJob, finish_locked_job, notify_progress
 
 # A slice's accounts travel as one array per column: building them costs the worker far
 # less than one parameter set per row. Slots a redelivery already stored are skipped.
@@ -135,9 +132,7 @@ def record(
         failures = sum(1 for o in outcomes if o.account is None)
         _close_slice(session, claim, created, failures)
         finished = _count_slice_in_job(session, claim.job_id, created, failures)
-        session.execute(
-            text("SELECT pg_notify(:c, :j)"), {"c": PROGRESS_CHANNEL, "j": str(claim.job_id)}
-        )
+        notify_progress(session, claim.job_id)
         return SliceResult(True, created, failures, finished)
 
 
@@ -150,7 +145,7 @@ def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
         {"job_id": job_id},
     )
     if started.rowcount:  # type: ignore[attr-defined]
-        session.execute(text("SELECT pg_notify(:c, :j)"), {"c": PROGRESS_CHANNEL, "j": str(job_id)})
+        notify_progress(session, job_id)
 
 
 def _lock_unfinished_slice(session: Session, claim: SliceClaim) -> bool:

@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from core import jobs
 from core.database import SessionFactory
 from core.errors import NotFound
+from core.finish import PROGRESS_CHANNEL
 from core.jobs import JobView
-from core.slices import PROGRESS_CHANNEL
 from web.listener import Listener
 
 READ_CONCURRENCY = 4
