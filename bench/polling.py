@@ -64,7 +64,7 @@ def run(bench: Bench) -> list[Row]:
             bare.requests_per_second,
             "bare Starlette",
             None,
-            _note("read from PostgreSQL on every poll", live),
+            _note("read once per announced change; this job does not change", live),
         ),
         Row(
             "GET /api/job/<id> p99",

@@ -14,6 +14,7 @@ from core.errors import InvalidInput
 from core.jobs import JobRequest, JobView
 from web.auth import caller_of
 from web.finished_jobs import FinishedJobs
+from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
 from web.params import json_object, page, path_uuid, query_int, strict_int
 from web.serialize import job_etag, job_json, page_json
@@ -61,11 +62,14 @@ async def job_status(request: Request) -> Response:
 
 async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     finished: FinishedJobs = request.app.state.finished_jobs
-    job = finished.get(user_id, job_id)
+    live: LiveJobs = request.app.state.live
+    job = finished.get(user_id, job_id) or live.recent_job(user_id, job_id)
     if job is None:
+        stamp = live.recent.stamp()
         reader = request.app.state.database.reader
         job = await run_in_threadpool(jobs.read_job, reader, user_id, job_id)
         finished.keep(job)
+        live.recent.remember(stamp, job)
     return job
 
 

@@ -21,6 +21,7 @@ from core.errors import NotFound
 from core.finish import PROGRESS_CHANNEL
 from core.jobs import JobView
 from web.listener import Listener
+from web.recent import RecentJobs
 
 READ_CONCURRENCY = 4
 
@@ -100,6 +101,7 @@ class LiveJobs:
 
     def __init__(self, database_url: str, sessions: SessionFactory) -> None:
         self.hub = Hub()
+        self.recent = RecentJobs()
         self._sessions = sessions
         self._gate = asyncio.Semaphore(READ_CONCURRENCY)
         self._loop = asyncio.get_running_loop()
@@ -126,8 +128,25 @@ class LiveJobs:
             raise NotFound("no such job")
         return snapshot[1]
 
+    def recent_job(self, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView | None:
+        """The caller's job as last read, if the listener says nothing changed it since."""
+        if not self.listener.connected:
+            return None
+        return self.recent.get(user_id, job_id)
+
     def _deliver(self, channel: str, payload: str) -> None:
-        self._loop.call_soon_threadsafe(self.hub.publish, payload)
+        self._loop.call_soon_threadsafe(self._on_change, payload)
+
+    def _on_change(self, payload: str) -> None:
+        self.hub.publish(payload)
+        try:
+            self.recent.changed(uuid.UUID(payload))
+        except ValueError:
+            self.recent.forget_all()
 
     def _reconnected(self) -> None:
-        self._loop.call_soon_threadsafe(self.hub.publish_all)
+        self._loop.call_soon_threadsafe(self._on_reconnect)
+
+    def _on_reconnect(self) -> None:
+        self.recent.forget_all()
+        self.hub.publish_all()
