@@ -10,6 +10,9 @@ from core.settings import Settings, normalize_database_url
 
 SessionFactory = sessionmaker[Session]
 
+# Hot reads are a single short SELECT each; a few connections serve thousands per second.
+READER_POOL_SIZE = 4
+
 
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "tally") -> Engine:
     """Create an engine whose pool survives cut connections (pre-ping)."""
@@ -43,7 +46,7 @@ class Database:
         if self._reader is None:
             self._reader = make_read_engine(
                 self.engine.url.render_as_string(hide_password=False),
-                pool_size=self.engine.pool.size(),  # type: ignore[attr-defined]
+                pool_size=READER_POOL_SIZE,
                 application_name=self.application_name,
             )
         return self._reader

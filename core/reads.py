@@ -24,7 +24,7 @@ def make_read_engine(url: str, *, pool_size: int = 10, application_name: str = "
         normalize_database_url(url),
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_recycle=1800,
         connect_args={"application_name": application_name},
     )

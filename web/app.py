@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
         app.state.database = Database.from_settings(
             app.state.settings, pool_size=20, application_name="tally-web"
         )
-        app.state.live = LiveJobs(app.state.settings.database_url, app.state.database.sessions)
+        app.state.live = LiveJobs(app.state.settings.database_url, app.state.database.reader)
         app.state.live.start()
         app.state.finished_jobs = FinishedJobs()
         app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)

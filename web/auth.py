@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
@@ -40,6 +41,8 @@ class TokenBackend(AuthenticationBackend):
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[float, Caller]] = {}
+        # One database lookup per token at a time: requests arriving together share it.
+        self._lookups: dict[str, asyncio.Task[Caller | None]] = {}
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         token = _bearer_token(conn.headers.get("authorization", ""))
@@ -56,6 +59,14 @@ class TokenBackend(AuthenticationBackend):
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._load(conn, key, token))
+            self._lookups[key] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    async def _load(self, conn: HTTPConnection, key: str, token: str) -> Caller | None:
         try:
             caller = await run_in_threadpool(authenticate, conn.app.state.database.sessions, token)
         except Unauthorized:

@@ -63,13 +63,10 @@ async def job_status(request: Request) -> Response:
 async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     finished: FinishedJobs = request.app.state.finished_jobs
     live: LiveJobs = request.app.state.live
-    job = finished.get(user_id, job_id) or live.recent_job(user_id, job_id)
+    job = finished.get(user_id, job_id)
     if job is None:
-        stamp = live.recent.stamp()
-        reader = request.app.state.database.reader
-        job = await run_in_threadpool(jobs.read_job, reader, user_id, job_id)
+        job = await live.current(user_id, job_id)
         finished.keep(job)
-        live.recent.remember(stamp, job)
     return job
 
 

@@ -13,10 +13,10 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from core import jobs
-from core.database import SessionFactory
 from core.errors import NotFound
 from core.finish import PROGRESS_CHANNEL
 from core.jobs import JobView
@@ -99,10 +99,10 @@ class Hub:
 class LiveJobs:
     """The web process's live view of jobs: one listener, one hub, shared reads."""
 
-    def __init__(self, database_url: str, sessions: SessionFactory) -> None:
+    def __init__(self, database_url: str, reader: Engine) -> None:
         self.hub = Hub()
         self.recent = RecentJobs()
-        self._sessions = sessions
+        self._reader = reader  # every job read of this process: at most READ_CONCURRENCY at once
         self._gate = asyncio.Semaphore(READ_CONCURRENCY)
         self._loop = asyncio.get_running_loop()
         self.listener = Listener(database_url, [PROGRESS_CHANNEL], self._deliver, self._reconnected)
@@ -122,17 +122,23 @@ class LiveJobs:
             if snapshot is None or snapshot[0] != topic.version or not self.listener.connected:
                 version = topic.version
                 async with self._gate:
-                    job = await run_in_threadpool(jobs.get, self._sessions, user_id, job_id)
+                    job = await run_in_threadpool(jobs.read_job, self._reader, user_id, job_id)
                 snapshot = topic.snapshot = (version, job)
         if snapshot[1].user_id != user_id:
             raise NotFound("no such job")
         return snapshot[1]
 
-    def recent_job(self, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView | None:
-        """The caller's job as last read, if the listener says nothing changed it since."""
-        if not self.listener.connected:
-            return None
-        return self.recent.get(user_id, job_id)
+    async def current(self, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+        """The caller's job for a plain poll: as last read while no change was announced."""
+        if self.listener.connected:
+            job = self.recent.get(user_id, job_id)
+            if job is not None:
+                return job
+        stamp = self.recent.stamp()
+        async with self._gate:
+            job = await run_in_threadpool(jobs.read_job, self._reader, user_id, job_id)
+        self.recent.remember(stamp, job)
+        return job
 
     def _deliver(self, channel: str, payload: str) -> None:
         self._loop.call_soon_threadsafe(self._on_change, payload)
