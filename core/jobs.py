@@ -7,13 +7,14 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import credits, reads
 from core.database import SessionFactory
 from core.errors import InvalidInput, NotFound
+from core.pages import fetch_page
 from core.providers.registry import check_provider_name
 from core.schema import Job
 from core.settings import Settings
@@ -101,17 +102,11 @@ def submit(sessions: SessionFactory, settings: Settings, request: JobRequest) ->
         return Submission(existing, created=False)
 
 
-def get(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-    """Return the caller's job, or NotFound (also for another user's job)."""
-    with sessions() as session, session.begin():
-        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
-        if job is None:
-            raise NotFound("no such job")
-        return _view(job)
-
-
 def read_job(engine: Engine, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-    """Like get(), on the lean read engine that status polls use (core/reads.py)."""
+    """Return the caller's job, or NotFound (also for another user's job).
+
+    Reads on the lean engine status polls use (core/reads.py).
+    """
     query = select(*(Job.__table__.c[name] for name in VIEW_COLUMNS)).where(
         Job.id == job_id, Job.user_id == user_id
     )
@@ -126,15 +121,10 @@ def list_for_user(
 ) -> tuple[list[JobView], int]:
     """Return one page of the caller's jobs, newest first, and their total count."""
     with sessions() as session, session.begin():
-        jobs = session.scalars(
-            select(Job)
-            .where(Job.user_id == user_id)
-            .order_by(Job.created_at.desc(), Job.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        total = session.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id))
-        return [_view(j) for j in jobs], int(total or 0)
+        found, total = fetch_page(
+            session, Job, Job.user_id == user_id, [Job.created_at.desc(), Job.id], limit, offset
+        )
+        return [_view(j) for j in found], total
 
 
 def slice_indices(sessions: SessionFactory, job_id: uuid.UUID) -> list[int]:

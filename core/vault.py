@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import NotFound
+from core.pages import fetch_page
 from core.schema import UserAccount
 from outbox import write as outbox
 
@@ -38,16 +39,10 @@ def list_accounts(
     sessions: SessionFactory, user_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[AccountView], int]:
     """Return one page of the caller's live accounts, newest first, and their total."""
+    order = [UserAccount.created_at.desc(), UserAccount.id]
     with sessions() as session, session.begin():
-        rows = session.scalars(
-            select(UserAccount)
-            .where(_live(user_id))
-            .order_by(UserAccount.created_at.desc(), UserAccount.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        total = session.scalar(select(func.count()).select_from(UserAccount).where(_live(user_id)))
-        return [_view(r) for r in rows], int(total or 0)
+        found, total = fetch_page(session, UserAccount, _live(user_id), order, limit, offset)
+        return [_view(r) for r in found], total
 
 
 def delete_account(sessions: SessionFactory, user_id: uuid.UUID, account_id: uuid.UUID) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
+from core.pages import fetch_page
 from core.schema import ReconcileDrift, ReconcileReport
 
 
@@ -116,11 +117,9 @@ def get_report(
 def list_reports(sessions: SessionFactory, limit: int, offset: int) -> tuple[list[Report], int]:
     """Return one page of reports, newest first (without drift rows), and their total."""
     with sessions() as session, session.begin():
-        rows = session.scalars(
-            select(ReconcileReport).order_by(ReconcileReport.id.desc()).limit(limit).offset(offset)
-        ).all()
-        total = session.scalar(select(func.count()).select_from(ReconcileReport))
-        return [_view(r, []) for r in rows], int(total or 0)
+        order = [ReconcileReport.id.desc()]
+        found, total = fetch_page(session, ReconcileReport, None, order, limit, offset)
+        return [_view(r, []) for r in found], total
 
 
 def _drift(row: ReconcileDrift) -> DriftRecord:

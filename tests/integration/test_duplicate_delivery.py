@@ -129,7 +129,7 @@ def test_every_message_sent_three_times_counts_once(
     assert settle(db) == after_first
     assert_invariants(db)
     for job in submitted.jobs:
-        view = jobs.get(db.sessions, job.user_id, job.id)
+        view = jobs.read_job(db.reader, job.user_id, job.id)
         assert view.status == "completed"
         assert view.successful == successes(job.id, job.requested)
 
@@ -292,7 +292,7 @@ def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
         thread.join()
     for index in range(job.slices_total):
         assert not run_slice(context, job.id, index).recorded
-    view = jobs.get(db.sessions, user, job.id)
+    view = jobs.read_job(db.reader, user, job.id)
     assert (view.status, view.successful, view.failures) == ("failed", 0, 130)
     assert view.error is not None and "TALLY_PROVIDER_URL" in view.error
     figures = settle(db)
