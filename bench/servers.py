@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg2
 from sqlalchemy import make_url
 
-from core.embedded import EmbeddedPostgres, EmbeddedRedis
 from core.migrate import upgrade
 from core.settings import normalize_database_url
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import credits
+from core import credits, outbox
 from core.database import SessionFactory
-from outbox import write as outbox
 
 PROGRESS_CHANNEL = "tally_job_progress"
 

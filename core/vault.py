@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from core import outbox
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import NotFound
 from core.pages import fetch_page
 from core.schema import UserAccount
-from outbox import write as outbox
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
-from reconcile.backlog import Backlog, outbox_backlog
+from outbox.backlog import Backlog, outbox_backlog
 
 BEAT = text(
     """

@@ -10,8 +10,8 @@ import logging
 import time
 
 from core.database import SessionFactory
+from outbox.backlog import outbox_backlog
 from reconcile import repair as repairs
-from reconcile.backlog import outbox_backlog
 from reconcile.invariants import Drift, count_users, find_drift
 from reconcile.report_store import DriftRecord, Report, RunFigures, save_report
 from reconcile.sweep import Swept

@@ -49,7 +49,7 @@ def server_database_url(servers_dir: Path) -> Iterator[str]:
     if given:
         yield _libpq_url(given)
         return
-    from core.embedded import EmbeddedPostgres
+    from devstack.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres.start(servers_dir)
     try:
@@ -65,7 +65,7 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
     if given:
         yield given
         return
-    from core.embedded import EmbeddedRedis
+    from devstack.embedded import EmbeddedRedis
 
     server = EmbeddedRedis.start(servers_dir, persistent=False)
     try:

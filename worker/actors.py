@@ -8,10 +8,10 @@ import uuid
 import dramatiq
 
 from core.logs import configure_logging, log_context
-from core.processing import run_slice
 from core.settings import Settings
 from worker import resources
 from worker.broker import setup_broker
+from worker.processing import run_slice
 
 logger = logging.getLogger(__name__)
 

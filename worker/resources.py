@@ -9,10 +9,10 @@ import dramatiq
 
 from core.crypto import SecretBox
 from core.database import Database
-from core.processing import SliceContext
-from core.provider_loop import ProviderLoop
 from core.providers.registry import build_provider
 from core.settings import Settings
+from worker.processing import SliceContext
+from worker.provider_loop import ProviderLoop
 
 logger = logging.getLogger(__name__)
 

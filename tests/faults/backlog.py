@@ -7,7 +7,7 @@ from sqlalchemy import text
 from core.database import Database
 from core.users import create_user
 
-# Each statement writes what finishing a job writes (core/slices.py, core/finish.py): the
+# Each statement writes what finishing a job writes (worker/slices.py, core/finish.py): the
 # terminal job and its done slice, the hold and the release, the vault rows of its
 # successes, the charge on the balance, and the job.completed outbox row.
 SEED = [

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from core.embedded import redis_server_binary
 from core.migrate import PROJECT_ROOT
+from devstack.embedded import redis_server_binary
 from tests.helpers import wait_for
 
 STOP_TIMEOUT = 10.0

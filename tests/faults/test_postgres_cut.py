@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import make_url, text
 
 from core.database import Database
-from core.embedded import EmbeddedPostgres
 from core.migrate import upgrade
 from core.users import NewUser, create_user
+from devstack.embedded import EmbeddedPostgres
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.faults.conftest import StackFactory
 from tests.faults.stack import Stack

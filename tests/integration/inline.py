@@ -9,11 +9,11 @@ from typing import Any
 from core import jobs
 from core.crypto import SecretBox
 from core.database import Database
-from core.processing import SliceContext, run_slice
 from core.providers.registry import build_provider
 from core.settings import Settings
-from core.slices import SliceResult
 from tests.conftest import make_settings
+from worker.processing import SliceContext, run_slice
+from worker.slices import SliceResult
 
 
 def app_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:

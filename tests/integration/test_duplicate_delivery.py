@@ -11,13 +11,11 @@ from dataclasses import dataclass
 import dramatiq
 import pytest
 
-from core import jobs, slices
+from core import jobs
 from core.crypto import SecretBox
 from core.database import Database
 from core.errors import PermanentProviderError
-from core.fanout import ItemOutcome, run_fanout
 from core.jobs import JobRequest
-from core.processing import run_slice
 from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
@@ -26,7 +24,10 @@ from outbox.apply import apply_pending
 from tests.helpers import assert_invariants, totals, wait_all_terminal
 from tests.integration.conftest import WorkerRunner
 from tests.integration.inline import slice_context
+from worker import slices
 from worker.dispatch import enqueue_slices
+from worker.fanout import ItemOutcome, run_fanout
+from worker.processing import run_slice
 
 SANDBOX = SandboxOptions(failure_rate=0.2)
 PRICE = 2

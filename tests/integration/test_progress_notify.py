@@ -11,13 +11,14 @@ import psycopg2.extensions
 import pytest
 from sqlalchemy import make_url
 
-from core import jobs, slices
+from core import jobs
 from core.crypto import SecretBox
 from core.database import Database
-from core.fanout import ItemOutcome
 from core.finish import PROGRESS_CHANNEL, fail_job
 from core.settings import Settings
 from core.users import create_user
+from worker import slices
+from worker.fanout import ItemOutcome
 
 
 @pytest.fixture

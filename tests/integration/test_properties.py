@@ -24,14 +24,12 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import text
 
-from core import jobs, slices, vault
+from core import jobs, vault
 from core.credits import grant
 from core.crypto import SecretBox
 from core.database import Database
 from core.errors import InsufficientCredits, NotFound
-from core.fanout import ItemOutcome
 from core.finish import fail_job
-from core.processing import SliceContext, run_slice
 from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
@@ -40,6 +38,9 @@ from outbox.apply import apply_batch, apply_pending
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from tests.conftest import TABLES
+from worker import slices
+from worker.fanout import ItemOutcome
+from worker.processing import SliceContext, run_slice
 
 USERS = 2
 LONG_LEASE = 60.0

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from core.cli.main import main
+from cli.main import main
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser, create_user

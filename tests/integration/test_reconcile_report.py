@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from core import jobs
 from core.database import Database
-from core.processing import run_slice
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
 from outbox.apply import apply_pending
@@ -21,6 +20,7 @@ from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
 from tests.integration.inline import process_job, slice_context
+from worker.processing import run_slice
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from core import fanout
 from core.errors import PermanentProviderError, TransientProviderError
-from core.fanout import ItemOutcome, create_accounts, run_fanout
 from core.providers.base import CreatedAccount, item_key
+from worker import fanout
+from worker.fanout import ItemOutcome, create_accounts, run_fanout
 
 JOB = uuid.UUID("0d7bd1a4-2f7e-4f55-8b53-9a2c6f1e7c10")
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.provider_loop import ProviderLoop
 from tests.unit.test_fanout import FakeProvider
+from worker.provider_loop import ProviderLoop
 
 JOB = uuid.UUID("5b0c1f8e-8d4e-4d0f-9a53-3e1a4f0c2b77")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigurationError
-from core.supervisor import (
+from devstack.supervisor import (
     ProcessType,
     Supervisor,
     child_environment,

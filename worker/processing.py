@@ -9,16 +9,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import slices
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import ProviderUnavailable, UnknownProvider
-from core.fanout import ItemOutcome, run_fanout
 from core.finish import fail_job
-from core.lease import LeaseKeeper
-from core.provider_loop import ProviderLoop
 from core.providers.base import Provider
 from core.settings import Settings
+from worker import slices
+from worker.fanout import ItemOutcome, run_fanout
+from worker.lease import LeaseKeeper
+from worker.provider_loop import ProviderLoop
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
-from core.supervisor import Supervisor
+from devstack.supervisor import Supervisor
 
 DATABASE_NAME = "tally"
 FERNET_KEY_FILE = "fernet.key"
@@ -86,7 +86,7 @@ def start_servers(data_dir: Path, stack: ExitStack, supervisor: Supervisor) -> t
     if database_url:
         supervisor.say("using DATABASE_URL from the environment")
     else:
-        from core.embedded import EmbeddedPostgres
+        from devstack.embedded import EmbeddedPostgres
 
         postgres = EmbeddedPostgres.start(data_dir)
         stack.callback(_stop_and_say, supervisor, "PostgreSQL", postgres.stop)
@@ -95,7 +95,7 @@ def start_servers(data_dir: Path, stack: ExitStack, supervisor: Supervisor) -> t
     if redis_url:
         supervisor.say("using REDIS_URL from the environment")
     else:
-        from core.embedded import EmbeddedRedis
+        from devstack.embedded import EmbeddedRedis
 
         redis = EmbeddedRedis.start(data_dir)
         stack.callback(_stop_and_say, supervisor, "Redis", redis.stop)

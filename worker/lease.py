@@ -9,7 +9,7 @@ from types import TracebackType
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.database import SessionFactory
-from core.slices import SliceClaim, extend_lease
+from worker.slices import SliceClaim, extend_lease
 
 logger = logging.getLogger(__name__)
 

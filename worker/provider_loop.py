@@ -12,9 +12,9 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-from core.fanout import ItemOutcome, create_accounts
 from core.metrics import TimedProvider
 from core.providers.base import Provider
+from worker.fanout import ItemOutcome, create_accounts
 
 WAIT_SLICE_SECONDS = 0.5
 

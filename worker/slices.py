@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from core.crypto import SecretBox
 from core.database import SessionFactory
-from core.fanout import ItemOutcome
 from core.finish import FinishedJob, finish_locked_job, notify_progress
+from worker.fanout import ItemOutcome
 
 # A slice's accounts travel as one array per column: building them costs the worker far
 # less than one parameter set per row. Slots a redelivery already stored are skipped.

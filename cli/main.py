@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from core.errors import TallyError
 
 COMMAND_MODULES = (
-    "core.cli.dev",
-    "core.cli.admin",
-    "core.cli.client",
-    "core.cli.report",
+    "devstack.dev",
+    "cli.admin",
+    "cli.client",
+    "cli.report",
 )
 
 

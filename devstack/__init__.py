@@ -1,0 +1,1 @@
+"""The development stack: `tally dev`, its Procfile supervisor and the embedded servers."""
