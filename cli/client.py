@@ -26,11 +26,12 @@ from rich.progress import (
 from rich.table import Table
 
 from core.errors import InsufficientCredits, InvalidInput, NotFound, TallyError, Unauthorized
+from core.stats import STAT_NAMES
+from core.vocabulary import JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL_SECONDS = 25
 STATS_WAIT_SECONDS = 10.0
-TERMINAL = ("completed", "failed")
 PIPE_WIDTH = 120
 
 
@@ -77,7 +78,7 @@ class Api:
     def follow(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield the job each time it changes (long-poll), until it is terminal."""
         etag = ""
-        while job["status"] not in TERMINAL:
+        while not JobStatus(job["status"]).terminal:
             headers = {"If-None-Match": etag} if etag else {}
             response = self._http.get(
                 f"/api/job/{job['id']}", params={"wait": LONG_POLL_SECONDS}, headers=headers
@@ -131,7 +132,7 @@ def run_submit(args: argparse.Namespace) -> int:
         console.print(stats_table(_stats_after(api, before, job), api.call("GET", "/api/credits")))
     finally:
         api.close()
-    return 0 if job["status"] == "completed" else 1
+    return 0 if job["status"] == JobStatus.COMPLETED else 1
 
 
 def _progress(console: Console, api: Api, job: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def stats_table(stats: dict[str, Any], credits: dict[str, Any]) -> Table:
     table = Table(title="Stats", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for name in ("requested", "successful", "failures", "business_centers"):
+    for name in STAT_NAMES:
         table.add_row(name, f"{stats[name]:,}")
     table.add_row("credits", f"{credits['balance']:,}")
     return table

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.database import SessionFactory
 from core.errors import InsufficientCredits, InvalidInput, NotFound
 from core.schema import CreditLedger, UserCredits
+from core.vocabulary import LedgerKind
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,14 @@ def hold(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -
     ).first()
     if taken is None:
         raise InsufficientCredits(needed=amount, balance=balance_of(session, user_id))
-    session.add(CreditLedger(user_id=user_id, job_id=job_id, kind="hold", amount=-amount))
+    session.add(CreditLedger(user_id=user_id, job_id=job_id, kind=LedgerKind.HOLD, amount=-amount))
 
 
 def release(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> bool:
     """Give back held credits once per job, inside the caller's transaction."""
     inserted = session.execute(
         insert(CreditLedger)
-        .values(user_id=user_id, job_id=job_id, kind="release", amount=amount)
+        .values(user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=amount)
         .on_conflict_do_nothing(index_elements=["job_id", "kind"])
         .returning(CreditLedger.id)
     ).first()
@@ -70,7 +71,7 @@ def grant(sessions: SessionFactory, user_id: uuid.UUID, amount: int, note: str =
     with sessions() as session, session.begin():
         if session.get(UserCredits, user_id) is None:
             raise NotFound(f"no user {user_id}")
-        session.add(CreditLedger(user_id=user_id, kind="grant", amount=amount, note=note))
+        session.add(CreditLedger(user_id=user_id, kind=LedgerKind.GRANT, amount=amount, note=note))
         return _add_to_balance(session, user_id, amount)
 
 

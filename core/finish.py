@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import credits, outbox
 from core.database import SessionFactory
+from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus, Topic
 
 PROGRESS_CHANNEL = "tally_job_progress"
 
@@ -25,13 +26,13 @@ class FinishedJob:
 
     job_id: uuid.UUID
     user_id: uuid.UUID
-    status: str
+    status: JobStatus
     requested: int
     successful: int
     failures: int
 
 
-def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> FinishedJob | None:
+def finish_locked_job(session: Session, job_id: uuid.UUID, status: JobStatus) -> FinishedJob | None:
     """Mark a job terminal, release failed items' credits and write job.completed.
 
     The caller holds the job's row lock inside its open transaction; every write here
@@ -41,7 +42,7 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> Finis
         text(
             "UPDATE jobs SET status = :status, finished_at = now(), updated_at = now(), "
             "started_at = coalesce(started_at, now()) "
-            "WHERE id = :job_id AND status IN ('queued', 'running') "
+            f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
             "RETURNING user_id, requested, successful, failures, price"
         ),
         {"job_id": job_id, "status": status},
@@ -51,7 +52,7 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: str) -> Finis
     notify_progress(session, job_id)
     credits.release(session, row.user_id, job_id, row.failures * row.price)
     finished = FinishedJob(job_id, row.user_id, status, row.requested, row.successful, row.failures)
-    outbox.add(session, outbox.JOB_COMPLETED, str(job_id), row.user_id, _payload(finished))
+    outbox.add(session, Topic.JOB_COMPLETED, str(job_id), row.user_id, _payload(finished))
     return finished
 
 
@@ -70,9 +71,10 @@ def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> Finishe
             return None
         skipped = session.execute(
             text(
-                "UPDATE job_slices SET status = 'done', failures = stop_index - start_index, "
+                f"UPDATE job_slices SET status = '{SliceStatus.DONE}', "
+                "failures = stop_index - start_index, "
                 "finished_at = now(), lease_expires_at = NULL "
-                "WHERE job_id = :job_id AND status <> 'done' "
+                f"WHERE job_id = :job_id AND status <> '{SliceStatus.DONE}' "
                 "RETURNING stop_index - start_index AS size"
             ),
             {"job_id": job_id},
@@ -80,7 +82,7 @@ def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> Finishe
         session.execute(
             text(
                 "UPDATE jobs SET failures = failures + :failed, slices_done = slices_done + :n, "
-                "error = :error WHERE id = :job_id AND status IN ('queued', 'running')"
+                f"error = :error WHERE id = :job_id AND status IN {UNFINISHED_SQL}"
             ),
             {
                 "failed": sum(r.size for r in skipped),
@@ -89,7 +91,7 @@ def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> Finishe
                 "job_id": job_id,
             },
         )
-        return finish_locked_job(session, job_id, "failed")
+        return finish_locked_job(session, job_id, JobStatus.FAILED)
 
 
 def _payload(job: FinishedJob) -> dict[str, object]:

@@ -18,6 +18,7 @@ from core.pages import fetch_page
 from core.providers.registry import check_provider_name
 from core.schema import Job
 from core.settings import Settings
+from core.vocabulary import TERMINAL_JOB_STATUSES, JobStatus, SliceStatus
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -38,7 +39,7 @@ class JobView:
 
     id: uuid.UUID
     user_id: uuid.UUID
-    status: str
+    status: JobStatus
     provider: str
     requested: int
     successful: int
@@ -58,7 +59,7 @@ class JobView:
     @property
     def terminal(self) -> bool:
         """Whether the job has reached its final status."""
-        return self.status in ("completed", "failed")
+        return self.status in TERMINAL_JOB_STATUSES
 
 
 VIEW_COLUMNS = tuple(f.name for f in fields(JobView))
@@ -133,7 +134,7 @@ def slice_indices(sessions: SessionFactory, job_id: uuid.UUID) -> list[int]:
         rows = session.execute(
             text(
                 "SELECT slice_index FROM job_slices "
-                "WHERE job_id = :job_id AND status <> 'done' ORDER BY slice_index"
+                f"WHERE job_id = :job_id AND status <> '{SliceStatus.DONE}' ORDER BY slice_index"
             ),
             {"job_id": job_id},
         )
@@ -182,7 +183,7 @@ def _view(job: Job) -> JobView:
     return JobView(
         id=job.id,
         user_id=job.user_id,
-        status=job.status,
+        status=JobStatus(job.status),
         provider=job.provider,
         requested=job.requested,
         successful=job.successful,

@@ -10,14 +10,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.schema import Outbox
+from core.vocabulary import Topic
 
-JOB_COMPLETED = "job.completed"
-VAULT_REMOVED = "vault.removed"
 NOTIFY_CHANNEL = "tally_outbox"
 
 
 def add(
-    session: Session, topic: str, key: str, user_id: uuid.UUID, payload: dict[str, Any]
+    session: Session, topic: Topic, key: str, user_id: uuid.UUID, payload: dict[str, Any]
 ) -> bool:
     """Record an event once per (topic, key); commit happens with the caller's transaction."""
     inserted = session.execute(

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.vocabulary import UNFINISHED_SQL, JobStatus, LedgerKind, SliceStatus, sql_list
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -32,10 +34,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATUSES = ("queued", "running", "completed", "failed")
-TERMINAL_STATUSES = ("completed", "failed")
-SLICE_STATUSES = ("pending", "running", "done")
-LEDGER_KINDS = ("grant", "hold", "release", "adjust")
 
 NOW = text("now()")
 
@@ -91,7 +89,7 @@ class UserCredits(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"status IN {sql_list(JobStatus)}", name="status_known"),
         CheckConstraint("requested > 0", name="requested_positive"),
         CheckConstraint(
             "successful >= 0 AND failures >= 0 AND successful + failures <= requested",
@@ -102,12 +100,12 @@ class Job(Base):
         Index(
             "ix_jobs_unfinished",
             "status",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
         ),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _user_fk()
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="queued")
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=JobStatus.QUEUED.value)
     provider: Mapped[str] = mapped_column(Text, nullable=False)
     requested: Mapped[int] = mapped_column(Integer, nullable=False)
     successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -126,13 +124,13 @@ class Job(Base):
 class JobSlice(Base):
     __tablename__ = "job_slices"
     __table_args__ = (
-        CheckConstraint(f"status IN {SLICE_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"status IN {sql_list(SliceStatus)}", name="status_known"),
         CheckConstraint("start_index < stop_index", name="range_not_empty"),
         Index(
             "ix_job_slices_unfinished",
             "status",
             "lease_expires_at",
-            postgresql_where=text("status <> 'done'"),
+            postgresql_where=text(f"status <> '{SliceStatus.DONE}'"),
         ),
     )
     job_id: Mapped[uuid.UUID] = mapped_column(
@@ -141,7 +139,9 @@ class JobSlice(Base):
     slice_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     start_index: Mapped[int] = mapped_column(Integer, nullable=False)
     stop_index: Mapped[int] = mapped_column(Integer, nullable=False)
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    status: Mapped[str] = mapped_column(
+        Text, nullable=False, server_default=SliceStatus.PENDING.value
+    )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enqueued_at: Mapped[datetime] = _created()
@@ -153,7 +153,7 @@ class JobSlice(Base):
 class CreditLedger(Base):
     __tablename__ = "credit_ledger"
     __table_args__ = (
-        CheckConstraint(f"kind IN {LEDGER_KINDS!r}", name="kind_known"),
+        CheckConstraint(f"kind IN {sql_list(LedgerKind)}", name="kind_known"),
         UniqueConstraint("job_id", "kind"),
         Index("ix_credit_ledger_user_id_id", "user_id", "id"),
     )

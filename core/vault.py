@@ -15,6 +15,7 @@ from core.database import SessionFactory
 from core.errors import NotFound
 from core.pages import fetch_page
 from core.schema import UserAccount
+from core.vocabulary import Topic
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def delete_account(sessions: SessionFactory, user_id: uuid.UUID, account_id: uui
         ).first()
         if removed is None:
             raise NotFound("no such account")
-        outbox.add(session, outbox.VAULT_REMOVED, str(account_id), user_id, {"count": 1})
+        outbox.add(session, Topic.VAULT_REMOVED, str(account_id), user_id, {"count": 1})
 
 
 def reveal_secret(

@@ -10,11 +10,14 @@ from sqlalchemy import text
 from core.database import SessionFactory
 from core.locks import share_stats_lock
 from core.metrics import observe_apply
+from core.stats import STAT_NAMES, STATS
 
-# One statement: lock a batch (skipping rows another applier holds), mark it applied,
-# sum it per user and upsert the sums in user order. Effect and mark commit together.
-APPLY_BATCH = text(
-    """
+
+def _apply_statement() -> str:
+    sums = ", ".join(f"sum({stat.delta_sql()}) AS {stat.name}" for stat in STATS)
+    columns = ", ".join(STAT_NAMES)
+    increments = ", ".join(f"{name} = s.{name} + excluded.{name}" for name in STAT_NAMES)
+    return f"""
     WITH marked AS (
         UPDATE outbox SET applied_at = now()
         WHERE id = ANY(ARRAY(
@@ -26,32 +29,23 @@ APPLY_BATCH = text(
         ))
         RETURNING user_id, topic, payload
     ), sums AS (
-        SELECT user_id,
-               sum(CASE WHEN topic = 'job.completed'
-                        THEN (payload->>'requested')::int ELSE 0 END) AS requested,
-               sum(CASE WHEN topic = 'job.completed'
-                        THEN (payload->>'successful')::int ELSE 0 END) AS successful,
-               sum(CASE WHEN topic = 'job.completed'
-                        THEN (payload->>'failures')::int ELSE 0 END) AS failures,
-               sum(CASE WHEN topic = 'job.completed' THEN (payload->>'successful')::int
-                        WHEN topic = 'vault.removed' THEN -(payload->>'count')::int
-                        ELSE 0 END) AS business_centers
+        SELECT user_id, {sums}
         FROM marked GROUP BY user_id
     ), upserted AS (
-        INSERT INTO user_stats AS s (user_id, requested, successful, failures, business_centers)
-        SELECT user_id, requested, successful, failures, business_centers
+        INSERT INTO user_stats AS s (user_id, {columns})
+        SELECT user_id, {columns}
         FROM sums ORDER BY user_id
-        ON CONFLICT (user_id) DO UPDATE SET
-            requested = s.requested + excluded.requested,
-            successful = s.successful + excluded.successful,
-            failures = s.failures + excluded.failures,
-            business_centers = s.business_centers + excluded.business_centers,
-            updated_at = now()
+        ON CONFLICT (user_id) DO UPDATE SET {increments}, updated_at = now()
         RETURNING s.user_id
     )
     SELECT (SELECT count(*) FROM marked) AS rows, (SELECT count(*) FROM upserted) AS users
     """
-)
+
+
+# One statement: lock a batch (skipping rows another applier holds), mark it applied,
+# sum each counter's effects per user (core/stats.py) and upsert the sums in user order.
+# Effect and mark commit together.
+APPLY_BATCH = text(_apply_statement())
 
 
 @dataclass(frozen=True)

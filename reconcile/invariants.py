@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.locks import hold_stats_lock
+from core.stats import JOB_STATS, STAT_NAMES, VAULT_STATS
+from core.vocabulary import TERMINAL_SQL, JobStatus, Topic
 from reconcile.recompute import EXPECTED_BUSINESS_CENTERS, without_jit
 
 
@@ -30,37 +32,38 @@ class Drift:
     actual: int
 
 
-# Invariants 1 and 4: user_stats against finished jobs whose outbox row is applied,
-# and business_centers against the vault (the same definition the recompute writes).
-EXPECTED_STATS = (
-    "WITH "
-    + EXPECTED_BUSINESS_CENTERS
-    + """
+def _expected_stats() -> str:
+    """user_stats beside what each counter's source says, for users where any differs."""
+    job_sums = ", ".join(f"sum(j.{s.job_figure}) AS {s.name}" for s in JOB_STATS)
+    expected = {s.name: f"coalesce(a.{s.name}, 0)" for s in JOB_STATS}
+    expected |= {s.name: f"coalesce(b.{s.name}, 0)" for s in VAULT_STATS}
+    pairs = ", ".join(
+        f"{expected[name]} AS exp_{name}, coalesce(s.{name}, 0) AS {name}" for name in STAT_NAMES
+    )
+    differs = " OR ".join(f"{expected[name]} <> coalesce(s.{name}, 0)" for name in STAT_NAMES)
+    return f"""
+    WITH {EXPECTED_BUSINESS_CENTERS}
     , applied AS (
-        SELECT j.user_id, sum(j.requested) AS requested, sum(j.successful) AS successful,
-               sum(j.failures) AS failures
-        FROM jobs j JOIN outbox o ON o.topic = 'job.completed' AND o.key = j.id::text
-        WHERE o.applied_at IS NOT NULL AND j.status IN ('completed', 'failed')
+        SELECT j.user_id, {job_sums}
+        FROM jobs j JOIN outbox o ON o.topic = '{Topic.JOB_COMPLETED}' AND o.key = j.id::text
+        WHERE o.applied_at IS NOT NULL AND j.status IN {TERMINAL_SQL}
         GROUP BY j.user_id
     ), everyone AS (
         SELECT user_id FROM applied UNION SELECT user_id FROM expected_bc
     )
-    SELECT e.user_id,
-           coalesce(a.requested, 0) AS exp_requested, coalesce(s.requested, 0) AS requested,
-           coalesce(a.successful, 0) AS exp_successful, coalesce(s.successful, 0) AS successful,
-           coalesce(a.failures, 0) AS exp_failures, coalesce(s.failures, 0) AS failures,
-           coalesce(b.business_centers, 0) AS exp_business_centers,
-           coalesce(s.business_centers, 0) AS business_centers
+    SELECT e.user_id, {pairs}
     FROM everyone e
     LEFT JOIN applied a USING (user_id)
     LEFT JOIN expected_bc b USING (user_id)
     LEFT JOIN user_stats s USING (user_id)
-    WHERE coalesce(a.requested, 0) <> coalesce(s.requested, 0)
-       OR coalesce(a.successful, 0) <> coalesce(s.successful, 0)
-       OR coalesce(a.failures, 0) <> coalesce(s.failures, 0)
-       OR coalesce(b.business_centers, 0) <> coalesce(s.business_centers, 0)
+    WHERE {differs}
     """
-)
+
+
+# Invariants 1 and 4: each counter against its source (core/stats.py): job figures over
+# finished jobs whose outbox row is applied, the vault one against the vault (the same
+# definition the recompute writes).
+EXPECTED_STATS = _expected_stats()
 
 # Invariant 2: balance equals the ledger's sum.
 EXPECTED_BALANCES = """
@@ -71,7 +74,7 @@ EXPECTED_BALANCES = """
 """
 
 # Invariants 2 and 3 per job: net charge, vault rows, and counts of a finished job.
-EXPECTED_JOBS = """
+EXPECTED_JOBS = f"""
     WITH charges AS (
         SELECT job_id, sum(amount) AS net FROM credit_ledger
         WHERE job_id IS NOT NULL GROUP BY job_id
@@ -82,12 +85,10 @@ EXPECTED_JOBS = """
            coalesce(c.net, 0) AS net, coalesce(v.n, 0) AS vault_rows
     FROM jobs j LEFT JOIN charges c ON c.job_id = j.id LEFT JOIN vault v ON v.job_id = j.id
     WHERE coalesce(v.n, 0) <> j.successful
-       OR coalesce(c.net, 0) <> -(CASE WHEN j.status IN ('completed', 'failed')
+       OR coalesce(c.net, 0) <> -(CASE WHEN j.status IN {TERMINAL_SQL}
                                        THEN j.successful ELSE j.requested END) * j.price
-       OR (j.status IN ('completed', 'failed') AND j.successful + j.failures <> j.requested)
+       OR (j.status IN {TERMINAL_SQL} AND j.successful + j.failures <> j.requested)
 """
-
-STATS_FIELDS = ("requested", "successful", "failures", "business_centers")
 
 
 def check_invariants(sessions: SessionFactory) -> list[Drift]:
@@ -112,7 +113,7 @@ def stats_drift(session: Session) -> list[Drift]:
     """Differences between user_stats and the jobs, outbox and vault."""
     drifts = []
     for row in session.execute(text(EXPECTED_STATS)).mappings():
-        for field in STATS_FIELDS:
+        for field in STAT_NAMES:
             expected, actual = int(row[f"exp_{field}"]), int(row[field])
             if expected != actual:
                 drifts.append(Drift("user", str(row["user_id"]), field, expected, actual))
@@ -134,9 +135,10 @@ def job_drift(session: Session) -> list[Drift]:
         job = str(r.id)
         if r.vault_rows != r.successful:
             drifts.append(Drift("job", job, "vault_rows", r.successful, int(r.vault_rows)))
-        charged = r.successful if r.status in ("completed", "failed") else r.requested
+        finished = JobStatus(r.status).terminal
+        charged = r.successful if finished else r.requested
         if r.net != -charged * r.price:
             drifts.append(Drift("job", job, "net_charge", -charged * r.price, int(r.net)))
-        if r.status in ("completed", "failed") and r.successful + r.failures != r.requested:
+        if finished and r.successful + r.failures != r.requested:
             drifts.append(Drift("job", job, "outcomes", r.requested, r.successful + r.failures))
     return drifts

@@ -1,4 +1,4 @@
-"""Recomputing business_centers from the vault, set-based."""
+"""Recomputing the vault-read counter (business_centers) from the vault, set-based."""
 
 from __future__ import annotations
 
@@ -7,32 +7,34 @@ from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.locks import hold_stats_lock
+from core.stats import VAULT_STATS
+from core.vocabulary import UNFINISHED_SQL
 
-# What user_stats.business_centers must hold, per user, read from the source tables.
-# The counter moves by outbox events: +successful when a job's completion is applied,
-# -1 when a vault removal is applied. So it equals the live vault rows
+# The counter read from the vault (business_centers); core/stats.py defines it.
+(VAULT_STAT,) = VAULT_STATS
+
+# What that counter must hold, per user, read from the source tables. It moves by outbox
+# events (+successful when a job's completion is applied, -count when a vault removal
+# is applied), so it equals the live vault rows
 #   - minus what pending outbox rows will still add (completions) or take (removals);
 #   - minus every row (live or not) of a job still in flight: a running job writes vault
 #     rows slice by slice, but its completion (which counts them) is not written yet.
 # Once the outbox is applied and no job runs, this is exactly the live vault rows.
-EXPECTED_BUSINESS_CENTERS = """
+EXPECTED_BUSINESS_CENTERS = f"""
     live AS (
         SELECT user_id, count(*) AS n FROM user_accounts
         WHERE deleted_at IS NULL GROUP BY user_id
     ), pending AS (
-        SELECT user_id,
-               sum(CASE WHEN topic = 'job.completed' THEN (payload->>'successful')::int
-                        WHEN topic = 'vault.removed' THEN -(payload->>'count')::int
-                        ELSE 0 END) AS delta
+        SELECT user_id, sum({VAULT_STAT.delta_sql()}) AS delta
         FROM outbox WHERE applied_at IS NULL GROUP BY user_id
     ), in_flight AS (
         SELECT a.user_id, count(*) AS n
         FROM jobs j JOIN user_accounts a ON a.job_id = j.id
-        WHERE j.status IN ('queued', 'running') GROUP BY a.user_id
+        WHERE j.status IN {UNFINISHED_SQL} GROUP BY a.user_id
     ), expected_bc AS (
         SELECT u.user_id,
                coalesce(live.n, 0) - coalesce(pending.delta, 0) - coalesce(in_flight.n, 0)
-                   AS business_centers
+                   AS {VAULT_STAT.name}
         FROM (SELECT user_id FROM live UNION SELECT user_id FROM user_stats) u
         LEFT JOIN live USING (user_id)
         LEFT JOIN pending USING (user_id)
@@ -45,16 +47,16 @@ EXPECTED_BUSINESS_CENTERS = """
 RECOMPUTE = text(
     "WITH "
     + EXPECTED_BUSINESS_CENTERS
-    + """
+    + f"""
     , changed AS (
-        SELECT e.user_id, e.business_centers
+        SELECT e.user_id, e.{VAULT_STAT.name}
         FROM expected_bc e LEFT JOIN user_stats s USING (user_id)
-        WHERE s.user_id IS NULL OR s.business_centers <> e.business_centers
+        WHERE s.user_id IS NULL OR s.{VAULT_STAT.name} <> e.{VAULT_STAT.name}
     ), written AS (
-        INSERT INTO user_stats AS s (user_id, business_centers)
-        SELECT user_id, business_centers FROM changed ORDER BY user_id
+        INSERT INTO user_stats AS s (user_id, {VAULT_STAT.name})
+        SELECT user_id, {VAULT_STAT.name} FROM changed ORDER BY user_id
         ON CONFLICT (user_id) DO UPDATE
-            SET business_centers = excluded.business_centers, updated_at = now()
+            SET {VAULT_STAT.name} = excluded.{VAULT_STAT.name}, updated_at = now()
         RETURNING s.user_id
     )
     SELECT count(*) AS changed FROM written

@@ -21,9 +21,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from reconcile.invariants import STATS_FIELDS, Drift
+from core.stats import STAT_NAMES
+from reconcile.invariants import Drift
 
-# The field name is one of STATS_FIELDS, never input.
+# The field name is one of STAT_NAMES, never input.
 SET_STATS_FIELD = """
     INSERT INTO user_stats AS s (user_id, {field}) VALUES (:user_id, :expected)
     ON CONFLICT (user_id) DO UPDATE SET {field} = excluded.{field}, updated_at = now()
@@ -41,7 +42,7 @@ MOVE_BALANCE = text(
 
 def is_repairable(drift: Drift) -> bool:
     """Whether repair knows how to correct this kind of drift."""
-    return drift.subject == "user" and (drift.field in STATS_FIELDS or drift.field == "balance")
+    return drift.subject == "user" and (drift.field in STAT_NAMES or drift.field == "balance")
 
 
 def repair(session: Session, drifts: list[Drift]) -> list[bool]:

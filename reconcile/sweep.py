@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from core.database import SessionFactory
+from core.vocabulary import SliceStatus
 
 Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
 
@@ -27,12 +28,13 @@ class Swept:
 # Pending slices not re-sent for `stale` seconds, and running slices whose lease ran out
 # and that were not re-sent since, are stamped and returned for re-sending.
 FIND_STALE = text(
-    """
+    f"""
     UPDATE job_slices s SET enqueued_at = now()
     FROM (
         SELECT job_id, slice_index FROM job_slices
-        WHERE (status = 'pending' AND enqueued_at < now() - make_interval(secs => :stale))
-           OR (status = 'running' AND lease_expires_at < now()
+        WHERE (status = '{SliceStatus.PENDING}'
+               AND enqueued_at < now() - make_interval(secs => :stale))
+           OR (status = '{SliceStatus.RUNNING}' AND lease_expires_at < now()
                AND (enqueued_at < lease_expires_at
                     OR enqueued_at < now() - make_interval(secs => :stale)))
         ORDER BY enqueued_at

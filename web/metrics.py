@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.database import SessionFactory
+from core.vocabulary import JobStatus
 from web.live import LiveJobs
 
-JOB_STATUSES = ("queued", "running", "completed", "failed")
 LAG_SAMPLE_ROWS = 1000
 
 SNAPSHOT = text(
@@ -85,7 +85,7 @@ def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
 
 def _jobs_family(counts: dict[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily("tally_jobs", "Jobs by status.", labels=["status"])
-    for status in sorted(set(JOB_STATUSES) | set(counts)):
+    for status in sorted(set(JobStatus) | set(counts)):
         family.add_metric([status], float(counts.get(status, 0)))
     return family
 

@@ -41,13 +41,7 @@ def job_etag(job: JobView) -> str:
 
 def stats_json(stats: StatsView) -> dict[str, Any]:
     """The stats card: exactly the user_stats columns."""
-    return {
-        "user_id": str(stats.user_id),
-        "requested": stats.requested,
-        "successful": stats.successful,
-        "failures": stats.failures,
-        "business_centers": stats.business_centers,
-    }
+    return {"user_id": str(stats.user_id), **stats.counters}
 
 
 def credits_json(view: CreditsView) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_job, notify_progress
+from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 from worker.fanout import ItemOutcome
 
 # A slice's accounts travel as one array per column: building them costs the worker far
@@ -64,12 +65,13 @@ def claim(
     with sessions() as session, session.begin():
         row = session.execute(
             text(
-                "UPDATE job_slices s SET status = 'running', attempts = s.attempts + 1, "
+                f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
+                "attempts = s.attempts + 1, "
                 "lease_expires_at = now() + make_interval(secs => :lease) "
                 "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
-                "AND s.slice_index = :slice_index AND j.status IN ('queued', 'running') "
-                "AND (s.status = 'pending' "
-                "     OR (s.status = 'running' AND s.lease_expires_at < now())) "
+                f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
+                f"AND (s.status = '{SliceStatus.PENDING}' "
+                f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
                 "RETURNING j.user_id, j.provider, s.start_index, s.stop_index, s.attempts"
             ),
             {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
@@ -95,7 +97,7 @@ def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: flo
             text(
                 "UPDATE job_slices SET lease_expires_at = now() + make_interval(secs => :lease) "
                 "WHERE job_id = :job_id AND slice_index = :slice_index "
-                "AND status = 'running' AND attempts = :attempt"
+                f"AND status = '{SliceStatus.RUNNING}' AND attempts = :attempt"
             ),
             {
                 "lease": lease_seconds,
@@ -112,9 +114,9 @@ def give_back(sessions: SessionFactory, claim: SliceClaim) -> bool:
     with sessions() as session, session.begin():
         result = session.execute(
             text(
-                "UPDATE job_slices SET status = 'pending', lease_expires_at = NULL "
+                f"UPDATE job_slices SET status = '{SliceStatus.PENDING}', lease_expires_at = NULL "
                 "WHERE job_id = :job_id AND slice_index = :slice_index "
-                "AND status = 'running' AND attempts = :attempt"
+                f"AND status = '{SliceStatus.RUNNING}' AND attempts = :attempt"
             ),
             {"job_id": claim.job_id, "slice_index": claim.slice_index, "attempt": claim.attempt},
         )
@@ -139,8 +141,8 @@ def record(
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
     started = session.execute(
         text(
-            "UPDATE jobs SET status = 'running', started_at = now(), updated_at = now() "
-            "WHERE id = :job_id AND status = 'queued'"
+            f"UPDATE jobs SET status = '{JobStatus.RUNNING}', started_at = now(), "
+            f"updated_at = now() WHERE id = :job_id AND status = '{JobStatus.QUEUED}'"
         ),
         {"job_id": job_id},
     )
@@ -152,7 +154,7 @@ def _lock_unfinished_slice(session: Session, claim: SliceClaim) -> bool:
     row = session.execute(
         text(
             "SELECT 1 FROM job_slices WHERE job_id = :job_id AND slice_index = :slice_index "
-            "AND status <> 'done' FOR UPDATE"
+            f"AND status <> '{SliceStatus.DONE}' FOR UPDATE"
         ),
         {"job_id": claim.job_id, "slice_index": claim.slice_index},
     ).first()
@@ -182,7 +184,7 @@ def _store_accounts(
 def _close_slice(session: Session, claim: SliceClaim, successful: int, failures: int) -> None:
     session.execute(
         text(
-            "UPDATE job_slices SET status = 'done', successful = :successful, "
+            f"UPDATE job_slices SET status = '{SliceStatus.DONE}', successful = :successful, "
             "failures = :failures, finished_at = now(), lease_expires_at = NULL "
             "WHERE job_id = :job_id AND slice_index = :slice_index"
         ),
@@ -210,4 +212,4 @@ def _count_slice_in_job(
     ).one()
     if row.slices_done < row.slices_total:
         return None
-    return finish_locked_job(session, job_id, "completed")
+    return finish_locked_job(session, job_id, JobStatus.COMPLETED)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from core import outbox
 from core.database import Database
 from core.settings import Settings
+from core.vocabulary import Topic
 from outbox.apply import apply_batch, apply_pending
 from tests.helpers import pending_outbox
 
@@ -69,7 +70,7 @@ class Backlog:
         successful = self.rng.randint(0, requested)
         payload = {"requested": requested, "successful": successful}
         return (
-            outbox.JOB_COMPLETED,
+            Topic.JOB_COMPLETED,
             self.rng.choice(self.users),
             {
                 **payload,
@@ -78,11 +79,11 @@ class Backlog:
         )
 
     def _removal(self) -> tuple[str, uuid.UUID, dict[str, int]]:
-        return outbox.VAULT_REMOVED, self.rng.choice(self.users), {"count": 1}
+        return Topic.VAULT_REMOVED, self.rng.choice(self.users), {"count": 1}
 
     def _count(self, topic: str, user: uuid.UUID, payload: dict[str, int]) -> None:
         figures = self.expected[user]
-        if topic == outbox.JOB_COMPLETED:
+        if topic == Topic.JOB_COMPLETED:
             for field in ("requested", "successful", "failures"):
                 figures[field] += payload[field]
             figures["business_centers"] += payload["successful"]
