@@ -1,18 +1,29 @@
-"""One typed settings object, read from the environment once per process."""
+"""One typed settings object, read from the environment once per process, strictly.
+
+Each field's type says what it accepts (msgspec converts and checks the environment's
+strings against it): integers and numbers within their ranges, booleans as true/false/1/0,
+names from a fixed list. Anything else is refused with the variable's name.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import msgspec
 
 from core.crypto import SecretBox
 from core.errors import ConfigurationError
-
-N = TypeVar("N", int, float)
+from core.vocabulary import ProviderName
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NotNegative = Annotated[int, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Milliseconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 def normalize_database_url(url: str) -> str:
@@ -23,134 +34,69 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _parsed(env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N]) -> N:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        kind = "an integer" if parse is int else "a number"
-        raise ConfigurationError(f"{name} must be {kind}, got {raw!r}") from exc
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return _parsed(env, name, default, int)
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return _parsed(env, name, default, float)
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class SandboxOptions:
+class SandboxOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Behaviour of the sandbox provider."""
 
-    failure_rate: float = 0.0
-    transient_rate: float = 0.0
-    latency_ms: float = 0.0
+    failure_rate: Share = 0.0
+    transient_rate: Share = 0.0
+    latency_ms: Milliseconds = 0.0
 
 
-@dataclass(frozen=True)
-class Intervals:
+class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     """Periods, in seconds, of the reconcile daemon's jobs and the slice lease."""
 
-    apply: float = 0.5
-    sweep: float = 5.0
-    recompute: float = 300.0
-    report: float = 3600.0
-    heartbeat: float = 2.0
-    lease: float = 30.0
-    stale_enqueue: float = 60.0
-    leader_retry: float = 2.0
+    apply: Seconds = 0.5
+    sweep: Seconds = 5.0
+    recompute: Seconds = 300.0
+    report: Seconds = 3600.0
+    heartbeat: Seconds = 2.0
+    lease: Seconds = 30.0
+    stale_enqueue: Seconds = 60.0
+    leader_retry: Seconds = 2.0
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a tally process needs to know about its environment."""
 
-    database_url: str
-    redis_url: str
+    database_url: str = ""
+    redis_url: str = ""
     rabbitmq_url: str = ""
     stub_broker: bool = False  # Dramatiq's in-memory broker, for unit tests only
     dramatiq_metrics: bool = False
-    environment: str = "development"
-    price: int = 1
-    max_job_count: int = 100_000
-    slice_size: int = 500
-    provider: str = "sandbox"
-    provider_concurrency: int = 256
-    provider_attempts: int = 3
+    environment: Literal["development", "production"] = "development"
+    price: NotNegative = 1
+    max_job_count: Positive = 100_000
+    slice_size: Positive = 500
+    provider: ProviderName = "sandbox"
+    provider_concurrency: Positive = 256
+    provider_attempts: Positive = 3
     provider_url: str = ""
     provider_token: str = ""
-    provider_timeout: float = 10.0
-    slice_max_attempts: int = 5
+    provider_timeout: Seconds = 10.0
+    slice_max_attempts: Positive = 5
     fernet_key: str = ""
-    apply_batch: int = 5000
+    apply_batch: Positive = 5000
     repair_drift: bool = False
-    log_format: str = "text"
-    sandbox: SandboxOptions = field(default_factory=SandboxOptions)
-    intervals: Intervals = field(default_factory=Intervals)
+    log_format: Literal["text", "json"] = "text"
+    sandbox: SandboxOptions = msgspec.field(default_factory=SandboxOptions)
+    intervals: Intervals = msgspec.field(default_factory=Intervals)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables (os.environ by default)."""
         env = os.environ if env is None else env
-        settings = cls(
-            database_url=normalize_database_url(env.get("DATABASE_URL", "")),
-            redis_url=env.get("REDIS_URL", ""),
-            rabbitmq_url=env.get("RABBITMQ_URL", ""),
-            stub_broker=env.get("TALLY_BROKER") == "stub",
-            dramatiq_metrics=_bool(env, "TALLY_DRAMATIQ_METRICS", False),
-            environment=env.get("TALLY_ENV", "development"),
-            price=_int(env, "TALLY_PRICE", 1),
-            max_job_count=_int(env, "TALLY_MAX_JOB_COUNT", 100_000),
-            slice_size=_int(env, "TALLY_SLICE_SIZE", 500),
-            provider=env.get("TALLY_PROVIDER", "sandbox"),
-            provider_concurrency=_int(env, "TALLY_PROVIDER_CONCURRENCY", 256),
-            provider_attempts=_int(env, "TALLY_PROVIDER_ATTEMPTS", 3),
-            provider_url=env.get("TALLY_PROVIDER_URL", ""),
-            provider_token=env.get("TALLY_PROVIDER_TOKEN", ""),
-            provider_timeout=_float(env, "TALLY_PROVIDER_TIMEOUT", 10.0),
-            slice_max_attempts=_int(env, "TALLY_SLICE_MAX_ATTEMPTS", 5),
-            fernet_key=env.get("TALLY_FERNET_KEY", ""),
-            apply_batch=_int(env, "TALLY_APPLY_BATCH", 5000),
-            repair_drift=_bool(env, "TALLY_REPAIR_DRIFT", False),
-            log_format=env.get("LOG_FORMAT", "text"),
-            sandbox=SandboxOptions(
-                failure_rate=_float(env, "TALLY_SANDBOX_FAILURE_RATE", 0.0),
-                transient_rate=_float(env, "TALLY_SANDBOX_TRANSIENT_RATE", 0.0),
-                latency_ms=_float(env, "TALLY_SANDBOX_LATENCY_MS", 0.0),
-            ),
-            intervals=Intervals(
-                apply=_float(env, "TALLY_APPLY_INTERVAL", 0.5),
-                sweep=_float(env, "TALLY_SWEEP_INTERVAL", 5.0),
-                recompute=_float(env, "TALLY_RECOMPUTE_INTERVAL", 300.0),
-                report=_float(env, "TALLY_REPORT_INTERVAL", 3600.0),
-                heartbeat=_float(env, "TALLY_HEARTBEAT_INTERVAL", 2.0),
-                lease=_float(env, "TALLY_LEASE_SECONDS", 30.0),
-                stale_enqueue=_float(env, "TALLY_STALE_ENQUEUE_SECONDS", 60.0),
-                leader_retry=_float(env, "TALLY_LEADER_RETRY_SECONDS", 2.0),
-            ),
-        )
+        given = {name: env[name] for name in VARIABLES if env.get(name, "") != ""}
+        try:
+            settings = msgspec.convert(_nest(given), cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigurationError(_explain(exc, given)) from None
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        """Refuse settings a process cannot run with."""
+        """Refuse combinations a process cannot run with."""
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
-        if self.price < 0:
-            raise ConfigurationError("TALLY_PRICE must not be negative")
-        if self.slice_size < 1 or self.max_job_count < 1 or self.provider_concurrency < 1:
-            raise ConfigurationError("slice size, max job count and concurrency must be positive")
         if self.environment != "development":
             if self.fernet_key in PLACEHOLDER_SECRETS:
                 raise ConfigurationError(
@@ -158,6 +104,102 @@ class Settings:
                 )
             SecretBox(self.fernet_key)  # raises ConfigurationError for a malformed key
 
+    def require_broker(self) -> None:
+        """Refuse to run a process that sends or receives messages without a broker."""
+        if not (self.redis_url or self.rabbitmq_url or self.stub_broker):
+            raise ConfigurationError("REDIS_URL (or RABBITMQ_URL) is not set")
+
+    def secret_box(self) -> SecretBox:
+        """The Fernet box for account secrets; raises ConfigurationError without a valid key."""
+        return SecretBox(self.fernet_key)
+
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some fields replaced (tests build their own settings)."""
-        return replace(self, **changes)
+        return msgspec.structs.replace(self, **changes)
+
+
+# Each variable and the field it sets (a dotted path into Settings).
+VARIABLES: dict[str, str] = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "RABBITMQ_URL": "rabbitmq_url",
+    "TALLY_BROKER": "stub_broker",
+    "TALLY_DRAMATIQ_METRICS": "dramatiq_metrics",
+    "TALLY_ENV": "environment",
+    "TALLY_PRICE": "price",
+    "TALLY_MAX_JOB_COUNT": "max_job_count",
+    "TALLY_SLICE_SIZE": "slice_size",
+    "TALLY_PROVIDER": "provider",
+    "TALLY_PROVIDER_CONCURRENCY": "provider_concurrency",
+    "TALLY_PROVIDER_ATTEMPTS": "provider_attempts",
+    "TALLY_PROVIDER_URL": "provider_url",
+    "TALLY_PROVIDER_TOKEN": "provider_token",
+    "TALLY_PROVIDER_TIMEOUT": "provider_timeout",
+    "TALLY_SLICE_MAX_ATTEMPTS": "slice_max_attempts",
+    "TALLY_FERNET_KEY": "fernet_key",
+    "TALLY_APPLY_BATCH": "apply_batch",
+    "TALLY_REPAIR_DRIFT": "repair_drift",
+    "LOG_FORMAT": "log_format",
+    "TALLY_SANDBOX_FAILURE_RATE": "sandbox.failure_rate",
+    "TALLY_SANDBOX_TRANSIENT_RATE": "sandbox.transient_rate",
+    "TALLY_SANDBOX_LATENCY_MS": "sandbox.latency_ms",
+    "TALLY_APPLY_INTERVAL": "intervals.apply",
+    "TALLY_SWEEP_INTERVAL": "intervals.sweep",
+    "TALLY_RECOMPUTE_INTERVAL": "intervals.recompute",
+    "TALLY_REPORT_INTERVAL": "intervals.report",
+    "TALLY_HEARTBEAT_INTERVAL": "intervals.heartbeat",
+    "TALLY_LEASE_SECONDS": "intervals.lease",
+    "TALLY_STALE_ENQUEUE_SECONDS": "intervals.stale_enqueue",
+    "TALLY_LEADER_RETRY_SECONDS": "intervals.leader_retry",
+}
+# Variables whose values never appear in an error message.
+# How an error names the kind of value a variable takes.
+WORDS = {"bool": "true or false", "int": "an integer", "float": "a number"}
+SECRET_VARIABLES = frozenset({"DATABASE_URL", "TALLY_FERNET_KEY", "TALLY_PROVIDER_TOKEN"})
+
+
+def _nest(given: Mapping[str, str]) -> dict[str, Any]:
+    """Turn {variable: text} into the nested field layout of Settings."""
+    data: dict[str, Any] = {}
+    for name, raw in given.items():
+        *parents, leaf = VARIABLES[name].split(".")
+        target = data
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = READERS.get(name, str)(raw)
+    return data
+
+
+def _stub_flag(raw: str) -> str:
+    # TALLY_BROKER names a broker kind; "stub" is the only one chosen by name.
+    if raw != "stub":
+        raise ConfigurationError(f"TALLY_BROKER must be 'stub' or unset, got {raw!r}")
+    return "true"
+
+
+# Variables read by more than conversion to their field's type.
+READERS = {"DATABASE_URL": normalize_database_url, "TALLY_BROKER": _stub_flag}
+
+
+def _explain(error: msgspec.ValidationError, given: Mapping[str, str]) -> str:
+    """One line naming the variable behind a validation error (at `$.intervals.lease`)."""
+    message, _, path = str(error).rpartition(" - at `$.")
+    name = next(n for n, target in VARIABLES.items() if target == path.rstrip("`"))
+    shown = "" if name in SECRET_VARIABLES else f" (got {given.get(name, '')!r})"
+    choices = _choices(VARIABLES[name])
+    if choices:
+        return f"{name} must be one of {', '.join(choices)}{shown}"
+    wanted = message.removeprefix("Expected ").split(", got ")[0].replace("`", "")
+    kind, _, bound = wanted.partition(" ")
+    wanted = " ".join(filter(None, (WORDS.get(kind, kind), bound)))
+    return f"{name} must be {wanted}{shown}"
+
+
+def _choices(path: str) -> tuple[str, ...]:
+    """The allowed values of a field typed as a Literal, else ()."""
+    struct: Any = Settings
+    *parents, leaf = path.split(".")
+    for parent in parents:
+        struct = next(f.type for f in msgspec.structs.fields(struct) if f.name == parent)
+    kind = next(f.type for f in msgspec.structs.fields(struct) if f.name == leaf)
+    return tuple(str(v) for v in get_args(kind)) if get_origin(kind) is Literal else ()

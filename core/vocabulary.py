@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Literal, get_args
 
 
 class JobStatus(StrEnum):
@@ -37,6 +38,11 @@ class Topic(StrEnum):
 
     JOB_COMPLETED = "job.completed"
     VAULT_REMOVED = "vault.removed"
+
+
+# The providers a job may name (core/providers/registry.py builds each).
+ProviderName = Literal["sandbox", "http"]
+PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
 
 
 class LedgerKind(StrEnum):

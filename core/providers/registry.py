@@ -7,8 +7,7 @@ from core.providers.base import Provider
 from core.providers.http import HttpProvider
 from core.providers.sandbox import SandboxProvider
 from core.settings import Settings
-
-PROVIDER_NAMES = ("sandbox", "http")
+from core.vocabulary import PROVIDER_NAMES
 
 
 def check_provider_name(name: str) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.crypto import generate_key
+from core.entry import settings_or_exit
 from core.errors import ConfigurationError
-from core.settings import PLACEHOLDER_SECRETS, Settings, normalize_database_url
+from core.settings import PLACEHOLDER_SECRETS, VARIABLES, Settings, normalize_database_url
 
 BASE_ENV = {"DATABASE_URL": "postgresql://u:p@db.example:5432/tally"}
 
@@ -45,7 +46,7 @@ def test_every_variable_reaches_its_field() -> None:
         TALLY_PROVIDER_CONCURRENCY="5",
         TALLY_SANDBOX_FAILURE_RATE="0.25",
         TALLY_LEASE_SECONDS="12.5",
-        TALLY_REPAIR_DRIFT="yes",
+        TALLY_REPAIR_DRIFT="true",
     )
     assert settings.redis_url == "redis://r:6379/3"
     assert (settings.price, settings.max_job_count, settings.slice_size) == (3, 77, 9)
@@ -84,6 +85,57 @@ def test_bad_numbers_raise_configuration_error(name: str, value: str) -> None:
 def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         settings_from(**env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TALLY_REPAIR_DRIFT", "ture", "must be true or false"),
+        ("TALLY_DRAMATIQ_METRICS", "yes please", "must be true or false"),
+        ("TALLY_PROVIDER", "htp", "must be one of sandbox, http"),
+        ("TALLY_ENV", "prod", "must be one of development, production"),
+        ("LOG_FORMAT", "xml", "must be one of text, json"),
+        ("TALLY_LEASE_SECONDS", "-1", "must be a number > 0"),
+        ("TALLY_SWEEP_INTERVAL", "0", "must be a number > 0"),
+        ("TALLY_SANDBOX_FAILURE_RATE", "1.5", "must be a number <= 1"),
+        ("TALLY_PROVIDER_ATTEMPTS", "0", "must be an integer >= 1"),
+    ],
+)
+def test_each_refusal_is_one_line_naming_the_variable_and_value(
+    name: str, value: str, says: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        settings_from(**{name: value})
+    message = str(refused.value)
+    assert message.startswith(f"{name} {says}")
+    assert repr(value) in message
+    assert "\n" not in message
+
+
+def test_secret_values_never_appear_in_a_refusal() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        settings_from(TALLY_ENV="production", TALLY_FERNET_KEY="hunter2-not-a-key")
+    assert "hunter2" not in str(refused.value)
+
+
+def test_every_variable_names_a_real_field() -> None:
+    for name, path in VARIABLES.items():
+        target: object = Settings(database_url="x")
+        for part in path.split("."):
+            assert hasattr(target, part), name
+            target = getattr(target, part)
+
+
+def test_settings_or_exit_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        settings_or_exit("worker", Settings.secret_box, env=BASE_ENV)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == "tally worker: TALLY_FERNET_KEY is not set\n"
+
+
+def test_settings_or_exit_returns_settings_that_meet_the_requirements() -> None:
+    env = {**BASE_ENV, "REDIS_URL": "redis://r:6379/0"}
+    assert settings_or_exit("web", Settings.require_broker, env=env).redis_url == env["REDIS_URL"]
 
 
 def test_missing_database_url_is_refused() -> None:
