@@ -113,7 +113,7 @@ def visibility_latency(bench: Bench) -> list[Row]:
     with (
         worker(env, bench.run_dir),
         reconcile(env, bench.run_dir),
-        uvicorn("web.app:app", env, bench.run_dir, "/healthz") as base,
+        uvicorn("web.main:app", env, bench.run_dir, "/healthz", factory=True) as base,
     ):
         stop = threading.Event()
         load = threading.Thread(target=_steady_load, args=(bench, owners, stop), daemon=True)

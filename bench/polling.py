@@ -24,7 +24,7 @@ def run(bench: Bench) -> list[Row]:
     running_id = seed.bare_jobs(bench, [user.user_id], [5000], status="running")[0][1]
     auth = {"Authorization": f"Bearer {user.token}"}
     bare_runs = [_bare(bench, env, seconds)]
-    with uvicorn("web.app:app", env, bench.run_dir, "/healthz") as base:
+    with uvicorn("web.main:app", env, bench.run_dir, "/healthz", factory=True) as base:
         url = f"{base}/api/job/{job_id}"
         first = httpx.get(url, headers=auth)
         etag = first.headers["etag"]

@@ -78,8 +78,8 @@ def start(name: str, argv: Sequence[str], env: dict[str, str], run_dir: Path) ->
 def worker(
     env: dict[str, str], run_dir: Path, processes: int = 2, threads: int = 8, name: str = "worker"
 ) -> Iterator[Service]:
-    """Run `dramatiq worker.actors` as the Procfile does, ready when every process is."""
-    argv = [sys.executable, "-m", "dramatiq", "worker.actors"]
+    """Run `dramatiq worker.main:setup` as the Procfile does, ready when every process is."""
+    argv = [sys.executable, "-m", "dramatiq", "worker.main:setup"]
     argv += ["--processes", str(processes), "--threads", str(threads)]
     service = start(name, argv, env, run_dir)
     try:
@@ -109,10 +109,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn(app: str, env: dict[str, str], run_dir: Path, ready_path: str) -> Iterator[str]:
-    """Serve an ASGI app with the Procfile's uvicorn settings; yield its base URL."""
+def uvicorn(
+    app: str, env: dict[str, str], run_dir: Path, ready_path: str, *, factory: bool = False
+) -> Iterator[str]:
+    """Serve an ASGI app (or app factory) as the Procfile does; yield its base URL."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--factory"] if factory else []
     service = start(f"web-{app.split(':')[0]}", argv, env, run_dir)
     base = f"http://127.0.0.1:{port}"
     try:

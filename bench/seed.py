@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from bench.context import Bench
+from core.broker import make_broker
 from core.jobs import JobRequest, submit
 from core.settings import Settings
+from core.slice_messages import send_slices
 
 
 def create_users(bench: Bench, count: int, credits: int) -> list[uuid.UUID]:
@@ -36,13 +38,16 @@ def submit_jobs(
     bench: Bench, settings: Settings, owners: Sequence[uuid.UUID], counts: Sequence[int]
 ) -> list[uuid.UUID]:
     """Submit one job per (owner, count) and send its slices, as the web process does."""
-    from worker.dispatch import enqueue_slices
-
+    broker = make_broker(settings)
     ids = []
-    for owner, count in zip(owners, counts, strict=True):
-        job = submit(bench.database.sessions, settings, JobRequest(owner, count, "sandbox")).job
-        enqueue_slices(job.id, range(job.slices_total))
-        ids.append(job.id)
+    try:
+        for owner, count in zip(owners, counts, strict=True):
+            request = JobRequest(owner, count, "sandbox")
+            job = submit(bench.database.sessions, settings, request).job
+            send_slices(broker, job.id, range(job.slices_total))
+            ids.append(job.id)
+    finally:
+        broker.close()
     return ids
 
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
+from core.broker import make_broker
+from core.entry import settings_or_exit
 from core.logs import configure_logging
 from core.settings import Settings
+from core.slice_messages import send_slices
 from reconcile.daemon import run
 
 
 def main() -> None:
-    """Read settings from the environment and run the daemon."""
-    settings = Settings.from_env()
+    """Read settings from the environment once and run the daemon."""
+    settings = settings_or_exit("reconcile", Settings.require_broker)
     configure_logging(settings.log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    from worker.dispatch import enqueue_slices
-
-    run(settings, enqueue_slices)
+    broker = make_broker(settings)
+    try:
+        run(settings, functools.partial(send_slices, broker))
+    finally:
+        broker.close()
 
 
 if __name__ == "__main__":

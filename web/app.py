@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 
@@ -12,9 +12,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Route
 
+from core.broker import make_broker
 from core.database import Database
-from core.logs import configure_logging
 from core.settings import Settings
+from core.slice_messages import send_slices
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi
 from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
@@ -50,34 +51,28 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def default_enqueue(job_id: uuid.UUID, indices: Iterable[int]) -> int:
-    """Send slice messages through the Dramatiq broker configured from the environment."""
-    from worker.dispatch import enqueue_slices
+def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
+    """Build the app; the broker and database engine are created in the lifespan.
 
-    return enqueue_slices(job_id, indices)
-
-
-def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> Starlette:
-    """Build the app; the database engine is created in the lifespan, not at import."""
+    `enqueue` sends a job's slice messages; by default through a broker built from
+    the settings (tests pass their own).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.settings = settings or Settings.from_env()
-        if settings is None:
-            configure_logging(app.state.settings.log_format)
-        app.state.enqueue = enqueue or default_enqueue
-        app.state.database = Database.from_settings(
-            app.state.settings, pool_size=20, application_name="tally-web"
-        )
-        app.state.live = LiveJobs(app.state.settings.database_url, app.state.database.reader)
-        app.state.live.start()
-        app.state.finished_jobs = FinishedJobs()
-        app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
-        try:
+        with contextlib.ExitStack() as resources:
+            app.state.settings = settings
+            app.state.enqueue = enqueue or _broker_enqueue(settings, resources)
+            app.state.database = Database.from_settings(
+                settings, pool_size=20, application_name="tally-web"
+            )
+            resources.callback(app.state.database.dispose)
+            app.state.live = LiveJobs(settings.database_url, app.state.database.reader)
+            app.state.live.start()
+            resources.callback(app.state.live.stop)
+            app.state.finished_jobs = FinishedJobs()
+            app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
             yield
-        finally:
-            app.state.live.stop()
-            app.state.database.dispose()
 
     return Starlette(
         routes=routes(),
@@ -90,6 +85,8 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     )
 
 
-if os.environ.get("LOG_FORMAT") == "json":  # JSON from uvicorn's first line on
-    configure_logging("json")
-app = create_app()
+def _broker_enqueue(settings: Settings, resources: contextlib.ExitStack) -> Enqueue:
+    """Send slice messages through a broker of this process, closed at shutdown."""
+    broker = make_broker(settings)
+    resources.callback(broker.close)
+    return functools.partial(send_slices, broker)

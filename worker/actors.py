@@ -1,4 +1,4 @@
-"""Dramatiq actors. `dramatiq worker.actors` imports this module in every worker process."""
+"""The worker's actor: process one slice of a job, declared on the broker it is given."""
 
 from __future__ import annotations
 
@@ -7,23 +7,14 @@ import uuid
 
 import dramatiq
 
-from core.logs import configure_logging, log_context
-from core.settings import Settings
+from core.logs import log_context
+from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE
 from worker import resources
-from worker.broker import setup_broker
 from worker.processing import run_slice
 
 logger = logging.getLogger(__name__)
 
-SLICE_QUEUE = "slices"
 
-settings = Settings.from_env()
-if settings.log_format == "json":  # text stays in Dramatiq's own format (process, thread)
-    configure_logging(settings.log_format)
-broker = setup_broker(settings)
-
-
-@dramatiq.actor(queue_name=SLICE_QUEUE, max_retries=20, min_backoff=500, max_backoff=15_000)
 def process_slice(job_id: str, slice_index: int) -> None:
     """Process one slice of a job; safe to run any number of times."""
     with log_context(job_id=job_id, slice_index=slice_index):
@@ -37,3 +28,16 @@ def process_slice(job_id: str, slice_index: int) -> None:
                 result.finished.failures,
                 extra={"user_id": result.finished.user_id},
             )
+
+
+def declare_actors(broker: dramatiq.Broker) -> dramatiq.Actor[..., None]:
+    """Register the slice actor with a broker (its name and queue are what senders use)."""
+    declare = dramatiq.actor(
+        actor_name=PROCESS_SLICE,
+        queue_name=SLICE_QUEUE,
+        broker=broker,
+        max_retries=20,
+        min_backoff=500,
+        max_backoff=15_000,
+    )
+    return declare(process_slice)

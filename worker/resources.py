@@ -7,7 +7,6 @@ from typing import Any
 
 import dramatiq
 
-from core.crypto import SecretBox
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
@@ -44,7 +43,7 @@ class ProcessResources(dramatiq.Middleware):
         _context = SliceContext(
             sessions=self.database.sessions,
             settings=self.settings,
-            box=SecretBox(self.settings.fernet_key),
+            box=self.settings.secret_box(),
             providers=build_provider,
             provider_loop=self.provider_loop,
         )

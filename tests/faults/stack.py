@@ -97,8 +97,8 @@ class Stack:
         return process
 
     def worker(self, threads: int = 4, **env: str) -> Process:
-        """`dramatiq worker.actors` with one worker process."""
-        command = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1"]
+        """`dramatiq worker.main:setup` with one worker process."""
+        command = [sys.executable, "-m", "dramatiq", "worker.main:setup", "--processes", "1"]
         command += ["--threads", str(threads), "--worker-shutdown-timeout", "5000"]
         return self.start("worker", command, **env)
 
@@ -107,9 +107,17 @@ class Stack:
         return self.start("reconcile", [sys.executable, "-m", "reconcile"], **env)
 
     def web(self, **env: str) -> str:
-        """`uvicorn web.app:app` on a free port; return its base URL once it answers."""
+        """`uvicorn --factory web.main:app` on a free port; return its base URL once it answers."""
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "web.app:app", "--host", "127.0.0.1"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "web.main:app",
+            "--host",
+            "127.0.0.1",
+        ]
         command += ["--port", str(port), "--log-level", "warning"]
         process = self.start("web", command, **env)
         url = f"http://127.0.0.1:{port}"

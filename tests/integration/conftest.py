@@ -1,54 +1,45 @@
-"""An in-process Dramatiq worker on the real Redis broker."""
+"""A real Dramatiq worker in the test process, and a broker to send it messages, on Redis."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dramatiq
 import pytest
 
+from core.broker import make_broker
 from core.settings import Settings
+from worker.broker import worker_broker
 
 WorkerRunner = Callable[..., contextlib.AbstractContextManager[dramatiq.Worker]]
 
 
-@pytest.fixture(scope="session")
-def broker(database_url: str, redis_url: str) -> dramatiq.Broker:
-    """Dramatiq's global broker, configured as `dramatiq worker.actors` configures it."""
-    os.environ["REDIS_URL"] = redis_url
-    os.environ["DATABASE_URL"] = database_url
-    import worker.actors
-
-    return worker.actors.broker
+@pytest.fixture
+def broker(settings: Settings, redis_client: Any) -> Iterator[dramatiq.Broker]:
+    """A broker on the test's (emptied) Redis, as the web process and the sweep build it."""
+    sender = make_broker(settings)
+    try:
+        yield sender
+    finally:
+        sender.flush_all()
+        sender.close()
 
 
 @pytest.fixture
-def run_worker(
-    broker: dramatiq.Broker, settings: Settings, redis_client: Any
-) -> Iterator[WorkerRunner]:
+def run_worker(settings: Settings, broker: dramatiq.Broker) -> Iterator[WorkerRunner]:
     """Start a real worker with the test's settings for the length of a `with` block."""
-    from worker.resources import ProcessResources
 
     @contextlib.contextmanager
     def running(threads: int = 4, **changes: Any) -> Iterator[dramatiq.Worker]:
-        for middleware in broker.middleware:
-            if isinstance(middleware, ProcessResources):
-                middleware.settings = settings.with_changes(**changes)
-        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+        receiver = worker_broker(settings.with_changes(**changes))
+        worker = dramatiq.Worker(receiver, worker_threads=threads, worker_timeout=100)
         worker.start()
         try:
             yield worker
         finally:
             worker.stop()
-            broker.middleware[:] = [m for m in broker.middleware if not _belongs_to(m, worker)]
+            receiver.close()
 
-    broker.flush_all()
     yield running
-    broker.flush_all()
-
-
-def _belongs_to(middleware: object, worker: dramatiq.Worker) -> bool:
-    return getattr(middleware, "worker", None) is worker

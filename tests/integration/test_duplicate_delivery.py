@@ -19,13 +19,13 @@ from core.jobs import JobRequest
 from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
+from core.slice_messages import SLICE_QUEUE, send_slices
 from core.users import create_user
 from outbox.apply import apply_pending
 from tests.helpers import assert_invariants, totals, wait_all_terminal
 from tests.integration.conftest import WorkerRunner
 from tests.integration.inline import slice_context
 from worker import slices
-from worker.dispatch import enqueue_slices
 from worker.fanout import ItemOutcome, run_fanout
 from worker.processing import run_slice
 
@@ -95,16 +95,14 @@ def settle(db: Database) -> dict[str, int]:
     return totals(db)
 
 
-def send_every_slice(submitted: Submitted, times: int) -> None:
+def send_every_slice(broker: dramatiq.Broker, submitted: Submitted, times: int) -> None:
     for _ in range(times):
         for job in submitted.jobs:
-            enqueue_slices(job.id, range(job.slices_total))
+            send_slices(broker, job.id, range(job.slices_total))
 
 
 def drain(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
     """Wait until every slice message was processed and acknowledged."""
-    from worker.actors import SLICE_QUEUE  # configured by the broker fixture
-
     broker.join(SLICE_QUEUE, timeout=60_000)  # type: ignore[attr-defined]
     worker.join()
 
@@ -116,13 +114,13 @@ def test_every_message_sent_three_times_counts_once(
     broker: dramatiq.Broker,
 ) -> None:
     submitted = submit_jobs(db, job_settings, [1, 7, 120, 333, 50])
-    send_every_slice(submitted, 3)
+    send_every_slice(broker, submitted, 3)
     with run_worker(threads=6, sandbox=SANDBOX) as worker:
         wait_all_terminal(db, timeout=60)
         drain(broker, worker)
         after_first = settle(db)
         # Late copies, after every job completed, change nothing either.
-        send_every_slice(submitted, 2)
+        send_every_slice(broker, submitted, 2)
         drain(broker, worker)
     expected = single_delivery_totals(submitted)
     assert expected["successful"] > 0 and expected["failures"] > 0
@@ -143,10 +141,10 @@ def test_messages_repeated_while_the_job_runs_count_once(
 ) -> None:
     submitted = submit_jobs(db, job_settings, [400, 60])
     with run_worker(threads=4, sandbox=SandboxOptions(failure_rate=0.2, latency_ms=2)) as worker:
-        send_every_slice(submitted, 1)
-        send_every_slice(submitted, 1)
+        send_every_slice(broker, submitted, 1)
+        send_every_slice(broker, submitted, 1)
         wait_all_terminal(db, timeout=60)
-        send_every_slice(submitted, 1)
+        send_every_slice(broker, submitted, 1)
         drain(broker, worker)
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)

@@ -15,14 +15,13 @@ from outbox.apply import apply_pending
 from tests.integration.conftest import WorkerRunner
 from tests.integration.live_server import RunningServer, serve
 from web.app import create_app
-from worker.dispatch import enqueue_slices
 
 CREDITS = 1000
 
 
 @pytest.fixture
 def server(settings: Settings, db: Database) -> Iterator[RunningServer]:
-    with serve(create_app(settings, enqueue=enqueue_slices)) as running:
+    with serve(create_app(settings)) as running:
         yield running
 
 

@@ -38,7 +38,7 @@ WEB_CONNECTIONS = text(
 def web(process_env: dict[str, str], db: Database) -> Iterator[str]:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "web.app:app", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", "--factory", "web.main:app", "--host", "127.0.0.1",
         "--port", str(port), "--backlog", "4096", "--no-access-log",
     ]  # fmt: skip
     process = subprocess.Popen(command, env=process_env)

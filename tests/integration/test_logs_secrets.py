@@ -45,7 +45,7 @@ def _run_a_job(url: str, token: str) -> str:
 def _web_with_access_log(stack: Stack) -> str:
     """uvicorn as the Procfile runs it (access log on), not the quieter test default."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "web.app:app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "web.main:app", "--port", str(port)]
     process = stack.start("web", command)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(url) or not process.running, timeout=30)

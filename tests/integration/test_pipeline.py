@@ -14,12 +14,11 @@ from outbox.apply import apply_pending
 from tests.helpers import assert_invariants, wait_all_terminal, wait_for
 from tests.integration.conftest import WorkerRunner
 from web.app import create_app
-from worker.dispatch import enqueue_slices
 
 
 @pytest.fixture
 def client(settings: Settings, db: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, enqueue=enqueue_slices)) as test_client:
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 

@@ -1,21 +1,27 @@
-"""Building the Dramatiq broker from settings."""
+"""The broker every process builds, the worker's additions, and how slice messages look."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.prometheus import Prometheus
 
+from core.broker import make_broker
 from core.errors import ConfigurationError
 from core.settings import Settings
-from worker.broker import make_broker
+from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, send_slices
+from worker.broker import worker_broker
 from worker.resources import ProcessResources
 
 BASE = Settings(database_url="postgresql+psycopg2://u@h/db", redis_url="")
+STUB = BASE.with_changes(stub_broker=True)
 
 
 def middleware_types(settings: Settings) -> set[type]:
-    return {type(m) for m in make_broker(settings).middleware}
+    return {type(m) for m in worker_broker(settings).middleware}
 
 
 def test_a_broker_url_is_required() -> None:
@@ -23,16 +29,35 @@ def test_a_broker_url_is_required() -> None:
         make_broker(BASE)
 
 
-def test_every_broker_gets_the_process_resources() -> None:
-    broker = make_broker(BASE.with_changes(stub_broker=True))
+def test_a_sender_broker_knows_the_queue_but_no_worker_code() -> None:
+    broker = make_broker(STUB)
     assert isinstance(broker, StubBroker)
+    assert SLICE_QUEUE in broker.get_declared_queues()
+    assert ProcessResources not in {type(m) for m in broker.middleware}
+    assert broker.actors == {}
+
+
+def test_the_worker_broker_gets_the_process_resources_and_the_actor() -> None:
+    broker = worker_broker(STUB)
     assert ProcessResources in {type(m) for m in broker.middleware}
+    actor = broker.get_actor(PROCESS_SLICE)
+    assert actor.queue_name == SLICE_QUEUE
 
 
 def test_dramatiq_metrics_are_added_only_when_enabled() -> None:
-    assert Prometheus not in middleware_types(BASE.with_changes(stub_broker=True))
-    enabled = BASE.with_changes(stub_broker=True, dramatiq_metrics=True)
-    assert Prometheus in middleware_types(enabled)
+    assert Prometheus not in middleware_types(STUB)
+    assert Prometheus in middleware_types(STUB.with_changes(dramatiq_metrics=True))
+
+
+def test_sent_slices_name_the_actor_and_carry_job_and_index() -> None:
+    broker = make_broker(STUB)
+    job_id = uuid.uuid4()
+    assert send_slices(broker, job_id, range(3)) == 3
+    queued = list(broker.queues[SLICE_QUEUE].queue)  # type: ignore[attr-defined]
+    decoded = [Message.decode(data) for data in queued]
+    assert [(m.actor_name, m.args) for m in decoded] == [
+        (PROCESS_SLICE, (str(job_id), index)) for index in range(3)
+    ]
 
 
 def test_settings_read_the_broker_choice_from_the_environment() -> None:
@@ -45,3 +70,8 @@ def test_settings_read_the_broker_choice_from_the_environment() -> None:
     settings = Settings.from_env(env)
     assert settings.stub_broker and settings.dramatiq_metrics
     assert settings.rabbitmq_url == "amqp://h"
+
+
+def test_an_unknown_broker_name_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="TALLY_BROKER"):
+        Settings.from_env({"DATABASE_URL": "postgres://h/db", "TALLY_BROKER": "kafka"})
