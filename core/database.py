@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.reads import make_read_engine
 from core.settings import Settings, normalize_database_url
 
 SessionFactory = sessionmaker[Session]
@@ -14,15 +16,28 @@ SessionFactory = sessionmaker[Session]
 READER_POOL_SIZE = 4
 
 
-def make_engine(url: str, *, pool_size: int = 10, application_name: str = "tally") -> Engine:
-    """Create an engine whose pool survives cut connections (pre-ping)."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    application_name: str = "tally",
+    autocommit: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
+) -> Engine:
+    """Create an engine: every process's connections come from here.
+
+    A transactional engine checks each connection before use (pre-ping), so its pool
+    survives cut connections. An autocommit one, for single-statement reads and session
+    locks, skips that round trip and never overflows its pool (core/reads.py retries).
+    """
     return create_engine(
         normalize_database_url(url),
-        pool_pre_ping=True,
+        pool_pre_ping=not autocommit,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0 if autocommit else pool_size,
         pool_recycle=1800,
-        connect_args={"application_name": application_name},
+        connect_args={"application_name": application_name, **(connect_args or {})},
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
 
@@ -42,12 +57,13 @@ class Database:
 
     @property
     def reader(self) -> Engine:
-        """A lean autocommit engine for hot single-statement reads (see core/reads.py)."""
+        """A lean autocommit engine for hot single-statement reads (core/reads.py)."""
         if self._reader is None:
-            self._reader = make_read_engine(
+            self._reader = make_engine(
                 self.engine.url.render_as_string(hide_password=False),
                 pool_size=READER_POOL_SIZE,
                 application_name=self.application_name,
+                autocommit=True,
             )
         return self._reader
 

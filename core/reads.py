@@ -10,24 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from core.settings import normalize_database_url
-
 T = TypeVar("T")
-
-
-def make_read_engine(url: str, *, pool_size: int = 10, application_name: str = "tally") -> Engine:
-    """Create an autocommit engine for single-statement reads."""
-    return create_engine(
-        normalize_database_url(url),
-        isolation_level="AUTOCOMMIT",
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_recycle=1800,
-        connect_args={"application_name": application_name},
-    )
 
 
 def read(engine: Engine, query: Callable[[Connection], T]) -> T:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
+from core.database import make_engine
 from core.locks import RECONCILE_LEADER_LOCK
-from core.settings import normalize_database_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +45,12 @@ class Leadership:
     """This process's claim to the leader lock, on a dedicated connection."""
 
     def __init__(self, database_url: str, key: int = RECONCILE_LEADER_LOCK) -> None:
-        self._engine = create_engine(
-            normalize_database_url(database_url),
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={
-                "application_name": "tally-reconcile-leader",
-                "connect_timeout": 5,
-                **CLIENT_KEEPALIVE,
-            },
+        self._engine = make_engine(
+            database_url,
+            pool_size=1,
+            application_name="tally-reconcile-leader",
+            autocommit=True,
+            connect_args={"connect_timeout": 5, **CLIENT_KEEPALIVE},
         )
         self._key = key
         self._connection: Connection | None = None
