@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.sql import func
 
 from core.credits import grant
-from core.database import Database, SessionFactory
+from core.database import SessionFactory
 from core.errors import Unauthorized
 from core.schema import ApiToken, User, UserCredits
 from core.tokens import hash_token, new_token
-
-DEMO_USER_NAME = "demo"
-DEMO_CREDITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -83,22 +79,3 @@ def revoke_tokens(sessions: SessionFactory, user_id: uuid.UUID) -> int:
             .values(revoked_at=func.now())
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def ensure_demo_user(database_url: str, data_dir: Path) -> tuple[str, str]:
-    """Return the demo user's id and token, creating both on the first run."""
-    token_file = data_dir / "demo-token"
-    database = Database.from_settings_url(database_url)
-    try:
-        if token_file.exists():
-            token = token_file.read_text().strip()
-            try:
-                return str(authenticate(database.sessions, token).user_id), token
-            except Unauthorized:
-                pass
-        created = create_user(database.sessions, DEMO_USER_NAME, DEMO_CREDITS)
-        token_file.write_text(created.token + "\n")
-        token_file.chmod(0o600)
-        return str(created.user_id), created.token
-    finally:
-        database.dispose()

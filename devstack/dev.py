@@ -179,7 +179,7 @@ def serve(
     if status != 0:
         supervisor.say("release failed; not starting the other processes")
         return 1
-    from core.users import ensure_demo_user
+    from devstack.demo_user import ensure_demo_user
 
     _user_id, token = ensure_demo_user(normalize_database_url(env["DATABASE_URL"]), data_dir)
     supervisor.start(env, {"worker": args.workers})
