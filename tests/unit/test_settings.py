@@ -7,6 +7,7 @@ import pytest
 from core.crypto import generate_key
 from core.entry import settings_or_exit
 from core.errors import ConfigurationError
+from core.migrate import PROJECT_ROOT
 from core.settings import PLACEHOLDER_SECRETS, VARIABLES, Settings, normalize_database_url
 
 BASE_ENV = {"DATABASE_URL": "postgresql://u:p@db.example:5432/tally"}
@@ -170,3 +171,9 @@ def test_with_changes_returns_a_new_object_and_keeps_the_original() -> None:
     changed = original.with_changes(price=5)
     assert (original.price, changed.price) == (1, 5)
     assert changed.database_url == original.database_url
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    assert [name for name in VARIABLES if f"`{name}`" not in table] == []
