@@ -52,7 +52,7 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: JobStatus) ->
     notify_progress(session, job_id)
     credits.release(session, row.user_id, job_id, row.failures * row.price)
     finished = FinishedJob(job_id, row.user_id, status, row.requested, row.successful, row.failures)
-    outbox.add(session, Topic.JOB_COMPLETED, str(job_id), row.user_id, _payload(finished))
+    outbox.add(session, Topic.JOB_COMPLETED, str(job_id), row.user_id, completion_payload(finished))
     return finished
 
 
@@ -94,7 +94,8 @@ def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> Finishe
         return finish_locked_job(session, job_id, JobStatus.FAILED)
 
 
-def _payload(job: FinishedJob) -> dict[str, object]:
+def completion_payload(job: FinishedJob) -> dict[str, object]:
+    """The job.completed payload: the figures the job ended with."""
     return {
         "job_id": str(job.job_id),
         "requested": job.requested,
