@@ -2,18 +2,18 @@
 
 They talk to a running server over HTTP; the URL and token come from --url/--token or
 TALLY_URL/TALLY_TOKEN (prefer the variable: a flag is visible to other local users).
+With `--json` each prints the API's answer as JSON, for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -23,14 +23,13 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
-from core.errors import InsufficientCredits, InvalidInput, NotFound, TallyError, Unauthorized
-from core.stats import STAT_NAMES
+from cli.api import Api
+from cli.tables import accounts_table, jobs_table, page_title, stats_table
+from core.errors import Unauthorized
 from core.vocabulary import JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-LONG_POLL_SECONDS = 25
 STATS_WAIT_SECONDS = 10.0
 PIPE_WIDTH = 120
 
@@ -40,6 +39,7 @@ def register(commands: Any) -> None:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", help=f"server URL (or TALLY_URL; default {DEFAULT_URL})")
     server.add_argument("--token", help="API token (or TALLY_TOKEN)")
+    server.add_argument("--json", action="store_true", help="print JSON instead of tables")
     submit = commands.add_parser("submit", parents=[server], help="submit a job of N accounts")
     submit.add_argument("count", type=int)
     submit.add_argument("--provider", help="provider name (the server's default if not given)")
@@ -54,55 +54,6 @@ def register(commands: Any) -> None:
         listing.set_defaults(handler=handler)
 
 
-class Api:
-    """A small client of the tally HTTP API."""
-
-    def __init__(self, url: str, token: str) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send a request and return its JSON body, or raise the matching domain error."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise TallyError(f"cannot reach {self._http.base_url}: {exc}") from exc
-        if response.status_code >= 400:
-            raise _error(response)
-        return None if response.status_code == 304 else response.json()
-
-    def follow(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Yield the job each time it changes (long-poll), until it is terminal."""
-        etag = ""
-        while not JobStatus(job["status"]).terminal:
-            headers = {"If-None-Match": etag} if etag else {}
-            response = self._http.get(
-                f"/api/job/{job['id']}", params={"wait": LONG_POLL_SECONDS}, headers=headers
-            )
-            if response.status_code >= 400:
-                raise _error(response)
-            if response.status_code == 200:
-                etag = response.headers.get("etag", "")
-                job = response.json()
-                yield job
-
-
-def _error(response: httpx.Response) -> TallyError:
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        error = {"message": f"HTTP {response.status_code}"}
-    message = str(error.get("message", response.reason_phrase))
-    if response.status_code == 402:
-        return InsufficientCredits(int(error.get("needed", 0)), int(error.get("balance", 0)))
-    kinds: dict[int, type[TallyError]] = {400: InvalidInput, 401: Unauthorized, 404: NotFound}
-    return kinds.get(response.status_code, TallyError)(message)
-
-
 def _api(args: argparse.Namespace) -> Api:
     token = args.token or os.environ.get("TALLY_TOKEN", "")
     if not token:
@@ -112,6 +63,10 @@ def _api(args: argparse.Namespace) -> Api:
 
 def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -124,15 +79,39 @@ def run_submit(args: argparse.Namespace) -> int:
         if args.provider:
             body["provider"] = args.provider
         job = api.call("POST", "/api/jobs", json=body)
-        console.print(f"job [bold]{job['id']}[/] {job['status']}: {job['requested']} accounts")
-        if not args.wait:
-            return 0
-        job = _progress(console, api, job)
-        console.print(jobs_table([job], title="Job"))
-        console.print(stats_table(_stats_after(api, before, job), api.call("GET", "/api/credits")))
+        if not args.json:
+            console.print(f"job [bold]{job['id']}[/] {job['status']}: {job['requested']} accounts")
+        if args.wait:
+            job = _follow(console, api, job, quiet=args.json)
+            stats = _stats_after(api, before, job)
+            _print_outcome(console, args, job, stats, api.call("GET", "/api/credits"))
+        elif args.json:
+            _print_json(job)
     finally:
         api.close()
-    return 0 if job["status"] == JobStatus.COMPLETED else 1
+    return 0 if not args.wait or job["status"] == JobStatus.COMPLETED else 1
+
+
+def _follow(console: Console, api: Api, job: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    if quiet:
+        for latest in api.follow(job):
+            job = latest
+        return job
+    return _progress(console, api, job)
+
+
+def _print_outcome(
+    console: Console,
+    args: argparse.Namespace,
+    job: dict[str, Any],
+    stats: dict[str, Any],
+    credits: dict[str, Any],
+) -> None:
+    if args.json:
+        _print_json({"job": job, "stats": stats, "credits": credits})
+        return
+    console.print(jobs_table([job], "Job", console.width))
+    console.print(stats_table(stats, credits))
 
 
 def _progress(console: Console, api: Api, job: dict[str, Any]) -> dict[str, Any]:
@@ -168,75 +147,44 @@ def run_stats(args: argparse.Namespace) -> int:
     """Print the stats card and the credit balance."""
     api = _api(args)
     try:
-        _console().print(
-            stats_table(api.call("GET", "/api/stats"), api.call("GET", "/api/credits"))
-        )
+        stats, credits = api.call("GET", "/api/stats"), api.call("GET", "/api/credits")
     finally:
         api.close()
+    if args.json:
+        _print_json({"stats": stats, "credits": credits})
+    else:
+        _console().print(stats_table(stats, credits))
     return 0
 
 
 def run_jobs(args: argparse.Namespace) -> int:
     """Print one page of jobs."""
-    api = _api(args)
-    try:
-        page = api.call("GET", "/api/jobs", params={"limit": args.limit, "offset": args.offset})
-    finally:
-        api.close()
-    _console().print(jobs_table(page["items"], title=_page_title("Jobs", page)))
+    page = _page(args, "/api/jobs")
+    if args.json:
+        _print_json(page)
+        return 0
+    console = _console()
+    console.print(jobs_table(page["items"], page_title("Jobs", page), console.width))
     return 0
 
 
 def run_accounts(args: argparse.Namespace) -> int:
     """Print one page of the vault (never secrets)."""
-    api = _api(args)
-    try:
-        page = api.call("GET", "/api/accounts", params={"limit": args.limit, "offset": args.offset})
-    finally:
-        api.close()
-    table = Table(title=_page_title("Vault", page))
-    for column in ("id", "username", "external id", "provider", "job", "created"):
-        table.add_column(column)
-    for a in page["items"]:
-        table.add_row(
-            a["id"], a["username"], a["external_id"], a["provider"], a["job_id"], a["created_at"]
-        )
-    _console().print(table)
+    page = _page(args, "/api/accounts")
+    if args.json:
+        _print_json(page)
+        return 0
+    console = _console()
+    console.print(accounts_table(page["items"], page_title("Vault", page), console.width))
     return 0
 
 
-def _page_title(name: str, page: dict[str, Any]) -> str:
-    last = page["offset"] + len(page["items"])
-    first = page["offset"] + 1 if page["items"] else 0
-    return f"{name} {first}-{last} of {page['total']}"
-
-
-def stats_table(stats: dict[str, Any], credits: dict[str, Any]) -> Table:
-    """The stats card and balance as a two-column table."""
-    table = Table(title="Stats", show_header=False)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name in STAT_NAMES:
-        table.add_row(name, f"{stats[name]:,}")
-    table.add_row("credits", f"{credits['balance']:,}")
-    return table
-
-
-def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
-    """Jobs with their counters and progress."""
-    table = Table(title=title)
-    for column in ("id", "status", "created"):
-        table.add_column(column)
-    for column in ("requested", "successful", "failures", "progress"):
-        table.add_column(column, justify="right")
-    for j in jobs:
-        table.add_row(
-            j["id"],
-            j["status"],
-            j["created_at"],
-            f"{j['requested']:,}",
-            f"{j['successful']:,}",
-            f"{j['failures']:,}",
-            f"{j['progress']:.0%}",
+def _page(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    api = _api(args)
+    try:
+        page: dict[str, Any] = api.call(
+            "GET", path, params={"limit": args.limit, "offset": args.offset}
         )
-    return table
+    finally:
+        api.close()
+    return page

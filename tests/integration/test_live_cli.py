@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -86,6 +87,27 @@ def test_stats_jobs_and_accounts_print_tables(
     assert main(["accounts", "--url", server.url, "--limit", "5"]) == 0
     out = capsys.readouterr().out
     assert "Vault 1-5 of 30" in out and out.count("sbx_") == 5
+
+
+def test_json_output_is_the_api_answer_for_scripts(
+    server: RunningServer,
+    user: NewUser,
+    run_worker: WorkerRunner,
+    applier: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with run_worker():
+        assert main(["submit", "12", "--wait", "--json", "--url", server.url]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["job"]["status"] == "completed" and outcome["job"]["successful"] == 12
+    assert outcome["stats"]["requested"] == 12 and outcome["credits"]["balance"] == CREDITS - 12
+    assert main(["jobs", "--json", "--url", server.url]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert page["total"] == 1 and page["items"][0]["id"] == outcome["job"]["id"]
+    assert main(["accounts", "--json", "--limit", "3", "--url", server.url]) == 0
+    accounts = json.loads(capsys.readouterr().out)
+    assert accounts["total"] == 12 and len(accounts["items"]) == 3
+    assert all("secret" not in a for a in accounts["items"])
 
 
 def test_client_errors_are_printed_not_raised(
