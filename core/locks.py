@@ -8,8 +8,6 @@ from sqlalchemy.orm import Session
 # Appliers take this lock shared; recompute and reports take it exclusive so that they
 # read user_stats and the outbox at a moment when no apply is half-way.
 STATS_APPLY_LOCK = 7_300_001
-# Held for the life of a reconcile daemon's leader connection.
-RECONCILE_LEADER_LOCK = 7_300_002
 
 
 def share_stats_lock(session: Session) -> None:

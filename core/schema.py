@@ -275,3 +275,13 @@ class ReconcileHeartbeat(Base):
     is_leader: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     outbox_backlog: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     oldest_pending_seconds: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+
+
+class ReconcileLeader(Base):
+    """Who leads the reconcile daemons, until when: a lease the leader keeps renewing."""
+
+    __tablename__ = "reconcile_leader"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    leader_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    elected_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -53,6 +53,7 @@ class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     lease: Seconds = 30.0
     stale_enqueue: Seconds = 60.0
     leader_retry: Seconds = 2.0
+    leader_lease: Seconds = 10.0
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +98,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Refuse combinations a process cannot run with."""
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
+        if self.intervals.leader_lease <= self.intervals.leader_retry:
+            raise ConfigurationError(
+                "TALLY_LEADER_LEASE_SECONDS must be longer than TALLY_LEADER_RETRY_SECONDS"
+            )
         if self.environment != "development":
             if self.fernet_key in PLACEHOLDER_SECRETS:
                 raise ConfigurationError(
@@ -151,6 +156,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_LEASE_SECONDS": "intervals.lease",
     "TALLY_STALE_ENQUEUE_SECONDS": "intervals.stale_enqueue",
     "TALLY_LEADER_RETRY_SECONDS": "intervals.leader_retry",
+    "TALLY_LEADER_LEASE_SECONDS": "intervals.leader_lease",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

@@ -165,7 +165,9 @@ def run(settings: Settings, enqueue: Enqueue) -> None:
     """Run the daemon until SIGTERM or SIGINT; finish the current transactions first."""
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     database = Database.from_settings(settings, pool_size=4, application_name="tally-reconcile")
-    daemon = Daemon(settings, database, enqueue, Leadership(settings.database_url))
+    identity = heartbeat.DaemonIdentity()
+    leadership = Leadership(database.sessions, identity.daemon_id, settings.intervals.leader_lease)
+    daemon = Daemon(settings, database, enqueue, leadership, identity)
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(6)}, timezone="UTC")
     schedule(scheduler, daemon)
 

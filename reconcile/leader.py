@@ -1,126 +1,106 @@
-"""Leader election: one reconcile daemon runs the singleton jobs.
+"""Leader election: one reconcile daemon runs the singleton jobs, under a lease that expires.
 
-The leader is the daemon holding a session-level advisory lock on a connection of its
-own. PostgreSQL releases the lock when that connection closes, so when the leader dies
-(its process ends, or the server stops hearing from it: keepalives) another daemon takes
-the lock at its next attempt. Being leader is an economy, not a safety measure: the
-singleton jobs stay correct if two daemons briefly both run them (the recompute and the
-report serialise on the stats lock; the sweep stamps the slices it takes, SKIP LOCKED).
+The leader is the daemon named in the `reconcile_leader` row while its `expires_at` is
+in the future. It renews the lease every TALLY_LEADER_RETRY_SECONDS; another daemon takes
+the row once the lease has run out. So a leader that dies, is cut off, or is frozen
+(SIGSTOP, a stalled VM: its kernel may keep the TCP connection alive) is replaced within
+TALLY_LEADER_LEASE_SECONDS, and one that wakes up finds the lease gone and steps down
+before it runs another singleton job: `confirm()` asks the database, and a lease whose
+local deadline has passed is given up without asking. Being leader is an economy, not a
+safety measure: the singleton jobs stay correct if two daemons briefly both run them (the
+recompute and the report serialise on the stats lock; the sweep stamps the slices it
+takes, SKIP LOCKED).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.database import make_engine
-from core.locks import RECONCILE_LEADER_LOCK
+from core.database import SessionFactory
 
 logger = logging.getLogger(__name__)
 
-# The server drops a silent client after about idle + interval * count seconds.
-SERVER_KEEPALIVE = (
-    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
-    "SET tcp_keepalives_count = 3; SET statement_timeout = '5s'"
-)
-CLIENT_KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
+LEASE_NAME = "reconcile"
 
-# A bigint advisory key shows in pg_locks as (classid, objid) = (high, low) 32 bits.
-STILL_HELD = text(
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-    "AND pid = pg_backend_pid() AND granted AND objsubid = 1 "
-    "AND classid::bigint = :high AND objid::bigint = :low)"
+# Take the row if it is free or its lease ran out; renew it if it is ours.
+ELECT = text(
+    """
+    INSERT INTO reconcile_leader AS l (name, leader_id, elected_at, expires_at)
+    VALUES (:name, :me, now(), now() + make_interval(secs => :ttl))
+    ON CONFLICT (name) DO UPDATE SET
+        leader_id = excluded.leader_id,
+        elected_at = CASE WHEN l.leader_id = excluded.leader_id
+                          THEN l.elected_at ELSE now() END,
+        expires_at = excluded.expires_at
+    WHERE l.leader_id = excluded.leader_id OR l.expires_at < now()
+    RETURNING l.leader_id
+    """
 )
+HOLDS = text(
+    "SELECT 1 FROM reconcile_leader "
+    "WHERE name = :name AND leader_id = :me AND expires_at > now()"
+)
+RESIGN = text("DELETE FROM reconcile_leader WHERE name = :name AND leader_id = :me")
 
 
 class Leadership:
-    """This process's claim to the leader lock, on a dedicated connection."""
+    """This daemon's claim to the leader lease."""
 
-    def __init__(self, database_url: str, key: int = RECONCILE_LEADER_LOCK) -> None:
-        self._engine = make_engine(
-            database_url,
-            pool_size=1,
-            application_name="tally-reconcile-leader",
-            autocommit=True,
-            connect_args={"connect_timeout": 5, **CLIENT_KEEPALIVE},
-        )
-        self._key = key
-        self._connection: Connection | None = None
-        self._leader = False
+    def __init__(self, sessions: SessionFactory, daemon_id: uuid.UUID, lease_seconds: float):
+        self._sessions = sessions
+        self._me = daemon_id
+        self._ttl = lease_seconds
+        self._deadline = 0.0  # monotonic time the lease runs out, as far as we know
         self._guard = threading.Lock()
 
     @property
     def is_leader(self) -> bool:
-        """Whether this process led at the last check (no database round trip)."""
-        return self._leader
+        """Whether this daemon holds an unexpired lease by its own clock (no round trip)."""
+        return time.monotonic() < self._deadline
 
     def campaign(self) -> bool:
-        """Keep the lock if still held, else try to take it; return whether we lead."""
+        """Renew the lease if it is ours, else take it if it ran out; return whether we lead."""
         with self._guard:
-            if self._leader and self._still_held():
-                return True
-            if self._leader:
-                logger.warning("leader lock lost (its connection failed)")
-            self._leader = self._try_acquire()
-            return self._leader
+            asked = time.monotonic()
+            try:
+                with self._sessions() as session, session.begin():
+                    won = session.execute(ELECT, self._params(ttl=self._ttl)).first()
+            except SQLAlchemyError as exc:
+                logger.warning("leader lease: database unreachable (%s)", type(exc).__name__)
+                return self.is_leader  # what is left of the lease runs out by itself
+            self._deadline = asked + self._ttl if won is not None else 0.0
+            return won is not None
 
     def confirm(self) -> bool:
-        """Whether this process still leads, checked on the lock's own connection."""
+        """Whether this daemon still leads, checked in the database before a singleton job."""
         with self._guard:
-            if self._leader and not self._still_held():
-                logger.warning("leader lock lost (its connection failed)")
-                self._leader = False
-            return self._leader
+            if not self.is_leader:
+                return False
+            try:
+                with self._sessions() as session, session.begin():
+                    holds = session.execute(HOLDS, self._params()).first() is not None
+            except SQLAlchemyError:
+                holds = False
+            if not holds:
+                logger.warning("leader lease lost (it ran out or another daemon took it)")
+                self._deadline = 0.0
+            return holds
 
     def resign(self) -> None:
-        """Close the lock's connection (releasing the lock) and stop campaigning."""
+        """Give the lease up so that another daemon may take it at once."""
         with self._guard:
-            self._leader = False
-            self._drop()
-            self._engine.dispose()
+            self._deadline = 0.0
+            try:
+                with self._sessions() as session, session.begin():
+                    session.execute(RESIGN, self._params())
+            except SQLAlchemyError:
+                logger.warning("could not give up the leader lease; it runs out by itself")
 
-    def _try_acquire(self) -> bool:
-        try:
-            if self._connection is None:
-                self._connection = self._engine.connect()
-                self._connection.exec_driver_sql(SERVER_KEEPALIVE)
-            taken = self._connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
-            ).scalar_one()
-        except SQLAlchemyError as exc:
-            logger.warning("leader lock: database unreachable (%s)", type(exc).__name__)
-            self._drop()
-            return False
-        return bool(taken)
-
-    def _still_held(self) -> bool:
-        if self._connection is None:
-            return False
-        try:
-            held = self._connection.execute(
-                STILL_HELD, {"high": self._key >> 32, "low": self._key & 0xFFFFFFFF}
-            ).scalar_one()
-        except SQLAlchemyError:
-            self._drop()
-            return False
-        if not held:
-            self._drop()
-        return bool(held)
-
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            connection.invalidate()
-            connection.close()
-        except SQLAlchemyError:
-            logger.debug("closing a failed leader connection", exc_info=True)
+    def _params(self, **extra: object) -> dict[str, object]:
+        return {"name": LEASE_NAME, "me": self._me, **extra}

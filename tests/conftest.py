@@ -23,7 +23,7 @@ from core.settings import Intervals, Settings, normalize_database_url
 TABLES = (
     "user_stats, outbox, user_accounts, credit_ledger, job_slices, jobs, "
     "user_credits, api_tokens, users, reconcile_drifts, reconcile_reports, "
-    "reconcile_heartbeats"
+    "reconcile_heartbeats, reconcile_leader"
 )
 FERNET_KEY = generate_key()
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from sqlalchemy import text
 
 from core import jobs
 from core.database import Database
-from core.locks import RECONCILE_LEADER_LOCK
 from core.settings import Settings
 from core.users import create_user
 from reconcile.leader import Leadership
@@ -27,6 +27,7 @@ FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",
     "TALLY_HEARTBEAT_INTERVAL": "0.3",
     "TALLY_LEADER_RETRY_SECONDS": "0.5",
+    "TALLY_LEADER_LEASE_SECONDS": "2",
     "TALLY_SWEEP_INTERVAL": "0.5",
     "TALLY_RECOMPUTE_INTERVAL": "0.5",
     "TALLY_REPORT_INTERVAL": "1",
@@ -103,15 +104,9 @@ def daemon_report(db: Database, where: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def leader_lock_holders(db: Database) -> int:
-    return scalar(
-        db,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1",
-        high=RECONCILE_LEADER_LOCK >> 32,
-        low=RECONCILE_LEADER_LOCK & 0xFFFFFFFF,
-    )
+def live_leases(db: Database) -> int:
+    """Leader leases that have not run out (at most one can exist)."""
+    return scalar(db, "SELECT count(*) FROM reconcile_leader WHERE expires_at > now()")
 
 
 def test_another_daemon_takes_over_when_the_leader_is_killed(
@@ -120,7 +115,7 @@ def test_another_daemon_takes_over_when_the_leader_is_killed(
     processes = {p.pid: p for p in (start_daemon(), start_daemon())}
     wait_for(lambda: set(heartbeats(db)) == set(processes) and fresh_leaders(db), timeout=30)
     assert len(fresh_leaders(db)) == 1
-    assert leader_lock_holders(db) == 1
+    assert live_leases(db) == 1
     leader = fresh_leaders(db)[0]
     (follower,) = set(processes) - {leader}
 
@@ -157,7 +152,7 @@ def test_sigterm_stops_the_daemon_cleanly_mid_backlog(
     counted = scalar(db, "SELECT requested FROM user_stats WHERE user_id = :u", u=user)
     assert applied == counted > 0  # every committed batch counted, no batch half-applied
     assert heartbeats(db) == {}  # the row is removed on a clean stop
-    wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)  # released as the session ends
+    assert live_leases(db) == 0  # given up on the way out, not left to run out
 
 
 def test_the_daemon_applies_recomputes_sweeps_and_reports(
@@ -223,28 +218,62 @@ def test_the_daemon_repairs_when_the_setting_says_so(
     assert scalar(db, "SELECT count(*) FROM reconcile_drifts") == 1
 
 
-def test_a_leader_whose_connection_is_cut_steps_down_and_another_takes_the_lock(
-    db: Database, settings: Settings
+def test_a_leader_that_stops_renewing_loses_the_lease_and_steps_down_when_it_wakes(
+    db: Database,
 ) -> None:
-    first, second = Leadership(settings.database_url), Leadership(settings.database_url)
+    first = Leadership(db.sessions, uuid.uuid4(), lease_seconds=1.0)
+    second = Leadership(db.sessions, uuid.uuid4(), lease_seconds=1.0)
     try:
         assert first.campaign() and not second.campaign()
-        assert first.confirm() and leader_lock_holders(db) == 1
-        cut = scalar(
-            db,
-            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND l.classid::bigint = :high AND l.objid::bigint = :low",
-            high=RECONCILE_LEADER_LOCK >> 32,
-            low=RECONCILE_LEADER_LOCK & 0xFFFFFFFF,
-        )
-        assert cut == 1
-        wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)
-        assert not first.confirm() and not first.is_leader
-        assert second.campaign() and second.confirm()
-        assert not first.campaign()  # reconnects, finds the lock taken
+        for _ in range(3):  # renewing keeps it
+            assert first.campaign() and first.confirm() and not second.campaign()
+        # `first` is frozen now: it renews no more, and its lease runs out.
+        wait_for(second.campaign, timeout=10)
+        assert second.confirm() and live_leases(db) == 1
+        assert not first.is_leader  # its own clock says the lease is over
+        assert not first.confirm() and not first.campaign()  # awake, it finds the lease taken
     finally:
         first.resign()
         second.resign()
-    wait_for(lambda: leader_lock_holders(db) == 0, timeout=10)
+    assert live_leases(db) == 0
+
+
+def test_a_frozen_leader_is_replaced_and_stats_are_applied_throughout(
+    db: Database, settings: Settings, start_daemon: StartDaemon
+) -> None:
+    user = create_user(db.sessions, "frozen", credits=1000).user_id
+    processes = {p.pid: p for p in (start_daemon(), start_daemon())}
+    wait_for(lambda: set(heartbeats(db)) == set(processes) and fresh_leaders(db), timeout=30)
+    leader = fresh_leaders(db)[0]
+    (follower,) = set(processes) - {leader}
+    lost = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox")).job
+    os.kill(leader, signal.SIGSTOP)  # the kernel keeps its connections open
+    try:
+        frozen_at = scalar(db, "SELECT extract(epoch FROM now())::bigint")
+        add_completions(db, user, 50)
+        wait_for(lambda: pending_outbox(db) == 0, timeout=15)  # the follower applies
+        wait_for(lambda: fresh_leaders(db) == [follower], timeout=15)  # and takes the lease
+        # Only the leader sweeps: the job whose messages were lost is sent again.
+        resent = (
+            "SELECT count(*) FROM job_slices WHERE job_id = :j AND enqueued_at > to_timestamp(:t)"
+        )
+        wait_for(lambda: scalar(db, resent, j=lost.id, t=frozen_at) > 0, timeout=15)
+    finally:
+        os.kill(leader, signal.SIGCONT)
+    wait_for(lambda: set(heartbeats(db)) == set(processes), timeout=15)
+    assert fresh_leaders(db) == [follower]  # the woken one stepped down
+    assert scalar(db, "SELECT requested FROM user_stats WHERE user_id = :u", u=user) == 50
+
+
+def add_completions(db: Database, user: uuid.UUID, rows: int) -> None:
+    """Outbox rows as finished jobs write them (one requested item each)."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO outbox (topic, key, user_id, payload) "
+                "SELECT 'job.completed', 'frozen-' || n, :user, "
+                "jsonb_build_object('requested', 1, 'successful', 1, 'failures', 0) "
+                "FROM generate_series(1, :rows) n"
+            ),
+            {"user": user, "rows": rows},
+        )
