@@ -25,8 +25,8 @@ JOBS = 20
 ITEMS = 300
 CUTS = 30
 CUT_EVERY = 0.1
-# Every connection tally's processes open names its process (core.database, reconcile.leader).
-PROCESS_CONNECTIONS = ("tally-worker", "tally-reconcile", "tally-reconcile-leader", "tally-web")
+# Every connection tally's processes open names its process (core.database).
+PROCESS_CONNECTIONS = ("tally-worker", "tally-reconcile", "tally-web")
 
 
 def cut_connections(db: Database) -> tuple[int, int]:
