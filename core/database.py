@@ -46,13 +46,34 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def session_limits(settings: Settings) -> str:
+    """Server-side limits for every session of a process, as libpq `options`.
+
+    Nothing a process holds outlives them: a statement, a wait for a lock, or a transaction
+    left open (a process frozen or stuck mid-transaction) is ended by PostgreSQL itself,
+    which releases its locks.
+    """
+    limits = {
+        "statement_timeout": settings.statement_timeout,
+        "lock_timeout": settings.lock_timeout,
+        "idle_in_transaction_session_timeout": settings.idle_transaction_timeout,
+    }
+    return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in limits.items())
+
+
 class Database:
     """An engine plus its session factory, owned by one process."""
 
-    def __init__(self, engine: Engine, application_name: str = "tally") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        application_name: str = "tally",
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.application_name = application_name
         self.sessions = make_session_factory(engine)
+        self._connect_args = dict(connect_args or {})
         self._reader: Engine | None = None
 
     @property
@@ -64,6 +85,7 @@ class Database:
                 pool_size=READER_POOL_SIZE,
                 application_name=self.application_name,
                 autocommit=True,
+                connect_args=self._connect_args,
             )
         return self._reader
 
@@ -72,10 +94,14 @@ class Database:
         cls, settings: Settings, *, pool_size: int = 10, application_name: str = "tally"
     ) -> Database:
         """Create the process's database handle from settings."""
+        limits = {"options": session_limits(settings)}
         engine = make_engine(
-            settings.database_url, pool_size=pool_size, application_name=application_name
+            settings.database_url,
+            pool_size=pool_size,
+            application_name=application_name,
+            connect_args=limits,
         )
-        return cls(engine, application_name)
+        return cls(engine, application_name, limits)
 
     @classmethod
     def from_settings_url(cls, url: str, *, pool_size: int = 2) -> Database:

@@ -77,6 +77,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     slice_max_attempts: Positive = 5
     fernet_key: str = ""
     apply_batch: Positive = 5000
+    statement_timeout: Seconds = 60.0
+    lock_timeout: Seconds = 10.0
+    idle_transaction_timeout: Seconds = 10.0
     repair_drift: bool = False
     log_format: Literal["text", "json"] = "text"
     sandbox: SandboxOptions = msgspec.field(default_factory=SandboxOptions)
@@ -143,6 +146,9 @@ VARIABLES: dict[str, str] = {
     "TALLY_SLICE_MAX_ATTEMPTS": "slice_max_attempts",
     "TALLY_FERNET_KEY": "fernet_key",
     "TALLY_APPLY_BATCH": "apply_batch",
+    "TALLY_STATEMENT_TIMEOUT": "statement_timeout",
+    "TALLY_LOCK_TIMEOUT": "lock_timeout",
+    "TALLY_IDLE_TRANSACTION_TIMEOUT": "idle_transaction_timeout",
     "TALLY_REPAIR_DRIFT": "repair_drift",
     "LOG_FORMAT": "log_format",
     "TALLY_SANDBOX_FAILURE_RATE": "sandbox.failure_rate",

@@ -43,8 +43,7 @@ ELECT = text(
     """
 )
 HOLDS = text(
-    "SELECT 1 FROM reconcile_leader "
-    "WHERE name = :name AND leader_id = :me AND expires_at > now()"
+    "SELECT 1 FROM reconcile_leader WHERE name = :name AND leader_id = :me AND expires_at > now()"
 )
 RESIGN = text("DELETE FROM reconcile_leader WHERE name = :name AND leader_id = :me")
 

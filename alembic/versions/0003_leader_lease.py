@@ -24,7 +24,10 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("leader_id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column(
-            "elected_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "elected_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_reconcile_leader")),
