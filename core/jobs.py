@@ -15,7 +15,7 @@ from core import credits, reads
 from core.database import SessionFactory
 from core.errors import InvalidInput, NotFound
 from core.pages import fetch_page
-from core.providers.registry import check_provider_name
+from core.providers.registry import check_offered
 from core.schema import Job
 from core.settings import Settings
 from core.vocabulary import TERMINAL_JOB_STATUSES, JobStatus, SliceStatus
@@ -77,7 +77,7 @@ def validate_request(request: JobRequest, settings: Settings) -> None:
     """Raise InvalidInput when a request breaks a rule."""
     if not 1 <= request.count <= settings.max_job_count:
         raise InvalidInput(f"count must be between 1 and {settings.max_job_count}", field="count")
-    check_provider_name(request.provider)
+    check_offered(request.provider, settings.offered_providers)
     key = request.idempotency_key
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidInput("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")

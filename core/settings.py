@@ -8,7 +8,7 @@ names from a fixed list. Anything else is refused with the variable's name.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
@@ -69,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_job_count: Positive = 100_000
     slice_size: Positive = 500
     provider: ProviderName = "sandbox"
+    providers: tuple[ProviderName, ...] = ()  # what users may choose; () = the default only
     provider_concurrency: Positive = 256
     provider_attempts: Positive = 3
     provider_url: str = ""
@@ -105,12 +106,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError(
                 "TALLY_LEADER_LEASE_SECONDS must be longer than TALLY_LEADER_RETRY_SECONDS"
             )
+        if self.provider not in self.offered_providers:
+            raise ConfigurationError("TALLY_PROVIDERS must include TALLY_PROVIDER")
+        if "http" in self.offered_providers and not self.provider_url:
+            raise ConfigurationError(
+                "TALLY_PROVIDER_URL is not set but the http provider is offered"
+            )
         if self.environment != "development":
             if self.fernet_key in PLACEHOLDER_SECRETS:
                 raise ConfigurationError(
                     "TALLY_FERNET_KEY must be set to a real key outside development"
                 )
             SecretBox(self.fernet_key)  # raises ConfigurationError for a malformed key
+
+    @property
+    def offered_providers(self) -> tuple[str, ...]:
+        """The providers users may choose: the operator's allowlist, or the default alone."""
+        return self.providers or (self.provider,)
 
     def require_broker(self) -> None:
         """Refuse to run a process that sends or receives messages without a broker."""
@@ -138,6 +150,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_MAX_JOB_COUNT": "max_job_count",
     "TALLY_SLICE_SIZE": "slice_size",
     "TALLY_PROVIDER": "provider",
+    "TALLY_PROVIDERS": "providers",
     "TALLY_PROVIDER_CONCURRENCY": "provider_concurrency",
     "TALLY_PROVIDER_ATTEMPTS": "provider_attempts",
     "TALLY_PROVIDER_URL": "provider_url",
@@ -182,6 +195,11 @@ def _nest(given: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+def _names(raw: str) -> list[str]:
+    """A comma-separated list of names."""
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
 def _stub_flag(raw: str) -> str:
     # TALLY_BROKER names a broker kind; "stub" is the only one chosen by name.
     if raw != "stub":
@@ -190,13 +208,18 @@ def _stub_flag(raw: str) -> str:
 
 
 # Variables read by more than conversion to their field's type.
-READERS = {"DATABASE_URL": normalize_database_url, "TALLY_BROKER": _stub_flag}
+READERS: dict[str, Callable[[str], object]] = {
+    "DATABASE_URL": normalize_database_url,
+    "TALLY_BROKER": _stub_flag,
+    "TALLY_PROVIDERS": _names,
+}
 
 
 def _explain(error: msgspec.ValidationError, given: Mapping[str, str]) -> str:
     """One line naming the variable behind a validation error (at `$.intervals.lease`)."""
     message, _, path = str(error).rpartition(" - at `$.")
-    name = next(n for n, target in VARIABLES.items() if target == path.rstrip("`"))
+    field = path.rstrip("`").split("[")[0]  # `$.providers[1]` is the providers variable
+    name = next(n for n, target in VARIABLES.items() if target == field)
     shown = "" if name in SECRET_VARIABLES else f" (got {given.get(name, '')!r})"
     choices = _choices(VARIABLES[name])
     if choices:
@@ -214,4 +237,6 @@ def _choices(path: str) -> tuple[str, ...]:
     for parent in parents:
         struct = next(f.type for f in msgspec.structs.fields(struct) if f.name == parent)
     kind = next(f.type for f in msgspec.structs.fields(struct) if f.name == leaf)
+    if get_origin(kind) is tuple:  # a list of names: each must be one of its choices
+        kind = get_args(kind)[0]
     return tuple(str(v) for v in get_args(kind)) if get_origin(kind) is Literal else ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from core.errors import UnknownProvider
 from core.providers.base import Provider
 from core.providers.http import HttpProvider
@@ -15,6 +17,17 @@ def check_provider_name(name: str) -> str:
     if name not in PROVIDER_NAMES:
         raise UnknownProvider(
             f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}", field="provider"
+        )
+    return name
+
+
+def check_offered(name: str, offered: Sequence[str]) -> str:
+    """Return the name if users may choose that provider here, else raise UnknownProvider."""
+    check_provider_name(name)
+    if name not in offered:
+        raise UnknownProvider(
+            f"provider {name!r} is not offered here; choose one of: {', '.join(offered)}",
+            field="provider",
         )
     return name
 

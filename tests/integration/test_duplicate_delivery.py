@@ -272,7 +272,8 @@ def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
     db: Database, job_settings: Settings
 ) -> None:
     user = create_user(db.sessions, "alice", credits=GRANT).user_id
-    job = jobs.submit(db.sessions, job_settings, JobRequest(user, 130, "http")).job
+    offering_http = job_settings.with_changes(providers=("sandbox", "http"))
+    job = jobs.submit(db.sessions, offering_http, JobRequest(user, 130, "http")).job
     context = slice_context(db, job_settings.with_changes(provider_url=""))
     barrier = threading.Barrier(2 * job.slices_total)
 

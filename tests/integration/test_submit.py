@@ -93,6 +93,7 @@ def test_submit_holds_count_times_price(db: Database, settings: Settings, price:
         ({"count": 0}, InvalidInput),
         ({"count": 1001}, InvalidInput),
         ({"provider": "nope"}, UnknownProvider),
+        ({"provider": "http"}, UnknownProvider),  # exists, but this deployment offers sandbox
         ({"idempotency_key": ""}, InvalidInput),
         ({"idempotency_key": "x" * 201}, InvalidInput),
         ({"count": 101}, InsufficientCredits),
@@ -137,3 +138,14 @@ def test_concurrent_submits_never_overdraw(db: Database, settings: Settings) -> 
         ).scalar_one()
     assert balance == 5
     assert_invariants(db)
+
+
+def test_a_deployment_with_a_real_provider_refuses_the_sandbox(
+    db: Database, settings: Settings
+) -> None:
+    real = settings.with_changes(provider="http", provider_url="https://provisioning.example")
+    user = create_user(db.sessions, "alice", credits=100).user_id
+    with pytest.raises(UnknownProvider, match="not offered here; choose one of: http"):
+        jobs.submit(db.sessions, real, JobRequest(user, 5, "sandbox"))
+    offering_both = real.with_changes(providers=("http", "sandbox"))
+    assert jobs.submit(db.sessions, offering_both, JobRequest(user, 5, "sandbox")).created

@@ -94,6 +94,7 @@ def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
         ("TALLY_REPAIR_DRIFT", "ture", "must be true or false"),
         ("TALLY_DRAMATIQ_METRICS", "yes please", "must be true or false"),
         ("TALLY_PROVIDER", "htp", "must be one of sandbox, http"),
+        ("TALLY_PROVIDERS", "sandbox,htp", "must be one of sandbox, http"),
         ("TALLY_ENV", "prod", "must be one of development, production"),
         ("LOG_FORMAT", "xml", "must be one of text, json"),
         ("TALLY_LEASE_SECONDS", "-1", "must be a number > 0"),
@@ -177,3 +178,25 @@ def test_the_readme_documents_every_variable() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     table = readme[readme.index("## Configuration") :]
     assert [name for name in VARIABLES if f"`{name}`" not in table] == []
+
+
+def test_the_providers_users_may_choose_are_an_operator_allowlist() -> None:
+    assert settings_from().offered_providers == ("sandbox",)
+    url = "https://provisioning.example/accounts"
+    both = settings_from(TALLY_PROVIDERS="sandbox, http", TALLY_PROVIDER_URL=url)
+    assert both.offered_providers == ("sandbox", "http")
+    real = settings_from(TALLY_PROVIDER="http", TALLY_PROVIDER_URL=url)
+    assert real.offered_providers == ("http",)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"TALLY_PROVIDER": "http", "TALLY_PROVIDERS": "sandbox"}, "must include TALLY_PROVIDER"),
+        ({"TALLY_PROVIDERS": "sandbox,http"}, "TALLY_PROVIDER_URL is not set"),
+        ({"TALLY_PROVIDER": "http"}, "TALLY_PROVIDER_URL is not set"),
+    ],
+)
+def test_an_allowlist_that_cannot_work_is_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        settings_from(**env)
