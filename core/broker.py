@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.settings import Settings
 from core.slice_messages import SLICE_QUEUE
+
+
+def redis_client(settings: Settings) -> redis.Redis[bytes]:
+    """A Redis client whose every call gives up after TALLY_BROKER_TIMEOUT seconds.
+
+    A Redis that accepts connections and never answers then costs a caller that long,
+    never a hang.
+    """
+    timeout = settings.broker_timeout
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
 
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
@@ -14,7 +27,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     settings.require_broker()
     broker: dramatiq.Broker
     if settings.redis_url:
-        broker = RedisBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]
+        broker = RedisBroker(client=redis_client(settings))  # type: ignore[no-untyped-call]
     elif settings.rabbitmq_url:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

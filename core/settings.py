@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""
     rabbitmq_url: str = ""
     stub_broker: bool = False  # Dramatiq's in-memory broker, for unit tests only
+    broker_timeout: Seconds = 2.0
     dramatiq_metrics: bool = False
     environment: Literal["development", "production"] = "development"
     price: NotNegative = 1
@@ -144,6 +145,7 @@ VARIABLES: dict[str, str] = {
     "REDIS_URL": "redis_url",
     "RABBITMQ_URL": "rabbitmq_url",
     "TALLY_BROKER": "stub_broker",
+    "TALLY_BROKER_TIMEOUT": "broker_timeout",
     "TALLY_DRAMATIQ_METRICS": "dramatiq_metrics",
     "TALLY_ENV": "environment",
     "TALLY_PRICE": "price",

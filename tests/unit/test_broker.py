@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 
 import pytest
+import redis
 from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.prometheus import Prometheus
@@ -75,3 +78,16 @@ def test_settings_read_the_broker_choice_from_the_environment() -> None:
 def test_an_unknown_broker_name_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="TALLY_BROKER"):
         Settings.from_env({"DATABASE_URL": "postgres://h/db", "TALLY_BROKER": "kafka"})
+
+
+def test_a_redis_that_never_answers_costs_the_timeout_not_a_hang() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host, port = silent.getsockname()
+        hung = BASE.with_changes(redis_url=f"redis://{host}:{port}/0", broker_timeout=0.3)
+        broker = make_broker(hung)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            send_slices(broker, uuid.uuid4(), range(1))
+        assert time.monotonic() - started < 5  # a hang would be stopped by pytest-timeout
