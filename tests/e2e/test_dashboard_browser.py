@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,8 +14,11 @@ from core.migrate import PROJECT_ROOT
 from core.users import NewUser, create_user
 from tests.faults.stack import Stack
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, ViewportSize
+
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = PROJECT_ROOT / ".artifacts" / "dashboard.png"
+ARTIFACTS = PROJECT_ROOT / ".artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -25,6 +29,64 @@ CHROMIUM_ARGS = [
 CREDITS = 500
 COUNT = 240
 TIMEOUT_MS = 60_000
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONES = {"phone-390": {"width": 390, "height": 844}, "phone-360": {"width": 360, "height": 740}}
+MIN_TAP_PX = 44  # the smallest target a finger should have to hit on a phone
+
+# What must be shown whole and inside the viewport's width at every size.
+SIGN_IN_PARTS = [".topbar", ".brand", ".topnav a", "#sign-in", "#token", "#sign-in-form button"]
+DASHBOARD_PARTS = [
+    ".topbar",
+    ".brand",
+    ".topnav a",
+    "#whoami",
+    "#sign-out",
+    ".card",
+    "#count",
+    "#submit-button",
+    "#dashboard .panel",
+    ".table-scroll",
+    "[data-pager] button",
+    ".page-info",
+]
+
+# For each selector: how many of its elements are shown, and which of them stick out sideways.
+PLACEMENT = """(selectors) => selectors.map((selector) => {
+  const shown = [...document.querySelectorAll(selector)].filter((n) => n.getClientRects().length);
+  const outside = shown
+    .map((n) => n.getBoundingClientRect())
+    .filter((box) => box.left < 0 || box.right > window.innerWidth + 0.5)
+    .map((box) => `${Math.round(box.left)}..${Math.round(box.right)}`);
+  return { selector, shown: shown.length, outside };
+})"""
+
+# The header's pieces (logo, name, tagline, links, buttons) as boxes, to find overlaps.
+HEADER_BOXES = """() => [...document.querySelectorAll('.brand > *, .topnav > *')]
+  .filter((n) => n.getClientRects().length)
+  .map((n) => {
+    const box = n.getBoundingClientRect();
+    return [n.id || n.className || n.tagName, box.left, box.top, box.right, box.bottom];
+  })"""
+
+# Buttons and header links a finger cannot reliably hit.
+SMALL_TARGETS = """(min) => [...document.querySelectorAll('button, .topnav a')]
+  .filter((n) => n.getClientRects().length)
+  .map((n) => [n.textContent.trim(), n.getBoundingClientRect()])
+  .filter(([, box]) => box.width < min || box.height < min)
+  .map(([text, box]) => `${text}: ${Math.round(box.width)}x${Math.round(box.height)}`)"""
+
+# The tables' scrolling containers: whether each scrolls sideways and whether it has to.
+TABLE_SCROLLERS = """() => [...document.querySelectorAll('.table-scroll')]
+  .filter((n) => n.getClientRects().length)
+  .map((n) => ({
+    id: n.querySelector('table').id,
+    overflow: getComputedStyle(n).overflowX,
+    wider: n.scrollWidth > n.clientWidth,
+  }))"""
+
+# True once no card is fading its change highlight.
+CARDS_STILL = "() => [...document.querySelectorAll('.card')].every((n) => !n.getAnimations()[0])"
 
 pytestmark = [
     pytest.mark.browser,
@@ -62,6 +124,41 @@ def user(db: Database) -> NewUser:
     return create_user(db.sessions, "browser", credits=CREDITS, is_admin=True)
 
 
+def check_layout(page: Page, name: str, viewport: ViewportSize, parts: list[str]) -> None:
+    """At this size: no sideways scroll, every part shown inside the width, a clean header."""
+    page.set_viewport_size(viewport)
+    if name:
+        ARTIFACTS.mkdir(exist_ok=True)
+        picture = ARTIFACTS / f"dashboard-{name}.png"
+        page.screenshot(path=str(picture), full_page=True)
+        print(f"\nscreenshot: {picture}")
+    where = f"at {viewport['width']}x{viewport['height']}"
+
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page scrolls sideways {where}: {widths}"
+
+    for placed in page.evaluate(PLACEMENT, parts):
+        assert placed["shown"], f"{placed['selector']} is not shown {where}"
+        assert not placed["outside"], f"{placed['selector']} leaves the viewport {where}: {placed}"
+
+    boxes = page.evaluate(HEADER_BOXES)
+    for i, (a, *box_a) in enumerate(boxes):
+        for b, *box_b in boxes[i + 1 :]:
+            assert not overlap(box_a, box_b), f"header: {a} runs into {b} {where}"
+
+    for scroller in page.evaluate(TABLE_SCROLLERS):
+        assert scroller["overflow"] == "auto", f"{scroller} does not scroll in its card {where}"
+
+    if viewport["width"] < DESKTOP["width"]:
+        small = page.evaluate(SMALL_TARGETS, MIN_TAP_PX)
+        assert not small, f"targets under {MIN_TAP_PX}px {where}: {small}"
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    """Whether two (left, top, right, bottom) boxes share any area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
     web_url: str, user: NewUser
 ) -> None:
@@ -71,10 +168,13 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport=PHONES["phone-360"])
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
         page.goto(web_url)
+        expect(page.locator("#sign-in")).to_be_visible()
+        check_layout(page, "", PHONES["phone-360"], SIGN_IN_PARTS)
+        page.set_viewport_size(DESKTOP)
 
         page.fill("#token", "tly_not-a-token")
         page.click("#sign-in-form button[type=submit]")
@@ -121,8 +221,10 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         expect(page.locator("#vault-page")).to_have_text(f"1\N{EN DASH}10 of {successful - 1}")
         expect(page.locator("#card-business_centers")).to_have_text(str(successful - 1))
 
-        page.wait_for_timeout(1500)  # let the cards' change highlight fade before the picture
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
-        print(f"\nscreenshot: {SCREENSHOT}")
+        # Let the cards' change highlight go, and its fade end, before the pictures.
+        expect(page.locator(".card.changed")).to_have_count(0)
+        page.wait_for_function(CARDS_STILL)
+        check_layout(page, "desktop", DESKTOP, DASHBOARD_PARTS)
+        for name, viewport in PHONES.items():
+            check_layout(page, name, viewport, DASHBOARD_PARTS)
         browser.close()
