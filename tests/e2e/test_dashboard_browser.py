@@ -57,6 +57,7 @@ DASHBOARD_PARTS = [
     "[data-pager] button",
     ".page-info",
 ]
+DOCS_PARTS = [".topbar", ".brand", ".topnav a", "#intro", "#operations .op", "#schemas .schema"]
 
 # For each selector: how many of its elements are shown, and which of them stick out sideways.
 PLACEMENT = """(selectors) => selectors.map((selector) => {
@@ -278,6 +279,7 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         page.click(".topnav a[href='/docs']")
         expect(page.locator("#schemas .schema").first).to_be_visible()
         check_icon(page)
+        check_layout(page, PHONES["phone-360"], DOCS_PARTS, "docs-phone-360.png")
 
         assert errors == PROVOKED, f"unexpected error answers: {errors}"
         unexpected = [text for text in console if not PROVOKED_CONSOLE.match(text)]
