@@ -16,7 +16,7 @@ from core.users import NewUser, create_user
 from tests.faults.stack import Stack
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, Page, Response, ViewportSize
+    from playwright.sync_api import ConsoleMessage, Locator, Page, Response, ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / ".artifacts"
@@ -34,6 +34,8 @@ TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1280, "height": 900}
 PHONES = {"phone-390": {"width": 390, "height": 844}, "phone-360": {"width": 360, "height": 740}}
 MIN_TAP_PX = 44  # the smallest target a finger should have to hit on a phone
+
+BAD = re.compile(r"\bbad\b")  # the class that shows a figure as a problem
 
 # The error answers the test provokes on purpose: a bad token, a count of 0, too few credits.
 PROVOKED = [(401, "GET", "/api/stats"), (400, "POST", "/api/jobs"), (402, "POST", "/api/jobs")]
@@ -183,6 +185,11 @@ def check_icon(page: Page) -> None:
     assert page.evaluate(ICON) == ["data:image/svg+xml,", 32], page.url
 
 
+def color(locator: Locator) -> str:
+    """The text colour the element is drawn in."""
+    return str(locator.evaluate("(node) => getComputedStyle(node).color"))
+
+
 def overlap(a: list[float], b: list[float]) -> bool:
     """Whether two (left, top, right, bottom) boxes share any area."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
@@ -232,6 +239,10 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         expect(page.locator("#card-credits")).to_have_text(str(CREDITS))
         expect(page.locator("#card-requested")).to_have_text("0")
         expect(page.locator("#jobs-empty")).to_be_visible()
+        failures_card = page.locator("#card-failures")
+        expect(failures_card).to_have_text("0")
+        expect(failures_card).not_to_have_class(BAD)
+        assert color(failures_card) == color(page.locator("#card-requested"))
 
         page.fill("#count", "0")
         page.click("#submit-button")
@@ -252,10 +263,14 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         successful = int(row.locator("td.num").nth(1).inner_text().replace(",", ""))
         failures = int(row.locator("td.num").nth(2).inner_text().replace(",", ""))
         assert successful + failures == COUNT and failures > 0
+        expect(row.locator("td.num").nth(2)).to_have_class(BAD)
+        expect(row.locator("td.num").nth(1)).not_to_have_class(BAD)
 
         expect(page.locator("#card-requested")).to_have_text(str(COUNT))
         expect(page.locator("#card-successful")).to_have_text(str(successful))
-        expect(page.locator("#card-failures")).to_have_text(str(failures))
+        expect(failures_card).to_have_text(str(failures))
+        expect(failures_card).to_have_class(BAD)
+        assert color(failures_card) != color(page.locator("#card-requested"))
         expect(page.locator("#card-business_centers")).to_have_text(str(successful))
         expect(page.locator("#card-credits")).to_have_text(f"{CREDITS - successful:,}")
         expect(page.locator("#vault-page")).to_have_text(f"1\N{EN DASH}10 of {successful}")

@@ -87,8 +87,12 @@ function describe(error) {
 
 // ---------- cards ----------
 
+// Failures are highlighted only when there are some: a zero is not an error.
+const failuresClass = (n) => (n > 0 ? "bad" : "");
+
 function setCard(name, value) {
   const node = $(`card-${name}`);
+  if (name === "failures") node.classList.toggle("bad", failuresClass(value) !== "");
   const text = fmt(value);
   if (node.textContent !== text) {
     const changed = node.textContent !== "–";
@@ -138,7 +142,7 @@ function jobRow(job) {
     el("td", {}, progressCell(job)),
     el("td", { class: "num", text: fmt(job.requested) }),
     el("td", { class: "num", text: fmt(job.successful) }),
-    el("td", { class: "num", text: fmt(job.failures) }),
+    el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
     el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
   );
   if (job.error) row.title = job.error;
