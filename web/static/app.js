@@ -16,6 +16,8 @@ class ApiError extends Error {
     this.status = status;
     this.code = error.code || "http_error";
     this.field = error.field;
+    this.needed = error.needed;
+    this.balance = error.balance;
   }
 }
 
@@ -79,10 +81,18 @@ function showFormError(id, message) {
   $(id).hidden = !message;
 }
 
+// Whole numbers standing alone in a server message (not parts of ids), written like the cards.
+const fmtNumbersIn = (text) => text.replace(/(?<![\w.-])\d{4,}(?![\w.-])/g, (n) => fmt(Number(n)));
+
 function describe(error) {
   if (!(error instanceof ApiError)) return "The server cannot be reached. Try again in a moment.";
-  if (error.code === "insufficient_credits") return `Not enough credits: ${error.message}.`;
-  return error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".";
+  const { needed, balance } = error;
+  if (error.code === "insufficient_credits" && Number.isFinite(needed) && Number.isFinite(balance)) {
+    return `Not enough credits: this job needs ${fmt(needed)} credits; the balance is ${fmt(balance)}.`;
+  }
+  const message = fmtNumbersIn(error.message);
+  const sentence = message.charAt(0).toUpperCase() + message.slice(1) + ".";
+  return error.code === "insufficient_credits" ? `Not enough credits: ${sentence}` : sentence;
 }
 
 // ---------- cards ----------
