@@ -240,6 +240,9 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         expect(page.locator("#card-credits")).to_have_text(str(CREDITS))
         expect(page.locator("#card-requested")).to_have_text("0")
         expect(page.locator("#jobs-empty")).to_be_visible()
+        expect(page.locator("#vault-empty")).to_be_visible()
+        for pager in ("jobs", "vault"):  # nothing to page through: no pager
+            expect(page.locator(f'[data-pager="{pager}"]')).to_be_hidden()
         failures_card = page.locator("#card-failures")
         expect(failures_card).to_have_text("0")
         expect(failures_card).not_to_have_class(BAD)
@@ -276,6 +279,7 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         assert color(failures_card) != color(page.locator("#card-requested"))
         expect(page.locator("#card-business_centers")).to_have_text(str(successful))
         expect(page.locator("#card-credits")).to_have_text(f"{CREDITS - successful:,}")
+        expect(page.locator("#jobs-page")).to_have_text("1\N{EN DASH}1 of 1")
         expect(page.locator("#vault-page")).to_have_text(f"1\N{EN DASH}10 of {successful}")
 
         first_account = page.locator("#vault-table tbody tr").first

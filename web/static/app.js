@@ -317,9 +317,11 @@ async function refreshVault() {
 
 // ---------- paging ----------
 
+// An empty list has no pager: the line under its panel says it is empty.
 function setPager(name, page) {
   const pager = document.querySelector(`[data-pager="${name}"]`);
-  const first = page.total === 0 ? 0 : page.offset + 1;
+  pager.hidden = page.total === 0;
+  const first = page.offset + 1;
   const last = page.offset + page.items.length;
   $(`${name}-page`).textContent = `${fmt(first)}–${fmt(last)} of ${fmt(page.total)}`;
   pager.querySelector('[data-page="prev"]').disabled = page.offset === 0;
