@@ -59,6 +59,9 @@ DASHBOARD_PARTS = [
     ".table-scroll",
     "[data-pager] button",
     ".page-info",
+    ".secret",  # the revealed one, with its buttons: usable without scrolling the table
+    "[data-action=copy]",
+    "[data-action=hide]",
 ]
 DOCS_PARTS = [".topbar", ".brand", ".topnav a", "#intro", "#operations .op", "#schemas .schema"]
 
@@ -105,6 +108,11 @@ ICON = """async () => {
   await image.decode();
   return [link.href.slice(0, link.href.indexOf(',') + 1), image.naturalWidth];
 }"""
+
+# Whether a value sits anywhere in the page's session or local storage.
+IN_STORAGE = """(value) => [sessionStorage, localStorage].some(
+  (store) => Object.keys(store).some((key) => store.getItem(key).includes(value))
+)"""
 
 # True once no card is fading its change highlight.
 CARDS_STILL = "() => [...document.querySelectorAll('.card')].every((n) => !n.getAnimations()[0])"
@@ -196,7 +204,7 @@ def overlap(a: list[float], b: list[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
+def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
     web_url: str, user: NewUser
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -205,7 +213,9 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport=PHONES["phone-360"])
+        page = browser.new_page(
+            viewport=PHONES["phone-360"], permissions=["clipboard-read", "clipboard-write"]
+        )
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
 
@@ -284,12 +294,33 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
 
         first_account = page.locator("#vault-table tbody tr").first
         account_id = first_account.get_attribute("data-account")
-        first_account.locator("button").click()
-        expect(first_account.locator("button")).to_have_text("Confirm")
-        first_account.locator("button").click()
+        delete = first_account.locator('[data-action="delete"]')
+        delete.click()
+        expect(delete).to_have_text("Confirm")
+        delete.click()
         expect(page.locator(f'tr[data-account="{account_id}"]')).to_have_count(0)
         expect(page.locator("#vault-page")).to_have_text(f"1\N{EN DASH}10 of {successful - 1}")
         expect(page.locator("#card-business_centers")).to_have_text(str(successful - 1))
+
+        # Reveal a secret: a click, a confirming click, the secret in the row, copied.
+        account_id = page.locator("#vault-table tbody tr").first.get_attribute("data-account")
+        account = page.locator(f'tr[data-account="{account_id}"]')
+        reveal = account.locator('[data-action="reveal"]')
+        reveal.click()
+        expect(reveal).to_have_text("Confirm")
+        expect(account.locator(".secret")).to_have_count(0)  # nothing before the confirmation
+        reveal.click()
+        expect(account.locator(".secret")).to_be_visible()
+        shown = account.locator(".secret").inner_text()
+        answer = page.request.post(
+            f"{web_url}/api/accounts/{account_id}/reveal",
+            headers={"Authorization": f"Bearer {user.token}"},
+        )
+        assert answer.ok and shown and answer.json() == {"id": account_id, "secret": shown}
+        assert not page.evaluate(IN_STORAGE, shown), "the secret was put in web storage"
+        account.locator('[data-action="copy"]').click()
+        expect(account.locator('[data-action="copy"]')).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == shown
 
         # Let the cards' change highlight go, and its fade end, before the pictures.
         expect(page.locator(".card.changed")).to_have_count(0)
@@ -297,6 +328,10 @@ def test_dashboard_signs_in_follows_a_job_and_deletes_from_the_vault(
         check_layout(page, DESKTOP, DASHBOARD_PARTS, "dashboard-desktop.png")
         for name, viewport in PHONES.items():
             check_layout(page, viewport, DASHBOARD_PARTS, f"dashboard-{name}.png")
+
+        account.locator('[data-action="hide"]').click()
+        expect(account.locator(".secret")).to_have_count(0)
+        expect(reveal).to_have_text("Reveal")
 
         page.click(".topnav a[href='/docs']")
         expect(page.locator("#schemas .schema").first).to_be_visible()

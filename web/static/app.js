@@ -7,7 +7,9 @@ const MAX_STREAMS = 4; // browsers allow few connections per host; the rest refr
 const REFRESH_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
-const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null };
+// secrets: the ones the user revealed, by account id, in this page's memory only (never in
+// storage), so that a refresh of the vault keeps them shown until the user hides them.
+const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null, secrets: new Map() };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -267,12 +269,17 @@ async function submitJob(event) {
 // ---------- vault ----------
 
 function vaultRow(account) {
-  const remove = el("button", { class: "button danger small", type: "button", text: "Delete" });
+  const remove = el("button", {
+    class: "button danger small", type: "button", text: "Delete", "data-action": "delete",
+  });
   remove.addEventListener("click", () => deleteAccount(account, remove));
+  const secret = el("td", { class: "secret-cell" });
+  renderSecret(secret, account);
   return el(
     "tr",
     { "data-account": account.id },
     el("td", {}, el("span", { class: "mono", text: account.username })),
+    secret,
     el("td", {}, el("span", { class: "mono muted", text: account.external_id })),
     el("td", { text: account.provider }),
     el("td", {}, el("span", { class: "mono muted", text: shortId(account.job_id) })),
@@ -281,26 +288,86 @@ function vaultRow(account) {
   );
 }
 
-// Two clicks delete: the first arms the button for a few seconds.
+// Deleting and revealing take two clicks: the first arms the button for a few seconds.
+// Answers whether the button was armed already (the click is the confirmation).
+function confirmed(button, label) {
+  if (button.classList.contains("armed")) return true;
+  button.classList.add("armed");
+  button.textContent = "Confirm";
+  setTimeout(() => {
+    button.classList.remove("armed");
+    button.textContent = label;
+  }, 4000);
+  return false;
+}
+
 async function deleteAccount(account, button) {
-  if (!button.classList.contains("armed")) {
-    button.classList.add("armed");
-    button.textContent = "Confirm";
-    setTimeout(() => {
-      button.classList.remove("armed");
-      button.textContent = "Delete";
-    }, 4000);
-    return;
-  }
+  if (!confirmed(button, "Delete")) return;
   button.disabled = true;
   try {
     await api(`/api/accounts/${account.id}`, { method: "DELETE" });
+    state.secrets.delete(account.id);
     await refreshVault();
     refreshCardsSoon();
   } catch (error) {
     showBanner(describe(error));
     button.disabled = false;
   }
+}
+
+// The secret cell: a Reveal button, or the revealed secret with Copy and Hide.
+function renderSecret(cell, account) {
+  const secret = state.secrets.get(account.id);
+  if (secret === undefined) {
+    const reveal = el("button", {
+      class: "button ghost small reveal", type: "button", text: "Reveal", "data-action": "reveal",
+      title: "Show this account's secret (click again to confirm)",
+    });
+    reveal.addEventListener("click", () => revealSecret(account, reveal));
+    cell.replaceChildren(reveal);
+    return;
+  }
+  const code = el("code", { class: "secret", text: secret, "aria-label": `secret of ${account.username}` });
+  const button = (text) =>
+    el("button", { class: "button ghost small", type: "button", text, "data-action": text.toLowerCase() });
+  const copy = button("Copy");
+  copy.addEventListener("click", () => copySecret(secret, code, copy));
+  const hide = button("Hide");
+  hide.addEventListener("click", () => {
+    state.secrets.delete(account.id);
+    renderSecret(cell, account);
+  });
+  cell.replaceChildren(el("span", { class: "secret-box" }, code, copy, hide));
+}
+
+async function revealSecret(account, button) {
+  if (!confirmed(button, "Reveal")) return;
+  button.disabled = true;
+  try {
+    const answer = await api(`/api/accounts/${account.id}/reveal`, { method: "POST" });
+    if (token()) state.secrets.set(account.id, answer.secret); // unless signed out meanwhile
+  } catch (error) {
+    showBanner(describe(error));
+  }
+  // The row as it is now: the vault may have been redrawn while the request was out.
+  const cell = document.querySelector(`tr[data-account="${account.id}"] .secret-cell`);
+  if (cell) renderSecret(cell, account);
+}
+
+async function copySecret(secret, code, button) {
+  try {
+    await navigator.clipboard.writeText(secret);
+    button.textContent = "Copied";
+  } catch {
+    // No clipboard here (a page served over plain http from another host): select the text
+    // so that the system's copy shortcut takes it.
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    button.textContent = "Selected";
+  }
+  setTimeout(() => (button.textContent = "Copy"), 1500);
 }
 
 async function refreshVault() {
@@ -397,6 +464,8 @@ async function signIn(event) {
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  state.secrets.clear();
+  $("vault-table").querySelector("tbody").replaceChildren(); // no revealed secret left behind
   stopStreams();
   clearInterval(state.timer);
   $("dashboard").hidden = true;
