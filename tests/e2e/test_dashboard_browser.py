@@ -119,7 +119,13 @@ CARDS_STILL = "() => [...document.querySelectorAll('.card')].every((n) => !n.get
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=(
+            "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); "
+            ".ci/run installs it"
+        ),
+    ),
 ]
 
 
