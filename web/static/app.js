@@ -84,7 +84,9 @@ function showFormError(id, message) {
 }
 
 // Whole numbers standing alone in a server message (not parts of ids), written like the cards.
-const fmtNumbersIn = (text) => text.replace(/(?<![\w.-])\d{4,}(?![\w.-])/g, (n) => fmt(Number(n)));
+// (No lookbehind in the pattern: older Safari cannot parse one.)
+const fmtNumbersIn = (text) =>
+  text.replace(/(^|[^\w.-])(\d{4,})(?![\w.-])/g, (_, before, n) => before + fmt(Number(n)));
 
 function describe(error) {
   if (!(error instanceof ApiError)) return "The server cannot be reached. Try again in a moment.";
