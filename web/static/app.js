@@ -7,7 +7,9 @@ const MAX_STREAMS = 4; // browsers allow few connections per host; the rest refr
 const REFRESH_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
-const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null };
+// secrets: the ones the user revealed, by account id, in this page's memory only (never in
+// storage), so that a refresh of the vault keeps them shown until the user hides them.
+const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null, secrets: new Map() };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -16,6 +18,8 @@ class ApiError extends Error {
     this.status = status;
     this.code = error.code || "http_error";
     this.field = error.field;
+    this.needed = error.needed;
+    this.balance = error.balance;
   }
 }
 
@@ -79,16 +83,30 @@ function showFormError(id, message) {
   $(id).hidden = !message;
 }
 
+// Whole numbers standing alone in a server message (not parts of ids), written like the cards.
+// (No lookbehind in the pattern: older Safari cannot parse one.)
+const fmtNumbersIn = (text) =>
+  text.replace(/(^|[^\w.-])(\d{4,})(?![\w.-])/g, (_, before, n) => before + fmt(Number(n)));
+
 function describe(error) {
   if (!(error instanceof ApiError)) return "The server cannot be reached. Try again in a moment.";
-  if (error.code === "insufficient_credits") return `Not enough credits: ${error.message}.`;
-  return error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".";
+  const { needed, balance } = error;
+  if (error.code === "insufficient_credits" && Number.isFinite(needed) && Number.isFinite(balance)) {
+    return `Not enough credits: this job needs ${fmt(needed)} credits; the balance is ${fmt(balance)}.`;
+  }
+  const message = fmtNumbersIn(error.message);
+  const sentence = message.charAt(0).toUpperCase() + message.slice(1) + ".";
+  return error.code === "insufficient_credits" ? `Not enough credits: ${sentence}` : sentence;
 }
 
 // ---------- cards ----------
 
+// Failures are highlighted only when there are some: a zero is not an error.
+const failuresClass = (n) => (n > 0 ? "bad" : "");
+
 function setCard(name, value) {
   const node = $(`card-${name}`);
+  if (name === "failures") node.classList.toggle("bad", failuresClass(value) !== "");
   const text = fmt(value);
   if (node.textContent !== text) {
     const changed = node.textContent !== "–";
@@ -138,7 +156,7 @@ function jobRow(job) {
     el("td", {}, progressCell(job)),
     el("td", { class: "num", text: fmt(job.requested) }),
     el("td", { class: "num", text: fmt(job.successful) }),
-    el("td", { class: "num", text: fmt(job.failures) }),
+    el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
     el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
   );
   if (job.error) row.title = job.error;
@@ -253,12 +271,17 @@ async function submitJob(event) {
 // ---------- vault ----------
 
 function vaultRow(account) {
-  const remove = el("button", { class: "button danger small", type: "button", text: "Delete" });
+  const remove = el("button", {
+    class: "button danger small", type: "button", text: "Delete", "data-action": "delete",
+  });
   remove.addEventListener("click", () => deleteAccount(account, remove));
+  const secret = el("td", { class: "secret-cell" });
+  renderSecret(secret, account);
   return el(
     "tr",
     { "data-account": account.id },
     el("td", {}, el("span", { class: "mono", text: account.username })),
+    secret,
     el("td", {}, el("span", { class: "mono muted", text: account.external_id })),
     el("td", { text: account.provider }),
     el("td", {}, el("span", { class: "mono muted", text: shortId(account.job_id) })),
@@ -267,26 +290,86 @@ function vaultRow(account) {
   );
 }
 
-// Two clicks delete: the first arms the button for a few seconds.
+// Deleting and revealing take two clicks: the first arms the button for a few seconds.
+// Answers whether the button was armed already (the click is the confirmation).
+function confirmed(button, label) {
+  if (button.classList.contains("armed")) return true;
+  button.classList.add("armed");
+  button.textContent = "Confirm";
+  setTimeout(() => {
+    button.classList.remove("armed");
+    button.textContent = label;
+  }, 4000);
+  return false;
+}
+
 async function deleteAccount(account, button) {
-  if (!button.classList.contains("armed")) {
-    button.classList.add("armed");
-    button.textContent = "Confirm";
-    setTimeout(() => {
-      button.classList.remove("armed");
-      button.textContent = "Delete";
-    }, 4000);
-    return;
-  }
+  if (!confirmed(button, "Delete")) return;
   button.disabled = true;
   try {
     await api(`/api/accounts/${account.id}`, { method: "DELETE" });
+    state.secrets.delete(account.id);
     await refreshVault();
     refreshCardsSoon();
   } catch (error) {
     showBanner(describe(error));
     button.disabled = false;
   }
+}
+
+// The secret cell: a Reveal button, or the revealed secret with Copy and Hide.
+function renderSecret(cell, account) {
+  const secret = state.secrets.get(account.id);
+  if (secret === undefined) {
+    const reveal = el("button", {
+      class: "button ghost small reveal", type: "button", text: "Reveal", "data-action": "reveal",
+      title: "Show this account's secret (click again to confirm)",
+    });
+    reveal.addEventListener("click", () => revealSecret(account, reveal));
+    cell.replaceChildren(reveal);
+    return;
+  }
+  const code = el("code", { class: "secret", text: secret, "aria-label": `secret of ${account.username}` });
+  const button = (text) =>
+    el("button", { class: "button ghost small", type: "button", text, "data-action": text.toLowerCase() });
+  const copy = button("Copy");
+  copy.addEventListener("click", () => copySecret(secret, code, copy));
+  const hide = button("Hide");
+  hide.addEventListener("click", () => {
+    state.secrets.delete(account.id);
+    renderSecret(cell, account);
+  });
+  cell.replaceChildren(el("span", { class: "secret-box" }, code, copy, hide));
+}
+
+async function revealSecret(account, button) {
+  if (!confirmed(button, "Reveal")) return;
+  button.disabled = true;
+  try {
+    const answer = await api(`/api/accounts/${account.id}/reveal`, { method: "POST" });
+    if (token()) state.secrets.set(account.id, answer.secret); // unless signed out meanwhile
+  } catch (error) {
+    showBanner(describe(error));
+  }
+  // The row as it is now: the vault may have been redrawn while the request was out.
+  const cell = document.querySelector(`tr[data-account="${account.id}"] .secret-cell`);
+  if (cell) renderSecret(cell, account);
+}
+
+async function copySecret(secret, code, button) {
+  try {
+    await navigator.clipboard.writeText(secret);
+    button.textContent = "Copied";
+  } catch {
+    // No clipboard here (a page served over plain http from another host): select the text
+    // so that the system's copy shortcut takes it.
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    button.textContent = "Selected";
+  }
+  setTimeout(() => (button.textContent = "Copy"), 1500);
 }
 
 async function refreshVault() {
@@ -303,9 +386,11 @@ async function refreshVault() {
 
 // ---------- paging ----------
 
+// An empty list has no pager: the line under its panel says it is empty.
 function setPager(name, page) {
   const pager = document.querySelector(`[data-pager="${name}"]`);
-  const first = page.total === 0 ? 0 : page.offset + 1;
+  pager.hidden = page.total === 0;
+  const first = page.offset + 1;
   const last = page.offset + page.items.length;
   $(`${name}-page`).textContent = `${fmt(first)}–${fmt(last)} of ${fmt(page.total)}`;
   pager.querySelector('[data-page="prev"]').disabled = page.offset === 0;
@@ -381,6 +466,8 @@ async function signIn(event) {
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  state.secrets.clear();
+  $("vault-table").querySelector("tbody").replaceChildren(); // no revealed secret left behind
   stopStreams();
   clearInterval(state.timer);
   $("dashboard").hidden = true;

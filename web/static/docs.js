@@ -32,7 +32,8 @@ function typeOf(schema) {
 function table(headings, rows) {
   const head = el("tr", {}, ...headings.map((h) => el("th", { text: h })));
   const body = rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c))));
-  return el("table", { class: "table" }, el("thead", {}, head), el("tbody", {}, ...body));
+  const grid = el("table", { class: "table" }, el("thead", {}, head), el("tbody", {}, ...body));
+  return el("div", { class: "table-scroll" }, grid);
 }
 
 function operation(spec, path, method, op) {
