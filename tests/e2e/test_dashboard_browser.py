@@ -11,7 +11,7 @@ import pytest
 from core.database import Database
 from core.migrate import PROJECT_ROOT
 from core.users import NewUser, create_user
-from tests.faults.stack import Stack
+from tests.support.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = PROJECT_ROOT / ".artifacts" / "dashboard.png"

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.waiting import wait_for
 
 TALLY = str(Path(sys.executable).with_name("tally"))
 STARTUP_TIMEOUT = 90.0

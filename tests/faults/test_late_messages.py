@@ -20,8 +20,8 @@ from tests.faults.checks import (
     settle,
     submit,
 )
-from tests.faults.stack import RedisServer, Stack
-from tests.helpers import wait_for
+from tests.support.stack import RedisServer, Stack
+from tests.support.waiting import wait_for
 
 JOBS = 10
 ITEMS = 120

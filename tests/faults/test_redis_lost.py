@@ -7,8 +7,8 @@ import time
 from core.database import Database
 from core.users import NewUser
 from tests.faults.checks import SLICE_MESSAGES, assert_exact, settle, slice_states, submit
-from tests.faults.stack import RedisServer, Stack
-from tests.helpers import wait_for
+from tests.support.stack import RedisServer, Stack
+from tests.support.waiting import wait_for
 
 JOBS = 20
 ITEMS = 100

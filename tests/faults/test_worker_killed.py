@@ -8,8 +8,8 @@ import time
 from core.database import Database
 from core.users import NewUser
 from tests.faults.checks import assert_exact, reclaimed_slices, settle, slice_states, submit
-from tests.faults.stack import Stack
-from tests.helpers import unfinished_jobs
+from tests.support.stack import Stack
+from tests.support.state import unfinished_jobs
 
 JOBS = 20
 ITEMS = 200

@@ -21,9 +21,9 @@ from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
 from outbox.apply import apply_pending
-from tests.helpers import assert_invariants, totals, wait_all_terminal
 from tests.integration.conftest import WorkerRunner
-from tests.integration.inline import slice_context
+from tests.support.inline import slice_context
+from tests.support.state import assert_invariants, totals, wait_all_terminal
 from worker import slices
 from worker.dispatch import enqueue_slices
 from worker.fanout import ItemOutcome, run_fanout

@@ -13,7 +13,7 @@ from core.settings import Settings
 from core.users import NewUser, create_user
 from outbox.apply import apply_pending
 from tests.integration.conftest import WorkerRunner
-from tests.integration.live_server import RunningServer, serve
+from tests.support.live_server import RunningServer, serve
 from web.app import create_app
 from worker.dispatch import enqueue_slices
 

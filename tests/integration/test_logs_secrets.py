@@ -16,8 +16,8 @@ from core.logs import ContextFilter, JsonFormatter, log_context
 from core.schema import UserAccount
 from core.settings import Settings
 from core.users import create_user
-from tests.faults.stack import Stack, free_port
-from tests.helpers import wait_for
+from tests.support.stack import Stack, free_port
+from tests.support.waiting import wait_for
 
 COUNT = 120
 DRAMATIQ_TEXT_PREFIX = "["  # the dramatiq CLI's own parent-process lines: "[time] [PID n] ..."

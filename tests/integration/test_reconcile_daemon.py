@@ -20,8 +20,9 @@ from core.locks import RECONCILE_LEADER_LOCK
 from core.settings import Settings
 from core.users import create_user
 from reconcile.leader import Leadership
-from tests.helpers import pending_outbox, wait_for
-from tests.integration.inline import process_job
+from tests.support.inline import process_job
+from tests.support.state import pending_outbox
+from tests.support.waiting import wait_for
 
 FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",

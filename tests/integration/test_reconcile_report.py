@@ -19,7 +19,7 @@ from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
-from tests.integration.inline import process_job, slice_context
+from tests.support.inline import process_job, slice_context
 from worker.processing import run_slice
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from tests.helpers import wait_for
+from tests.support.waiting import wait_for
 
 
 def free_port() -> int:

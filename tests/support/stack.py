@@ -18,7 +18,7 @@ import redis
 
 from core.migrate import PROJECT_ROOT
 from devstack.embedded import redis_server_binary
-from tests.helpers import wait_for
+from tests.support.waiting import wait_for
 
 STOP_TIMEOUT = 10.0
 LOG_TAIL_LINES = 60
