@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 POLL_SECONDS = 0.05
+STOP_GRACE_SECONDS = 10.0
 KILL_WAIT_SECONDS = 5.0
 LOG_TAIL_LINES = 60
 
@@ -102,7 +103,7 @@ class Child:
         """SIGKILL the whole group, with no clean-up of any kind, and wait until it is gone."""
         kill_all([self])
 
-    def stop(self, grace: float) -> None:
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop the group: SIGTERM, up to `grace` seconds, then SIGKILL."""
         stop_all([self], grace)
 
@@ -176,7 +177,7 @@ def kill_all(children: Sequence[Child]) -> None:
     _wait_gone(children, time.monotonic() + KILL_WAIT_SECONDS)
 
 
-def stop_all(children: Sequence[Child], grace: float) -> list[Child]:
+def stop_all(children: Sequence[Child], grace: float = STOP_GRACE_SECONDS) -> list[Child]:
     """Stop the children within `grace` seconds, then kill the rest; return those killed."""
     left = terminate_all(children, grace)
     kill_all(left)

@@ -59,7 +59,7 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 @pytest.fixture
 def redis_server(private_redis: RedisServer) -> RedisServer:
     """The module's Redis, running and empty."""
-    if private_redis.process is None:
+    if private_redis.child is None:
         private_redis.start()
     private_redis.flushall()
     return private_redis

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,56 +13,12 @@ import redis
 
 from core.migrate import PROJECT_ROOT
 from devstack.embedded import redis_server_binary
+from devstack.processes import STOP_GRACE_SECONDS, Child, free_port, start, stop_all
 from tests.support.waiting import wait_for
 
-STOP_TIMEOUT = 10.0
-LOG_TAIL_LINES = 60
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Process:
-    """One subprocess leading its own process group, its output in a log file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def running(self) -> bool:
-        """Whether the group leader has not exited."""
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (no clean-up of any kind) and reap the leader."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
-
-    def terminate(self) -> None:
-        """Ask the leader to stop cleanly (SIGTERM)."""
-        if self.running:
-            self.popen.send_signal(signal.SIGTERM)
-
-    def stop(self, deadline: float | None = None) -> None:
-        """SIGTERM the leader, wait (until `deadline`) for a clean exit, then SIGKILL the rest."""
-        self.terminate()
-        deadline = deadline or time.monotonic() + STOP_TIMEOUT
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(max(0.0, deadline - time.monotonic()))
-        self.kill()
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last lines of this process's log."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+WEB_APP = "web.app:app"
+WORKER_READY = "Worker process is ready for action."
+DAEMON_STARTED = "reconcile daemon started"
 
 
 @dataclass
@@ -76,66 +27,68 @@ class Stack:
 
     env: dict[str, str]
     logs: Path
-    processes: list[Process] = field(default_factory=list)
+    grace: float = STOP_GRACE_SECONDS
+    children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, command: list[str], **env: str) -> Process:
+    def start(self, name: str, command: list[str], **env: str) -> Child:
         """Start a command in a session of its own, output appended to logs/<name>-<n>.log."""
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.logs / f"{name}-{len(self.processes)}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env={**self.env, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        process = Process(name, popen, log)
-        self.processes.append(process)
-        return process
+        log = self.logs / f"{name}-{len(self.children)}.log"
+        child = start(name, command, cwd=PROJECT_ROOT, env={**self.env, **env}, log=log)
+        self.children.append(child)
+        return child
 
-    def worker(self, threads: int = 4, **env: str) -> Process:
-        """`dramatiq worker.actors` with one worker process."""
-        command = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1"]
-        command += ["--threads", str(threads), "--worker-shutdown-timeout", "5000"]
-        return self.start("worker", command, **env)
+    def worker(
+        self, threads: int = 4, processes: int = 1, name: str = "worker", **env: str
+    ) -> Child:
+        """`dramatiq worker.actors`; it is ready once each process logs WORKER_READY."""
+        command = [sys.executable, "-m", "dramatiq", "worker.actors"]
+        command += ["--processes", str(processes), "--threads", str(threads)]
+        command += ["--worker-shutdown-timeout", "5000"]
+        return self.start(name, command, **env)
 
-    def reconcile(self, **env: str) -> Process:
-        """`python -m reconcile`."""
+    def reconcile(self, **env: str) -> Child:
+        """`python -m reconcile`; it logs DAEMON_STARTED once its scheduler runs."""
         return self.start("reconcile", [sys.executable, "-m", "reconcile"], **env)
 
-    def web(self, **env: str) -> str:
-        """`uvicorn web.app:app` on a free port; return its base URL once it answers."""
+    def web(
+        self,
+        app: str = WEB_APP,
+        ready: str = "/healthz",
+        log_level: str | None = "warning",
+        name: str = "web",
+        **env: str,
+    ) -> str:
+        """uvicorn serving `app` on a free port; return its base URL once `ready` answers 200.
+
+        `log_level=None` keeps uvicorn's own level, access log included, as the Procfile runs it.
+        """
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "web.app:app", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--log-level", "warning"]
-        process = self.start("web", command, **env)
+        command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
+        command += ["--log-level", log_level] if log_level else []
+        child = self.start(name, command, **env)
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url) or not process.running, timeout=30)
-        assert process.running, process.tail()
+        wait_for(lambda: _answers(url + ready) or not child.running, timeout=30)
+        assert child.running, child.tail()
         return url
 
     def stop_all(self) -> None:
         """Stop every process this stack started, all at once."""
-        for process in self.processes:
-            process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for process in self.processes:
-            process.stop(deadline)
+        stop_all(self.children, self.grace)
 
     def report(self) -> str:
         """The tail of every process's log, for a failed test's output."""
-        return "\n".join(
-            f"----- {p.log.name} (exit {p.popen.returncode}) -----\n{p.tail()}"
-            for p in self.processes
-        )
+        return "\n".join(_report(child) for child in self.children)
+
+
+def _report(child: Child) -> str:
+    name = child.log.name if child.log else child.name
+    return f"----- {name} (exit {child.popen.returncode}) -----\n{child.tail()}"
 
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -146,7 +99,7 @@ class RedisServer:
 
     directory: Path
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    child: Child | None = None
 
     @property
     def url(self) -> str:
@@ -155,22 +108,18 @@ class RedisServer:
 
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("redis-server") or str(redis_server_binary())
         command = [binary, "--bind", "127.0.0.1", "--port", str(self.port)]
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        log = self.directory / "redis.log"
+        self.child = start("redis", command, env=os.environ, log=log)
         wait_for(self.answers, timeout=15)
 
     def crash(self) -> None:
         """SIGKILL the server: every queued message is gone."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+        if self.child is not None:
+            self.child.kill()
+            self.child = None
 
     def flushall(self) -> None:
         """Delete every key of every database."""
