@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from core import jobs
+from sqlalchemy import text
+
 from core.crypto import SecretBox
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
+from core.vocabulary import SliceStatus
 from tests.conftest import make_settings
 from worker.processing import SliceContext, run_slice
 from worker.slices import SliceResult
@@ -37,7 +39,18 @@ def slice_context(db: Database, settings: Settings) -> SliceContext:
 def process_job(db: Database, settings: Settings, job_id: uuid.UUID) -> list[SliceResult]:
     """Run every unfinished slice of a job once, in order."""
     context = slice_context(db, settings)
-    return [run_slice(context, job_id, i) for i in jobs.slice_indices(db.sessions, job_id)]
+    return [run_slice(context, job_id, i) for i in unfinished_slices(db, job_id)]
+
+
+def unfinished_slices(db: Database, job_id: uuid.UUID) -> list[int]:
+    """The indices of a job's slices that are not done, in order."""
+    query = text(
+        "SELECT slice_index FROM job_slices "
+        "WHERE job_id = :job_id AND status <> :done ORDER BY slice_index"
+    )
+    with db.engine.connect() as connection:
+        rows = connection.execute(query, {"job_id": job_id, "done": SliceStatus.DONE})
+        return [int(r.slice_index) for r in rows]
 
 
 class RecordedEnqueue:
