@@ -20,9 +20,9 @@ from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_pending
 from tests.integration.conftest import WorkerRunner
 from tests.support.inline import slice_context
+from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants, totals, wait_all_terminal
 from worker import slices
 from worker.dispatch import enqueue_slices

@@ -15,8 +15,8 @@ from core.database import Database
 from core.jobs import JobRequest, submit
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_pending
 from tests.support.inline import RecordedEnqueue, process_job
+from tests.support.outbox import apply_pending
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 from web.app import create_app

@@ -34,10 +34,11 @@ from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_batch, apply_pending
+from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from tests.conftest import TABLES
+from tests.support.outbox import apply_pending
 from worker import slices
 from worker.fanout import ItemOutcome
 from worker.processing import SliceContext, run_slice

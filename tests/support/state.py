@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from core.database import Database
-from outbox.apply import apply_pending
 from reconcile.invariants import check_invariants
+from tests.support.outbox import apply_pending
 from tests.support.waiting import wait_for
 
 
