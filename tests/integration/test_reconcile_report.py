@@ -219,7 +219,8 @@ def test_recompute_ignores_a_running_jobs_rows_until_its_completion_is_applied(
     config = settings.with_changes(slice_size=10)
     user = create_user(db.sessions, "runner", credits=100).user_id
     job = jobs.submit(db.sessions, config, jobs.JobRequest(user, 20, "sandbox")).job
-    run_slice(slice_context(db, config), job.id, 0)  # half the job is in the vault
+    with slice_context(db, config) as context:
+        run_slice(context, job.id, 0)  # half the job is in the vault
     assert scalar(db, "SELECT count(*) FROM user_accounts WHERE user_id = :u", u=user) == 10
     recompute_business_centers(db.sessions)
     assert check_invariants(db.sessions) == []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import text
@@ -14,7 +15,8 @@ from core.providers.registry import build_provider
 from core.settings import Settings
 from core.vocabulary import SliceStatus
 from tests.conftest import make_settings
-from worker.processing import SliceContext, run_slice
+from worker.processing import ProviderFactory, SliceContext, run_slice
+from worker.provider_loop import ProviderLoop
 from worker.slices import SliceResult
 
 
@@ -26,20 +28,28 @@ def app_settings(database_url: str, redis_url: str, **changes: Any) -> Settings:
     return make_settings(database_url, redis_url, **changes)
 
 
-def slice_context(db: Database, settings: Settings) -> SliceContext:
-    """The context a worker process would build, on the test's database handle."""
-    return SliceContext(
-        sessions=db.sessions,
-        settings=settings,
-        box=SecretBox(settings.fernet_key),
-        providers=build_provider,
-    )
+@contextlib.contextmanager
+def slice_context(
+    db: Database, settings: Settings, providers: ProviderFactory = build_provider
+) -> Iterator[SliceContext]:
+    """The context a worker process builds, on the test's database handle, for a block."""
+    loop = ProviderLoop(settings.provider_concurrency)
+    try:
+        yield SliceContext(
+            sessions=db.sessions,
+            settings=settings,
+            box=SecretBox(settings.fernet_key),
+            providers=providers,
+            provider_loop=loop,
+        )
+    finally:
+        loop.close()
 
 
 def process_job(db: Database, settings: Settings, job_id: uuid.UUID) -> list[SliceResult]:
     """Run every unfinished slice of a job once, in order."""
-    context = slice_context(db, settings)
-    return [run_slice(context, job_id, i) for i in unfinished_slices(db, job_id)]
+    with slice_context(db, settings) as context:
+        return [run_slice(context, job_id, i) for i in unfinished_slices(db, job_id)]
 
 
 def unfinished_slices(db: Database, job_id: uuid.UUID) -> list[int]:
