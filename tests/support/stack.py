@@ -1,4 +1,4 @@
-"""tally's processes and a private Redis, run as real subprocesses that a test can kill."""
+"""tally's processes and a private Redis, run as real subprocesses a test or benchmark can kill."""
 
 from __future__ import annotations
 
