@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import Bench
-from bench.processes import PROJECT_ROOT
 from bench.report import Row, table, write_json
 from bench.servers import running_servers
+from core.migrate import PROJECT_ROOT
 
 # name -> module; each module has run(bench) -> list[Row]. `all` runs them in this order.
 BENCHMARKS = {

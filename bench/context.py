@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import text
 
-from bench.processes import PROJECT_ROOT
 from bench.servers import Servers
 from core.crypto import generate_key
 from core.database import Database
+from core.migrate import PROJECT_ROOT
 from core.settings import Settings, normalize_database_url
 
 T = TypeVar("T", int, float)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 from bench import parallel, profiling, seed
 from bench.context import Bench
-from bench.processes import Service, pids_cpu, tree_cpu, worker
+from bench.processes import pids_cpu, tree_cpu, worker
 from bench.report import Row, Target
+from devstack.processes import Child
 
 PROCESSES, THREADS = 2, 8
 OWNERS = 4
@@ -119,7 +120,7 @@ def _stats_rows(bench: Bench, owners: list[uuid.UUID]) -> None:
 
 
 @contextlib.contextmanager
-def _profiled(bench: Bench, service: Service) -> Iterator[None]:
+def _profiled(bench: Bench, service: Child) -> Iterator[None]:
     if not bench.profile:
         yield
         return

@@ -18,7 +18,7 @@ from core.pages import fetch_page
 from core.providers.registry import check_offered
 from core.schema import Job
 from core.settings import Settings
-from core.vocabulary import TERMINAL_JOB_STATUSES, JobStatus, SliceStatus
+from core.vocabulary import TERMINAL_JOB_STATUSES, JobStatus
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -126,19 +126,6 @@ def list_for_user(
             session, Job, Job.user_id == user_id, [Job.created_at.desc(), Job.id], limit, offset
         )
         return [_view(j) for j in found], total
-
-
-def slice_indices(sessions: SessionFactory, job_id: uuid.UUID) -> list[int]:
-    """Return the indices of a job's slices that are not done."""
-    with sessions() as session, session.begin():
-        rows = session.execute(
-            text(
-                "SELECT slice_index FROM job_slices "
-                f"WHERE job_id = :job_id AND status <> '{SliceStatus.DONE}' ORDER BY slice_index"
-            ),
-            {"job_id": job_id},
-        )
-        return [int(r.slice_index) for r in rows]
 
 
 def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Job:

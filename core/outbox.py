@@ -5,14 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.schema import Outbox
 from core.vocabulary import Topic
-
-NOTIFY_CHANNEL = "tally_outbox"
 
 
 def add(
@@ -25,6 +22,4 @@ def add(
         .on_conflict_do_nothing(index_elements=["topic", "key"])
         .returning(Outbox.id)
     ).first()
-    if inserted is not None:
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return inserted is not None

@@ -1,1 +1,1 @@
-"""The development stack: `tally dev`, its Procfile supervisor and the embedded servers."""
+"""The development stack: `tally dev`, its supervisor, embedded servers and process harness."""

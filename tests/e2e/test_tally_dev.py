@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,16 +13,11 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import wait_for
+from devstack.processes import free_port
+from tests.support.waiting import wait_for
 
 TALLY = str(Path(sys.executable).with_name("tally"))
 STARTUP_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def processes_mentioning(text: str) -> list[psutil.Process]:

@@ -14,7 +14,7 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
-from tests.faults.stack import RedisServer, Stack
+from tests.support.stack import RedisServer, Stack
 
 # Short intervals so each fault heals within seconds (production: see Settings.from_env).
 FAULT_ENV = {
@@ -60,7 +60,7 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 @pytest.fixture
 def redis_server(private_redis: RedisServer) -> RedisServer:
     """The module's Redis, running and empty."""
-    if private_redis.process is None:
+    if private_redis.child is None:
         private_redis.start()
     private_redis.flushall()
     return private_redis

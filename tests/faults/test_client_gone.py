@@ -14,8 +14,8 @@ from sqlalchemy import text
 from core.database import Database
 from core.users import NewUser
 from tests.faults.checks import assert_exact, settle, submit
-from tests.faults.stack import Stack
-from tests.helpers import wait_for
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 VANISHING = [150, 40, 1]
 ABRUPT = [30, 5]

@@ -10,8 +10,9 @@ from core.database import Database
 from core.users import NewUser
 from tests.faults.backlog import seed_backlog
 from tests.faults.checks import assert_exact, settle, submit
-from tests.faults.stack import Stack
-from tests.helpers import pending_outbox, wait_for
+from tests.support.stack import Stack
+from tests.support.state import pending_outbox
+from tests.support.waiting import wait_for
 
 USERS = 100
 JOBS_PER_USER = 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 import dramatiq
 import pytest
@@ -20,14 +21,16 @@ from tests.faults.checks import (
     settle,
     submit,
 )
-from tests.faults.stack import RedisServer, Stack
-from tests.helpers import wait_for
+from tests.support.stack import RedisServer, Stack
+from tests.support.waiting import wait_for
 
 JOBS = 10
 ITEMS = 120
 SLICES_PER_JOB = 3  # TALLY_SLICE_SIZE is 50
 REPEATS = 3
 WORKER_ENV = {"TALLY_SANDBOX_LATENCY_MS": "20", "TALLY_SANDBOX_FAILURE_RATE": "0.2"}
+# The leader checks every counter about once a second, so a report follows the late messages.
+REPORT_EVERY_SECOND = {"TALLY_REPORT_INTERVAL": "1"}
 
 # Every row a slice message may write; a late message must leave all of them as they are.
 FINGERPRINT = {
@@ -73,6 +76,24 @@ def drained(redis: RedisServer) -> bool:
         return client.hlen(SLICE_MESSAGES) == 0 and client.hlen(DELAYED_MESSAGES) == 0
 
 
+def database_now(db: Database) -> datetime:
+    """The database's clock, which stamps the daemon's reports."""
+    with db.engine.connect() as connection:
+        moment: datetime = connection.execute(text("SELECT now()")).scalar_one()
+        return moment
+
+
+def report_since(db: Database, moment: datetime) -> dict[str, object] | None:
+    """The first daemon report whose check began after `moment`, if one ran."""
+    query = text(
+        "SELECT id, started_at, drift_count FROM reconcile_reports "
+        "WHERE origin = 'daemon' AND started_at > :moment ORDER BY id LIMIT 1"
+    )
+    with db.engine.connect() as connection:
+        found = connection.execute(query, {"moment": moment}).mappings().first()
+        return None if found is None else dict(found)
+
+
 def fingerprint(db: Database) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every table a slice message may write."""
     with db.engine.connect() as connection:
@@ -85,7 +106,7 @@ def fingerprint(db: Database) -> dict[str, list[tuple[object, ...]]]:
 def test_duplicate_and_late_messages_change_nothing(
     stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
 ) -> None:
-    stack.reconcile()
+    stack.reconcile(**REPORT_EVERY_SECOND)
     url = stack.web()
     worker = stack.worker(threads=4, **WORKER_ENV)
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
@@ -103,7 +124,10 @@ def test_duplicate_and_late_messages_change_nothing(
         assert client.hlen(SLICE_MESSAGES) == late
     stack.worker(threads=4, **WORKER_ENV)
     wait_for(lambda: drained(redis_server), timeout=60)
-    time.sleep(1.0)  # a few apply, sweep and recompute rounds of the daemon
+    # The daemon runs on after the late messages: its leader checks every counter again.
+    drained_at = database_now(db)
+    report = wait_for(lambda: report_since(db, drained_at), timeout=30)
+    assert report["drift_count"] == 0, report
     print(f"\n[late messages] {late} messages re-sent after completion, all processed")
     assert fingerprint(db) == before
     assert_exact(db, all_successful=False)

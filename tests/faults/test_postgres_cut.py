@@ -18,8 +18,8 @@ from core.users import NewUser, create_user
 from devstack.embedded import EmbeddedPostgres
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.faults.conftest import StackFactory
-from tests.faults.stack import Stack
-from tests.helpers import wait_for
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 JOBS = 20
 ITEMS = 300

@@ -15,7 +15,7 @@ from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions
 from core.users import NewUser
 from tests.faults.checks import assert_exact, settle, submit
-from tests.faults.stack import Stack
+from tests.support.stack import Stack
 
 JOBS = 10
 ITEMS = 200

@@ -8,8 +8,8 @@ import time
 from core.database import Database
 from core.users import NewUser
 from tests.faults.checks import assert_exact, reclaimed_slices, settle, slice_states, submit
-from tests.faults.stack import Stack
-from tests.helpers import unfinished_jobs
+from tests.support.stack import WORKER_READY, Stack
+from tests.support.state import unfinished_jobs
 
 JOBS = 20
 ITEMS = 200
@@ -27,6 +27,8 @@ def test_worker_killed_repeatedly_loses_nothing_and_counts_nothing_twice(
     print(f"\n[worker kill] random seed {seed}")
     moments = random.Random(seed)
     for kill in range(KILLS):
+        # Each kill lands a random moment after the worker is ready, never during its start.
+        worker.wait_for_log(WORKER_READY, timeout=60)
         time.sleep(moments.uniform(0.5, 1.5))
         states = slice_states(db)
         assert unfinished_jobs(db) > 0, f"jobs finished before kill {kill + 1}: {states}"

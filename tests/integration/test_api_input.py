@@ -16,8 +16,8 @@ from core.database import Database
 from core.schema import CreditLedger, Job, UserAccount
 from core.settings import Settings
 from core.users import NewUser, create_user
-from tests.helpers import assert_invariants, totals
-from tests.integration.inline import RecordedEnqueue, app_settings, process_job
+from tests.support.inline import RecordedEnqueue, app_settings, process_job
+from tests.support.state import assert_invariants, totals
 from web.app import create_app
 
 MAX_COUNT = 500

@@ -17,9 +17,9 @@ from core.database import Database
 from core.schema import UserAccount
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user, issue_token, revoke_tokens
-from outbox.apply import apply_pending
-from tests.helpers import assert_invariants, totals
-from tests.integration.inline import RecordedEnqueue, app_settings, process_job
+from tests.support.inline import RecordedEnqueue, app_settings, process_job
+from tests.support.outbox import apply_pending
+from tests.support.state import assert_invariants, totals
 from web.app import create_app, routes
 
 CREDITS = 1_000

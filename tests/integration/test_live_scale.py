@@ -18,8 +18,8 @@ from core.database import Database
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import NewUser, create_user
-from tests.helpers import wait_for
-from tests.integration.live_server import free_port
+from devstack.processes import free_port
+from tests.support.waiting import wait_for
 
 POLLS = 2000
 USERS = 10

@@ -16,8 +16,7 @@ from core.logs import ContextFilter, JsonFormatter, log_context
 from core.schema import UserAccount
 from core.settings import Settings
 from core.users import create_user
-from tests.faults.stack import Stack, free_port
-from tests.helpers import wait_for
+from tests.support.stack import Stack
 
 COUNT = 120
 DRAMATIQ_TEXT_PREFIX = "["  # the dramatiq CLI's own parent-process lines: "[time] [PID n] ..."
@@ -40,24 +39,6 @@ def _run_a_job(url: str, token: str) -> str:
     wrong = {"Authorization": f"Bearer {token}x"}
     assert httpx.get(f"{url}/api/stats", headers=wrong).status_code == 401
     return str(job["id"])
-
-
-def _web_with_access_log(stack: Stack) -> str:
-    """uvicorn as the Procfile runs it (access log on), not the quieter test default."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "web.main:app", "--port", str(port)]
-    process = stack.start("web", command)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url) or not process.running, timeout=30)
-    assert process.running, process.tail()
-    return url
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _secrets(db: Database, settings: Settings) -> list[str]:
@@ -90,7 +71,7 @@ def test_a_full_run_logs_json_with_ids_and_never_a_token_or_secret(
     env = {**process_env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
     stack = Stack(env, tmp_path / "logs")
     try:
-        url = _web_with_access_log(stack)
+        url = stack.web(log_level=None)  # as the Procfile runs it: access log on
         stack.worker(threads=2, TALLY_SANDBOX_FAILURE_RATE="0.1")
         stack.reconcile(TALLY_APPLY_INTERVAL="0.2")
         job_id = _run_a_job(url, user.token)

@@ -15,10 +15,10 @@ from core.database import Database
 from core.jobs import JobRequest, submit
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_pending
-from tests.faults.stack import Stack
-from tests.helpers import wait_for
-from tests.integration.inline import RecordedEnqueue, process_job
+from tests.support.inline import RecordedEnqueue, process_job
+from tests.support.outbox import apply_pending
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 from web.app import create_app
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

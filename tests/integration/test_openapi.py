@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
-from tests.integration.inline import RecordedEnqueue
+from tests.support.inline import RecordedEnqueue
 from web.app import create_app, routes
 from web.openapi import route_operations
 

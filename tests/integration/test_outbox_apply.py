@@ -17,8 +17,9 @@ from core import outbox
 from core.database import Database
 from core.settings import Settings
 from core.vocabulary import Topic
-from outbox.apply import apply_batch, apply_pending
-from tests.helpers import pending_outbox
+from outbox.apply import apply_batch
+from tests.support.outbox import apply_pending
+from tests.support.state import pending_outbox
 
 USERS = 50
 JOB_ROWS = 2_800

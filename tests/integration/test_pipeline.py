@@ -10,9 +10,10 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
-from outbox.apply import apply_pending
-from tests.helpers import assert_invariants, wait_all_terminal, wait_for
 from tests.integration.conftest import WorkerRunner
+from tests.support.outbox import apply_pending
+from tests.support.state import assert_invariants, wait_all_terminal
+from tests.support.waiting import wait_for
 from web.app import create_app
 
 

@@ -34,13 +34,15 @@ from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_batch, apply_pending
+from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from tests.conftest import TABLES
+from tests.support.inline import slice_context
+from tests.support.outbox import apply_pending
 from worker import slices
 from worker.fanout import ItemOutcome
-from worker.processing import SliceContext, run_slice
+from worker.processing import run_slice
 
 USERS = 2
 LONG_LEASE = 60.0
@@ -113,8 +115,8 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
             def provider(name: str, settings: Settings) -> SandboxProvider:
                 return SandboxProvider(options, random.Random(seed))
 
-            context = SliceContext(db.sessions, config, box, provider)
-            run_slice(context, job, pick % _slice_count(db, job))
+            with slice_context(db, config, providers=provider) as context:
+                run_slice(context, job, pick % _slice_count(db, job))
 
         @rule(job=jobs)
         def job_cannot_run(self, job: uuid.UUID) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +17,12 @@ from core import jobs
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
+from devstack.processes import Child, kill_all
 from reconcile.leader import Leadership
-from tests.helpers import pending_outbox, wait_for
-from tests.integration.inline import process_job
+from tests.support.inline import process_job
+from tests.support.stack import Stack
+from tests.support.state import pending_outbox
+from tests.support.waiting import wait_for
 
 FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",
@@ -36,7 +37,7 @@ FAST = {
 # How long a heartbeat row counts as fresh in these tests (beats come every 0.3 s).
 FRESH_SECONDS = 2.0
 
-StartDaemon = Callable[..., subprocess.Popen[bytes]]
+StartDaemon = Callable[..., Child]
 
 
 @pytest.fixture
@@ -44,25 +45,9 @@ def start_daemon(
     process_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
 ) -> Iterator[StartDaemon]:
     """Start `python -m reconcile` processes; every one left running is killed at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(**env: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"reconcile-{len(started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconcile"],
-            env={**process_env, **FAST, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    stack = Stack({**process_env, **FAST}, tmp_path / "logs")
+    yield stack.reconcile
+    kill_all(stack.children)
     redis_client.flushdb()
 
 
@@ -120,10 +105,10 @@ def test_another_daemon_takes_over_when_the_leader_is_killed(
     (follower,) = set(processes) - {leader}
 
     os.kill(leader, signal.SIGKILL)
-    processes[leader].wait()
+    processes[leader].popen.wait()
     reports_before = scalar(db, "SELECT max(id) FROM reconcile_reports")
     wait_for(lambda: heartbeats(db).get(follower) is True, timeout=30)
-    assert processes[follower].poll() is None
+    assert processes[follower].running
     # The new leader runs the singleton jobs: a report appears that only it can have made.
     wait_for(lambda: scalar(db, "SELECT max(id) FROM reconcile_reports") > reports_before, 30)
 
@@ -146,8 +131,8 @@ def test_sigterm_stops_the_daemon_cleanly_mid_backlog(
     wait_for(lambda: fresh_leaders(db) == [daemon.pid], timeout=30)
     wait_for(lambda: pending_outbox(db) < 30000, timeout=30)
 
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=30) == 0
+    daemon.terminate()
+    assert daemon.popen.wait(timeout=30) == 0
     applied = scalar(db, "SELECT count(*) FROM outbox WHERE applied_at IS NOT NULL")
     counted = scalar(db, "SELECT requested FROM user_stats WHERE user_id = :u", u=user)
     assert applied == counted > 0  # every committed batch counted, no batch half-applied

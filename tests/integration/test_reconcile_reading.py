@@ -15,7 +15,7 @@ from core.settings import Settings
 from core.users import NewUser, create_user
 from reconcile.heartbeat import DaemonIdentity, beat
 from reconcile.report import run_report
-from tests.integration.inline import RecordedEnqueue
+from tests.support.inline import RecordedEnqueue
 from web.app import create_app
 
 

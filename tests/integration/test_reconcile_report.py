@@ -14,12 +14,12 @@ from core import jobs
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
-from outbox.apply import apply_pending
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
-from tests.integration.inline import process_job, slice_context
+from tests.support.inline import process_job, slice_context
+from tests.support.outbox import apply_pending
 from worker.processing import run_slice
 
 
@@ -219,7 +219,8 @@ def test_recompute_ignores_a_running_jobs_rows_until_its_completion_is_applied(
     config = settings.with_changes(slice_size=10)
     user = create_user(db.sessions, "runner", credits=100).user_id
     job = jobs.submit(db.sessions, config, jobs.JobRequest(user, 20, "sandbox")).job
-    run_slice(slice_context(db, config), job.id, 0)  # half the job is in the vault
+    with slice_context(db, config) as context:
+        run_slice(context, job.id, 0)  # half the job is in the vault
     assert scalar(db, "SELECT count(*) FROM user_accounts WHERE user_id = :u", u=user) == 10
     recompute_business_centers(db.sessions)
     assert check_invariants(db.sessions) == []

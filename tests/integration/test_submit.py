@@ -16,7 +16,7 @@ from core.errors import InsufficientCredits, InvalidInput, UnknownProvider
 from core.jobs import JobRequest, Submission
 from core.settings import Settings
 from core.users import create_user
-from tests.helpers import assert_invariants, totals
+from tests.support.state import assert_invariants, totals
 
 T = TypeVar("T")
 

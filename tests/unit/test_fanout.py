@@ -4,54 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 
 import pytest
 
-from core.errors import PermanentProviderError, TransientProviderError
-from core.providers.base import CreatedAccount, item_key
+from core.providers.base import item_key
+from tests.support.fake_provider import FakeProvider
 from worker import fanout
-from worker.fanout import ItemOutcome, create_accounts, run_fanout
+from worker.fanout import ItemOutcome, create_accounts
 
 JOB = uuid.UUID("0d7bd1a4-2f7e-4f55-8b53-9a2c6f1e7c10")
-
-
-class FakeProvider:
-    """Fails some keys transiently a set number of times, some permanently; counts calls."""
-
-    name = "fake"
-
-    def __init__(
-        self,
-        transient: dict[int, int] | None = None,
-        permanent: frozenset[int] = frozenset(),
-        pause: float = 0.0,
-    ) -> None:
-        self.transient = dict(transient or {})
-        self.permanent = permanent
-        self.pause = pause
-        self.calls: Counter[str] = Counter()
-        self.in_flight = 0
-        self.peak = 0
-        self.closed = False
-
-    async def create_account(self, idempotency_key: str) -> CreatedAccount:
-        self.calls[idempotency_key] += 1
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            await asyncio.sleep(self.pause)
-            index = int(idempotency_key.rsplit(":", 1)[1])
-            if index in self.permanent:
-                raise PermanentProviderError("refused")
-            if self.calls[idempotency_key] <= self.transient.get(index, 0):
-                raise TransientProviderError("timeout")
-            return CreatedAccount(f"ext-{index}", f"user-{index}", f"secret-{index}")
-        finally:
-            self.in_flight -= 1
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +23,9 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 def run(
     provider: FakeProvider, indices: list[int], concurrency: int = 8, attempts: int = 3
 ) -> list[ItemOutcome]:
-    return run_fanout(provider, JOB, indices, concurrency=concurrency, attempts=attempts)
+    return asyncio.run(
+        create_accounts(provider, JOB, indices, concurrency=concurrency, attempts=attempts)
+    )
 
 
 def test_transient_errors_are_retried_until_success_within_attempts() -> None:
@@ -91,13 +54,6 @@ def test_permanent_errors_are_not_retried() -> None:
     assert provider.calls[item_key(JOB, 3)] == 1
 
 
-def test_zero_attempts_still_calls_the_provider_once() -> None:
-    provider = FakeProvider(transient={0: 1})
-    results = run(provider, [0], attempts=0)
-    assert results[0].account is None
-    assert provider.calls[item_key(JOB, 0)] == 1
-
-
 def test_outcomes_keep_the_order_of_indices_and_use_the_slot_key() -> None:
     indices = [9, 3, 7, 1]
     provider = FakeProvider(permanent=frozenset({7}))
@@ -122,11 +78,5 @@ def test_concurrency_is_bounded_and_reached(concurrency: int) -> None:
 
 def test_retries_hold_no_extra_slot_beyond_the_bound() -> None:
     provider = FakeProvider(pause=0.001, transient={i: 2 for i in range(50)})
-    asyncio.run(create_accounts(provider, JOB, list(range(50)), concurrency=5, attempts=3))
+    run(provider, list(range(50)), concurrency=5, attempts=3)
     assert provider.peak <= 5
-
-
-def test_the_provider_is_closed_after_the_run() -> None:
-    provider = FakeProvider(permanent=frozenset({0}))
-    run(provider, [0, 1])
-    assert provider.closed

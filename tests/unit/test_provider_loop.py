@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.test_fanout import FakeProvider
+from core.providers.base import item_key
+from tests.support.fake_provider import FakeProvider
 from worker.provider_loop import ProviderLoop
 
 JOB = uuid.UUID("5b0c1f8e-8d4e-4d0f-9a53-3e1a4f0c2b77")
@@ -44,6 +45,13 @@ def test_outcomes_keep_the_slice_order_and_the_provider_is_closed(loop: Provider
     assert [o.item_index for o in outcomes] == [5, 4, 3]
     assert [o.account is not None for o in outcomes] == [True, True, False]
     assert provider.closed
+
+
+def test_zero_attempts_still_calls_the_provider_once(loop: ProviderLoop) -> None:
+    provider = FakeProvider(transient={0: 1})
+    outcomes = loop.run(provider, JOB, [0], attempts=0)
+    assert outcomes[0].account is None
+    assert provider.calls[item_key(JOB, 0)] == 1
 
 
 def test_close_stops_the_loop_thread() -> None:

@@ -1,30 +1,13 @@
-"""Small helpers shared by the suites: waiting, applying, asserting invariants."""
+"""What the test database holds: unfinished jobs, the outbox backlog, invariants, totals."""
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from sqlalchemy import text
 
 from core.database import Database
-from outbox.apply import apply_pending
 from reconcile.invariants import check_invariants
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
-    """Return the predicate's first truthy value, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+from tests.support.outbox import apply_pending
+from tests.support.waiting import wait_for
 
 
 def unfinished_jobs(db: Database) -> int:

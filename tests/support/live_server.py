@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,14 +10,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from tests.helpers import wait_for
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from devstack.processes import free_port
+from tests.support.waiting import wait_for
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""What the suites share: waiting, reading the test database, running slices inline, processes."""
