@@ -12,9 +12,10 @@ from starlette.responses import Response, StreamingResponse
 
 from core.jobs import JobView
 from web.auth import caller_of
+from web.etags import job_etag
 from web.live import LiveJobs
 from web.params import path_uuid
-from web.serialize import job_etag, job_json
+from web.serialize import job_json
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000

@@ -13,11 +13,12 @@ from core import jobs
 from core.errors import InvalidInput
 from core.jobs import JobRequest, JobView
 from web.auth import caller_of
+from web.etags import etags, job_etag
 from web.finished_jobs import FinishedJobs
 from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
 from web.params import json_object, page, path_uuid, query_int, strict_int
-from web.serialize import job_etag, job_json, page_json
+from web.serialize import job_json, page_json
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ async def job_status(request: Request) -> Response:
     job_id = path_uuid(request, "job_id")
     wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
     if wait:
-        known = _etags(request.headers.get("if-none-match", ""))
+        known = etags(request.headers.get("if-none-match", ""))
         job = await changed_job(request.app.state.live, caller.user_id, job_id, known, wait)
     else:
         job = await _current_job(request, caller.user_id, job_id)
@@ -84,13 +85,9 @@ def status_response(request: Request, job: JobView) -> Response:
     """Answer a job's status, or 304 when the client already has this version."""
     etag = job_etag(job)
     headers = {"ETag": etag, "Cache-Control": TERMINAL_CACHE if job.terminal else LIVE_CACHE}
-    if etag in _etags(request.headers.get("if-none-match", "")):
+    if etag in etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
     return JSONResponse(job_json(job), headers=headers)
-
-
-def _etags(header: str) -> set[str]:
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
 def _provider(body: dict[str, object], default: str) -> str:

@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Collection
 
 from core.jobs import JobView
+from web.etags import job_etag
 from web.live import LiveJobs
-from web.serialize import job_etag
 
 MAX_WAIT_SECONDS = 60
 

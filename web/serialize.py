@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -31,12 +30,6 @@ def job_json(job: JobView) -> dict[str, Any]:
         "finished_at": _time(job.finished_at),
         "error": job.error,
     }
-
-
-def job_etag(job: JobView) -> str:
-    """A strong validator that changes whenever the status answer would."""
-    state = f"{job.id}:{job.status}:{job.successful}:{job.failures}:{job.updated_at.isoformat()}"
-    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
 def stats_json(stats: StatsView) -> dict[str, Any]:
