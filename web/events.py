@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core.jobs import JobView
+from web.answers import encode, job_body
 from web.auth import caller_of
 from web.etags import job_etag
 from web.live import LiveJobs
 from web.params import path_uuid
-from web.serialize import job_json
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000
@@ -26,7 +25,7 @@ STREAM_SECONDS = 55.0
 
 def status_event(job: JobView) -> str:
     """One `status` event carrying the same JSON as GET /api/job/<id>."""
-    return f"id: {job_etag(job)}\nevent: status\ndata: {json.dumps(job_json(job))}\n\n"
+    return f"id: {job_etag(job)}\nevent: status\ndata: {encode(job_body(job))}\n\n"
 
 
 async def job_events(request: Request) -> Response:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import msgspec
 from sqlalchemy import text
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from reconcile.heartbeat import newest
+from web import bodies
+from web.answers import json_response
 
 
 def healthz(request: Request) -> Response:
     """GET /healthz: the process is up."""
-    return JSONResponse({"status": "ok"})
+    return json_response(bodies.Health(status="ok"))
 
 
 def readyz(request: Request) -> Response:
@@ -27,12 +30,11 @@ def readyz(request: Request) -> Response:
             ).one()
             daemon = newest(session)
     except Exception as exc:  # any failure means "not ready"
-        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
-    return JSONResponse(
-        {
-            "status": "ok",
-            "outbox_backlog": int(row.backlog),
-            "outbox_oldest_pending_seconds": float(row.oldest or 0.0),
-            "reconcile": daemon,
-        }
+        return json_response(bodies.NotReady("unavailable", type(exc).__name__), 503)
+    body = bodies.Ready(
+        status="ok",
+        outbox_backlog=int(row.backlog),
+        outbox_oldest_pending_seconds=float(row.oldest or 0.0),
+        reconcile=None if daemon is None else msgspec.convert(daemon, bodies.Heartbeat),
     )
+    return json_response(body)
