@@ -18,7 +18,6 @@ from core.settings import Settings
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi
 from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
-from web.finished_jobs import FinishedJobs
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
 
@@ -71,7 +70,6 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
         )
         app.state.live = LiveJobs(app.state.settings.database_url, app.state.database.reader)
         app.state.live.start()
-        app.state.finished_jobs = FinishedJobs()
         app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
         try:
             yield

@@ -33,8 +33,7 @@ async def job_events(request: Request) -> Response:
     caller = caller_of(request)
     job_id = path_uuid(request, "job_id")
     live: LiveJobs = request.app.state.live
-    with live.hub.watch(job_id) as topic:
-        await live.read(topic, caller.user_id, job_id)  # 404 before the stream starts
+    await live.jobs.get(caller.user_id, job_id)  # 404 before the stream starts
     stream = _stream(live, caller.user_id, job_id, request.headers.get("last-event-id"))
     return StreamingResponse(
         stream,
@@ -52,7 +51,7 @@ async def _stream(
     with live.hub.watch(job_id) as topic:
         while loop.time() < deadline:
             version = topic.version
-            job = await live.read(topic, user_id, job_id)
+            job = await live.jobs.get(user_id, job_id)
             if job_etag(job) != last_sent:
                 last_sent = job_etag(job)
                 yield status_event(job)

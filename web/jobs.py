@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +15,6 @@ from web import bodies
 from web.answers import job_body, json_response
 from web.auth import caller_of
 from web.etags import etags, job_etag
-from web.finished_jobs import FinishedJobs
 from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
 from web.params import page, path_uuid, query_int, read_body
@@ -54,22 +52,13 @@ async def job_status(request: Request) -> Response:
     caller = caller_of(request)
     job_id = path_uuid(request, "job_id")
     wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
+    live: LiveJobs = request.app.state.live
     if wait:
         known = etags(request.headers.get("if-none-match", ""))
-        job = await changed_job(request.app.state.live, caller.user_id, job_id, known, wait)
+        job = await changed_job(live, caller.user_id, job_id, known, wait)
     else:
-        job = await _current_job(request, caller.user_id, job_id)
+        job = await live.jobs.get(caller.user_id, job_id)
     return status_response(request, job)
-
-
-async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-    finished: FinishedJobs = request.app.state.finished_jobs
-    live: LiveJobs = request.app.state.live
-    job = finished.get(user_id, job_id)
-    if job is None:
-        job = await live.current(user_id, job_id)
-        finished.keep(job)
-    return job
 
 
 def list_jobs(request: Request) -> Response:
