@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from core.errors import InvalidInput, NotFound
 from reconcile.report_store import get_report, list_reports
+from web import bodies
+from web.answers import json_response, report_body, report_summary
 from web.auth import admin_of
 from web.params import page, query_int
-from web.serialize import page_json
 
 MAX_DRIFT_PAGE = 1000
 MAX_REPORT_ID = 2**63 - 1
@@ -20,11 +21,9 @@ def reports(request: Request) -> Response:
     admin_of(request)
     window = page(request)
     found, total = list_reports(request.app.state.database.sessions, window.limit, window.offset)
-    items = [r.as_dict(with_drifts=False) for r in found]
-    return JSONResponse(
-        page_json(items, total, window.limit, window.offset),
-        headers={"Cache-Control": "no-cache"},
-    )
+    items = [report_summary(r) for r in found]
+    body = bodies.ReportPage(items, total, window.limit, window.offset)
+    return json_response(body, headers={"Cache-Control": "no-cache"})
 
 
 def report(request: Request) -> Response:
@@ -36,9 +35,8 @@ def report(request: Request) -> Response:
     found = get_report(request.app.state.database.sessions, report_id, limit, offset)
     if found is None:
         raise NotFound("no such report")
-    body = found.as_dict()
-    body.update(drift_limit=limit, drift_offset=offset)
-    return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+    body = report_body(found, limit, offset)
+    return json_response(body, headers={"Cache-Control": "no-cache"})
 
 
 def _report_id(raw: str) -> int | None:

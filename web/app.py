@@ -19,7 +19,6 @@ from core.slice_messages import send_slices
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi
 from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
-from web.finished_jobs import FinishedJobs
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
 
@@ -70,7 +69,6 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.live = LiveJobs(settings.database_url, app.state.database.reader)
             app.state.live.start()
             resources.callback(app.state.live.stop)
-            app.state.finished_jobs = FinishedJobs()
             app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
             yield
 

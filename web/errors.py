@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from core.errors import (
     ConfigurationError,
@@ -18,8 +19,12 @@ from core.errors import (
     TallyError,
     Unauthorized,
 )
+from web import bodies
+from web.answers import json_response
 
 logger = logging.getLogger(__name__)
+
+INTERNAL = bodies.ErrorDetail("internal", "internal error")
 
 STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
@@ -32,24 +37,30 @@ STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
 ]
 
 
-def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
-    """Return the JSON body every error answer has."""
-    return {"error": {"code": code, "message": message, **extra}}
+def error_response(
+    detail: bodies.ErrorDetail, status: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The JSON answer every error has."""
+    return json_response(bodies.Error(detail), status, headers)
+
+
+def _detail(exc: TallyError, code: str) -> bodies.ErrorDetail:
+    detail = bodies.ErrorDetail(code, str(exc))
+    if isinstance(exc, InvalidInput) and exc.field:
+        detail.field = exc.field
+    if isinstance(exc, InsufficientCredits):
+        detail.needed, detail.balance = exc.needed, exc.balance
+    return detail
 
 
 async def tally_error(request: Request, exc: Exception) -> Response:
     """Answer a domain error with its status code and a JSON body."""
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
-            extra: dict[str, object] = {}
-            if isinstance(exc, InvalidInput) and exc.field:
-                extra["field"] = exc.field
-            if isinstance(exc, InsufficientCredits):
-                extra.update(needed=exc.needed, balance=exc.balance)
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return JSONResponse(error_body(code, str(exc), **extra), status, headers=headers)
+            return error_response(_detail(exc, code), status, headers)
     logger.exception("unmapped domain error", exc_info=exc)
-    return JSONResponse(error_body("internal", "internal error"), 500)
+    return error_response(INTERNAL, 500)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -58,13 +69,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 304:
         return Response(status_code=304, headers=exc.headers)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+    detail = bodies.ErrorDetail(code, str(exc.detail))
+    return error_response(detail, exc.status_code, exc.headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """Answer an unexpected failure without leaking its details."""
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal", "internal error"), 500)
+    return error_response(INTERNAL, 500)
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,10 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core.jobs import JobView
+from web.answers import encode, job_body
 from web.auth import caller_of
+from web.etags import job_etag
 from web.live import LiveJobs
 from web.params import path_uuid
-from web.serialize import job_etag, job_json
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000
@@ -25,7 +25,7 @@ STREAM_SECONDS = 55.0
 
 def status_event(job: JobView) -> str:
     """One `status` event carrying the same JSON as GET /api/job/<id>."""
-    return f"id: {job_etag(job)}\nevent: status\ndata: {json.dumps(job_json(job))}\n\n"
+    return f"id: {job_etag(job)}\nevent: status\ndata: {encode(job_body(job))}\n\n"
 
 
 async def job_events(request: Request) -> Response:
@@ -33,8 +33,7 @@ async def job_events(request: Request) -> Response:
     caller = caller_of(request)
     job_id = path_uuid(request, "job_id")
     live: LiveJobs = request.app.state.live
-    with live.hub.watch(job_id) as topic:
-        await live.read(topic, caller.user_id, job_id)  # 404 before the stream starts
+    await live.jobs.get(caller.user_id, job_id)  # 404 before the stream starts
     stream = _stream(live, caller.user_id, job_id, request.headers.get("last-event-id"))
     return StreamingResponse(
         stream,
@@ -52,7 +51,7 @@ async def _stream(
     with live.hub.watch(job_id) as topic:
         while loop.time() < deadline:
             version = topic.version
-            job = await live.read(topic, user_id, job_id)
+            job = await live.jobs.get(user_id, job_id)
             if job_etag(job) != last_sent:
                 last_sent = job_etag(job)
                 yield status_event(job)

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from core import jobs
-from core.errors import InvalidInput
 from core.jobs import JobRequest, JobView
+from web import bodies
+from web.answers import job_body, json_response
 from web.auth import caller_of
-from web.finished_jobs import FinishedJobs
+from web.etags import etags, job_etag
 from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
-from web.params import json_object, page, path_uuid, query_int, strict_int
-from web.serialize import job_etag, job_json, page_json
+from web.params import page, path_uuid, query_int, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ LIVE_CACHE = "no-cache"
 async def submit_job(request: Request) -> Response:
     """POST /api/jobs: hold credits, queue the job, send its slices."""
     caller = caller_of(request)
-    body = await json_object(request)
+    body = await read_body(request, bodies.JobRequest)
+    state = request.app.state
     job_request = JobRequest(
         user_id=caller.user_id,
-        count=strict_int(body.get("count"), "count"),
-        provider=_provider(body, request.app.state.settings.provider),
+        count=body.count,
+        provider=state.settings.provider if body.provider is msgspec.UNSET else body.provider,
         idempotency_key=request.headers.get("idempotency-key"),
     )
-    state = request.app.state
     submission = await run_in_threadpool(
         jobs.submit, state.database.sessions, state.settings, job_request
     )
@@ -44,7 +44,7 @@ async def submit_job(request: Request) -> Response:
     headers = {"Location": f"/api/job/{submission.job.id}"}
     if not submission.created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(job_json(submission.job), 202, headers=headers)
+    return json_response(job_body(submission.job), 202, headers)
 
 
 async def job_status(request: Request) -> Response:
@@ -52,22 +52,13 @@ async def job_status(request: Request) -> Response:
     caller = caller_of(request)
     job_id = path_uuid(request, "job_id")
     wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
-    if wait:
-        known = _etags(request.headers.get("if-none-match", ""))
-        job = await changed_job(request.app.state.live, caller.user_id, job_id, known, wait)
-    else:
-        job = await _current_job(request, caller.user_id, job_id)
-    return status_response(request, job)
-
-
-async def _current_job(request: Request, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-    finished: FinishedJobs = request.app.state.finished_jobs
     live: LiveJobs = request.app.state.live
-    job = finished.get(user_id, job_id)
-    if job is None:
-        job = await live.current(user_id, job_id)
-        finished.keep(job)
-    return job
+    if wait:
+        known = etags(request.headers.get("if-none-match", ""))
+        job = await changed_job(live, caller.user_id, job_id, known, wait)
+    else:
+        job = await live.jobs.get(caller.user_id, job_id)
+    return status_response(request, job)
 
 
 def list_jobs(request: Request) -> Response:
@@ -77,27 +68,17 @@ def list_jobs(request: Request) -> Response:
     found, total = jobs.list_for_user(
         request.app.state.database.sessions, caller.user_id, window.limit, window.offset
     )
-    return JSONResponse(page_json([job_json(j) for j in found], total, window.limit, window.offset))
+    items = [job_body(j) for j in found]
+    return json_response(bodies.JobPage(items, total, window.limit, window.offset))
 
 
 def status_response(request: Request, job: JobView) -> Response:
     """Answer a job's status, or 304 when the client already has this version."""
     etag = job_etag(job)
     headers = {"ETag": etag, "Cache-Control": TERMINAL_CACHE if job.terminal else LIVE_CACHE}
-    if etag in _etags(request.headers.get("if-none-match", "")):
+    if etag in etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
-    return JSONResponse(job_json(job), headers=headers)
-
-
-def _etags(header: str) -> set[str]:
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
-
-
-def _provider(body: dict[str, object], default: str) -> str:
-    provider = body.get("provider", default)
-    if not isinstance(provider, str):
-        raise InvalidInput("provider must be a string", field="provider")
-    return provider
+    return json_response(job_body(job), headers=headers)
 
 
 def _send_slices(request: Request, job: JobView) -> None:

@@ -1,9 +1,10 @@
 """Live job status: notifications fanned out in memory to the requests waiting on a job.
 
 A `Topic` per watched job counts versions: every notification for the job, and every
-reconnect of the listener, bumps it and wakes whoever waits. Reads after a wake-up go
-through a small gate and are shared: when thousands of requests watch one job, one
-database read serves them all, and no request holds a connection while it waits.
+reconnect of the listener, bumps it and wakes whoever waits. Each notification reaches the
+job cache (web/job_cache.py) before the waiters wake, so what they read after a wake-up is
+at least as new as the change: when thousands of requests watch one job, one database
+read serves them all, and no request holds a connection while it waits.
 """
 
 from __future__ import annotations
@@ -14,26 +15,18 @@ import uuid
 from collections.abc import Iterator
 
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
-from core import jobs
-from core.errors import NotFound
 from core.finish import PROGRESS_CHANNEL
-from core.jobs import JobView
+from web.job_cache import JobCache
 from web.listener import Listener
-from web.recent import RecentJobs
-
-READ_CONCURRENCY = 4
 
 
 class Topic:
-    """The version of one job's status as far as notifications tell, and its last read."""
+    """The version of one job's status as far as notifications tell."""
 
     def __init__(self) -> None:
         self.version = 0
         self.watchers = 0
-        self.snapshot: tuple[int, JobView] | None = None
-        self.lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
     def bump(self) -> None:
@@ -97,15 +90,13 @@ class Hub:
 
 
 class LiveJobs:
-    """The web process's live view of jobs: one listener, one hub, shared reads."""
+    """The web process's live view of jobs: one listener, one hub, one job cache."""
 
     def __init__(self, database_url: str, reader: Engine) -> None:
         self.hub = Hub()
-        self.recent = RecentJobs()
-        self._reader = reader  # every job read of this process: at most READ_CONCURRENCY at once
-        self._gate = asyncio.Semaphore(READ_CONCURRENCY)
         self._loop = asyncio.get_running_loop()
         self.listener = Listener(database_url, [PROGRESS_CHANNEL], self._deliver, self._reconnected)
+        self.jobs = JobCache.reading(reader, connected=lambda: self.listener.connected)
 
     def start(self) -> None:
         """Start listening."""
@@ -115,44 +106,19 @@ class LiveJobs:
         """Stop listening and close the connection."""
         self.listener.stop()
 
-    async def read(self, topic: Topic, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-        """Return the caller's job as of the topic's version, reading at most once per version."""
-        async with topic.lock:
-            snapshot = topic.snapshot
-            if snapshot is None or snapshot[0] != topic.version or not self.listener.connected:
-                version = topic.version
-                async with self._gate:
-                    job = await run_in_threadpool(jobs.read_job, self._reader, user_id, job_id)
-                snapshot = topic.snapshot = (version, job)
-        if snapshot[1].user_id != user_id:
-            raise NotFound("no such job")
-        return snapshot[1]
-
-    async def current(self, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
-        """The caller's job for a plain poll: as last read while no change was announced."""
-        if self.listener.connected:
-            job = self.recent.get(user_id, job_id)
-            if job is not None:
-                return job
-        stamp = self.recent.stamp()
-        async with self._gate:
-            job = await run_in_threadpool(jobs.read_job, self._reader, user_id, job_id)
-        self.recent.remember(stamp, job)
-        return job
-
     def _deliver(self, channel: str, payload: str) -> None:
         self._loop.call_soon_threadsafe(self._on_change, payload)
 
     def _on_change(self, payload: str) -> None:
-        self.hub.publish(payload)
         try:
-            self.recent.changed(uuid.UUID(payload))
+            self.jobs.changed(uuid.UUID(payload))
         except ValueError:
-            self.recent.forget_all()
+            self.jobs.invalidate_all()
+        self.hub.publish(payload)
 
     def _reconnected(self) -> None:
         self._loop.call_soon_threadsafe(self._on_reconnect)
 
     def _on_reconnect(self) -> None:
-        self.recent.forget_all()
+        self.jobs.invalidate_all()
         self.hub.publish_all()

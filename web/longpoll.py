@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Collection
 
 from core.jobs import JobView
+from web.etags import job_etag
 from web.live import LiveJobs
-from web.serialize import job_etag
 
 MAX_WAIT_SECONDS = 60
 
@@ -29,12 +29,12 @@ async def changed_job(
     deadline = loop.time() + wait
     with live.hub.watch(job_id) as topic:
         version = topic.version
-        job = await live.read(topic, user_id, job_id)
+        job = await live.jobs.get(user_id, job_id)
         baseline = set(known_etags) or {job_etag(job)}
         while job_etag(job) in baseline and not job.terminal:
             remaining = deadline - loop.time()
             if remaining <= 0 or not await topic.wait_beyond(version, remaining):
                 break
             version = topic.version
-            job = await live.read(topic, user_id, job_id)
+            job = await live.jobs.get(user_id, job_id)
         return job

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from core import credits, vault
 from core.crypto import SecretBox
 from core.stats import get_stats
+from web import bodies
+from web.answers import account_body, credits_body, json_response, stats_body
 from web.auth import caller_of
 from web.params import page, path_uuid, query_int
-from web.serialize import account_json, credits_json, page_json, stats_json
 
 
 def stats(request: Request) -> Response:
     """GET /api/stats: the stats card."""
     caller = caller_of(request)
     view = get_stats(request.app.state.database.sessions, caller.user_id)
-    return JSONResponse(stats_json(view), headers={"Cache-Control": "no-cache"})
+    return json_response(stats_body(view), headers={"Cache-Control": "no-cache"})
 
 
 def credits_view(request: Request) -> Response:
@@ -25,7 +26,7 @@ def credits_view(request: Request) -> Response:
     caller = caller_of(request)
     limit = query_int(request, "limit", 20, 1, 100)
     view = credits.view(request.app.state.database.sessions, caller.user_id, limit)
-    return JSONResponse(credits_json(view))
+    return json_response(credits_body(view))
 
 
 def accounts(request: Request) -> Response:
@@ -35,9 +36,8 @@ def accounts(request: Request) -> Response:
     found, total = vault.list_accounts(
         request.app.state.database.sessions, caller.user_id, window.limit, window.offset
     )
-    return JSONResponse(
-        page_json([account_json(a) for a in found], total, window.limit, window.offset)
-    )
+    items = [account_body(a) for a in found]
+    return json_response(bodies.AccountPage(items, total, window.limit, window.offset))
 
 
 def delete_account(request: Request) -> Response:
@@ -52,11 +52,8 @@ def delete_account(request: Request) -> Response:
 def reveal_secret(request: Request) -> Response:
     """POST /api/accounts/<id>/reveal: the owner explicitly asks for one secret."""
     caller = caller_of(request)
-    box = SecretBox(request.app.state.settings.fernet_key)
-    secret = vault.reveal_secret(
-        request.app.state.database.sessions, box, caller.user_id, path_uuid(request, "account_id")
-    )
-    return JSONResponse(
-        {"id": request.path_params["account_id"], "secret": secret},
-        headers={"Cache-Control": "no-store"},
-    )
+    account_id = path_uuid(request, "account_id")
+    state = request.app.state
+    box = SecretBox(state.settings.fernet_key)
+    secret = vault.reveal_secret(state.database.sessions, box, caller.user_id, account_id)
+    return json_response(bodies.Secret(account_id, secret), headers={"Cache-Control": "no-store"})

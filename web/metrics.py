@@ -23,21 +23,23 @@ from starlette.responses import Response
 
 from core.database import SessionFactory
 from core.vocabulary import JobStatus
+from outbox.backlog import BACKLOG
 from web.live import LiveJobs
 
 LAG_SAMPLE_ROWS = 1000
 
+# One round trip; the outbox figures are outbox/backlog.py's statement, as a subquery.
 SNAPSHOT = text(
-    """
+    f"""
     SELECT
-      (SELECT coalesce(json_object_agg(status, n), '{}')
+      (SELECT coalesce(json_object_agg(status, n), '{{}}')
          FROM (SELECT status, count(*) AS n FROM jobs GROUP BY status) s) AS jobs,
       (SELECT coalesce(sum(successful), 0) FROM jobs) AS created,
       (SELECT coalesce(sum(failures), 0) FROM jobs) AS failed,
-      (SELECT count(*) FROM outbox WHERE applied_at IS NULL) AS backlog,
-      (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
-         FROM outbox WHERE applied_at IS NULL) AS oldest,
+      backlog.rows AS backlog,
+      backlog.oldest AS oldest,
       (SELECT count(*) FROM user_accounts WHERE deleted_at IS NULL) AS vault
+    FROM ({BACKLOG.text}) AS backlog
     """
 )
 # Over the newest outbox rows (a primary-key range, not a scan): seconds from commit to apply.

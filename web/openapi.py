@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from web.schemas import SCHEMAS
+from web import bodies
+from web.answers import JSON, json_response
 
 STATIC = Path(__file__).parent / "static"
-JSON = "application/json"
+REF_TEMPLATE = "#/components/schemas/{name}"
 Operation = dict[str, Any]
+# Where a schema is a contract type (a Struct), build_spec puts a reference to its component.
+Schema = dict[str, Any] | type
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _content(schema: Schema, media_type: str = JSON) -> dict[str, Any]:
+    return {media_type: {"schema": schema}}
 
 
-def _body(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+def _body(schema: Schema, description: str) -> dict[str, Any]:
+    return {"description": description, "content": _content(schema)}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return _body("Error", description)
+    return _body(bodies.Error, description)
 
 
 UUID_PARAM = {"type": "string", "format": "uuid"}
@@ -56,7 +61,7 @@ STATUS_OP = _op(
     "differs from the If-None-Match ETag (or from the state when the request arrived), "
     "or after `wait` seconds with the unchanged status (304 if the ETag still matches).",
     {
-        "200": _body("Job", "The job; ETag header set."),
+        "200": _body(bodies.Job, "The job; ETag header set."),
         "304": {"description": "Not modified: the If-None-Match ETag is current."},
         "404": _error("No such job for this caller."),
     },
@@ -72,14 +77,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/docs", "get"): _public(
         "This description, readable (HTML).", {"200": {"description": "HTML"}}
     ),
-    ("/openapi.json", "get"): _public("This description.", {"200": {"description": "OpenAPI"}}),
+    ("/openapi.json", "get"): _public(
+        "This description.", {"200": _body({"type": "object"}, "OpenAPI 3.1")}
+    ),
     ("/static/{path}", "get"): _public(
         "The dashboard's static files.", {"200": {"description": "File"}, "404": _error("None.")}
     ),
-    ("/healthz", "get"): _public("Liveness.", {"200": _body("Health", "Up.")}),
+    ("/healthz", "get"): _public("Liveness.", {"200": _body(bodies.Health, "Up.")}),
     ("/readyz", "get"): _public(
         "Readiness: the database answers; outbox backlog.",
-        {"200": _body("Ready", "Ready."), "503": _body("Health", "Not ready.")},
+        {"200": _body(bodies.Ready, "Ready."), "503": _body(bodies.NotReady, "Not ready.")},
     ),
     ("/metrics", "get"): _public(
         "Prometheus metrics.", {"200": {"description": "text/plain exposition format"}}
@@ -87,15 +94,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/api/jobs", "post"): _op(
         "Submit a job: holds `count * price` credits and queues it.",
         {
-            "202": _body("Job", "Accepted; Location header names the status URL."),
+            "202": _body(bodies.Job, "Accepted; Location header names the status URL."),
             "402": _error("Insufficient credits."),
         },
         parameters=[{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-        requestBody={"required": True, "content": {JSON: {"schema": _ref("JobRequest")}}},
+        requestBody={"required": True, "content": _content(bodies.JobRequest)},
     ),
     ("/api/jobs", "get"): _op(
         "The caller's jobs, newest first.",
-        {"200": _body("JobPage", "One page.")},
+        {"200": _body(bodies.JobPage, "One page.")},
         parameters=PAGE_PARAMS,
     ),
     ("/api/job/{job_id}", "get"): STATUS_OP,
@@ -104,18 +111,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Server-Sent Events: `status` events (the Job JSON, id = ETag) on every change, "
         "then `end` once the job is terminal.",
         {
-            "200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+            "200": {
+                "description": "text/event-stream; each `status` event's data is a Job.",
+                "content": _content(bodies.Job, "text/event-stream"),
+            },
             "404": _error("No such job for this caller."),
         },
         parameters=[JOB_PARAM, {"name": "Last-Event-ID", "in": "header", "schema": {}}],
     ),
-    ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body("Stats", "Stats.")}),
+    ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
     ("/api/credits", "get"): _op(
-        "Balance and recent ledger entries.", {"200": _body("Credits", "Credits.")}
+        "Balance and recent ledger entries.", {"200": _body(bodies.Credits, "Credits.")}
     ),
     ("/api/accounts", "get"): _op(
         "The caller's vault, without secrets.",
-        {"200": _body("AccountPage", "One page.")},
+        {"200": _body(bodies.AccountPage, "One page.")},
         parameters=PAGE_PARAMS,
     ),
     ("/api/accounts/{account_id}", "delete"): _op(
@@ -125,18 +135,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/api/accounts/{account_id}/reveal", "post"): _op(
         "The owner explicitly asks for one account's secret.",
-        {"200": _body("Secret", "The secret."), "404": _error("No such account.")},
+        {"200": _body(bodies.Secret, "The secret."), "404": _error("No such account.")},
         parameters=[ACCOUNT_PARAM],
     ),
     ("/api/admin/reports", "get"): _op(
         "Reconciliation reports, newest first (admin).",
-        {"200": _body("ReportPage", "One page."), "403": _error("Not an admin.")},
+        {"200": _body(bodies.ReportPage, "One page."), "403": _error("Not an admin.")},
         parameters=PAGE_PARAMS,
     ),
     ("/api/admin/reports/{report_id}", "get"): _op(
         'One reconciliation report (an id, or "latest") with a page of its drifts (admin).',
         {
-            "200": _body("Report", "The report."),
+            "200": _body(bodies.Report, "The report."),
             "403": _error("Not an admin."),
             "404": _error("No such report."),
         },
@@ -161,13 +171,43 @@ def route_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
     return found
 
 
+def _contract_types(node: object) -> Iterator[type]:
+    if isinstance(node, type):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _contract_types(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _contract_types(value)
+
+
+@functools.cache
+def components() -> tuple[dict[type, dict[str, Any]], dict[str, Any]]:
+    """Each contract type the operations use, with its reference, and the components."""
+    types = list(dict.fromkeys(_contract_types(OPERATIONS)))
+    references, schemas = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    return dict(zip(types, references, strict=True)), schemas
+
+
+def _referenced(node: Any, references: dict[type, dict[str, Any]]) -> Any:
+    if isinstance(node, type):
+        return references[node]
+    if isinstance(node, dict):
+        return {key: _referenced(value, references) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_referenced(value, references) for value in node]
+    return node
+
+
 def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI document for exactly the routes given (undescribed ones are left out)."""
+    references, schemas = components()
     paths: dict[str, dict[str, Any]] = {}
     for path, method in route_operations(routes):
         operation = OPERATIONS.get((path, method))
         if operation is not None:
-            paths.setdefault(path, {})[method] = operation
+            paths.setdefault(path, {})[method] = _referenced(operation, references)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -179,7 +219,7 @@ def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
@@ -188,7 +228,7 @@ def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
 
 def openapi_json(request: Request) -> Response:
     """GET /openapi.json: the API description."""
-    return JSONResponse(build_spec(request.app.routes))
+    return json_response(build_spec(request.app.routes))
 
 
 def docs(request: Request) -> Response:

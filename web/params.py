@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
+import msgspec
 from starlette.requests import Request
 
 from core.errors import InvalidInput, PayloadTooLarge
@@ -17,6 +17,11 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 # Plain decimal digits only: int() would also take "1_000", " 5" and non-ASCII digits.
 INTEGER = re.compile(r"-?[0-9]{1,18}")
+# msgspec's ValidationError text: "Expected `int`, got `str` - at `$.count`".
+VALIDATION = re.compile(r"(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,25 +32,34 @@ class Page:
     offset: int
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """Return the request body as a JSON object, or raise InvalidInput."""
+async def read_body(request: Request, body_type: type[T]) -> T:
+    """Return the request body decoded into `body_type`, or raise InvalidInput.
+
+    Unknown fields are ignored; integers must be JSON integers (not bools, floats or strings).
+    """
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return msgspec.json.decode(body.decode("utf-8"), type=body_type)
+    except msgspec.ValidationError as exc:  # a DecodeError too: caught first
+        raise invalid_field(str(exc)) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput("request body must be JSON") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return data
 
 
-def strict_int(value: Any, field: str) -> int:
-    """Return value if it is a JSON integer (not a bool, float or string)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{field} must be an integer", field=field)
-    return value
+def invalid_field(message: str) -> InvalidInput:
+    """Turn msgspec's validation message into InvalidInput naming the field (`$.a.b` -> `a.b`)."""
+    found = VALIDATION.fullmatch(message)
+    detail, path = (found["detail"], found["path"] or "") if found else (message, "")
+    missing = MISSING.fullmatch(detail)
+    if missing:
+        field = f"{path}.{missing['name']}".removeprefix(".")
+        return InvalidInput(f"{field} is required", field=field)
+    field = path.removeprefix(".")
+    if not field:
+        return InvalidInput("request body must be a JSON object")
+    return InvalidInput(f"{field}: {detail}", field=field)
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:

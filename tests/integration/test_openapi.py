@@ -10,7 +10,9 @@ from starlette.testclient import TestClient
 
 from core.database import Database
 from core.settings import Settings
+from core.stats import STAT_NAMES
 from core.users import create_user
+from core.vocabulary import JobStatus, LedgerKind
 from tests.support.inline import RecordedEnqueue
 from web.app import create_app, routes
 from web.openapi import route_operations
@@ -87,7 +89,26 @@ def test_described_shapes_match_real_answers(
     page = client.get("/api/jobs", headers=headers).json()
     assert set(page) == set(schemas["JobPage"]["properties"])
     error = client.post("/api/jobs", json={"count": 0}, headers=headers).json()
-    assert set(error["error"]) <= set(schemas["Error"]["properties"]["error"]["properties"])
+    detail = _resolve(spec, schemas["Error"]["properties"]["error"])
+    assert set(error["error"]) <= set(detail["properties"])
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Follow a `#/components/schemas/...` reference to the schema it names."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    return dict(spec["components"]["schemas"][ref.removeprefix("#/components/schemas/")])
+
+
+def test_schemas_follow_the_vocabulary_and_the_stats(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["JobStatus"]["enum"]) == set(JobStatus)
+    assert set(schemas["LedgerKind"]["enum"]) == set(LedgerKind)
+    assert list(schemas["Stats"]["properties"]) == ["user_id", *STAT_NAMES]
+    assert schemas["Stats"]["required"] == ["user_id", *STAT_NAMES]
+    assert schemas["LedgerEntry"]["properties"]["note"] == {"type": "string"}
+    assert "provider" in schemas["Job"]["required"]
 
 
 def test_docs_page_renders_the_description(client: TestClient) -> None:

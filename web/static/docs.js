@@ -23,6 +23,7 @@ function prose(tag, text, attrs = {}) {
 function typeOf(schema) {
   if (!schema) return "";
   if (schema.$ref) return schema.$ref.split("/").pop();
+  if (schema.anyOf) return schema.anyOf.map(typeOf).join(" | ");
   if (schema.enum) return schema.enum.map((v) => JSON.stringify(v)).join(" | ");
   if (schema.type === "array") return `${typeOf(schema.items)}[]`;
   const type = Array.isArray(schema.type) ? schema.type.join(" | ") : schema.type || "any";
@@ -70,6 +71,9 @@ function operation(spec, path, method, op) {
 }
 
 function schemaBlock(name, schema) {
+  if (schema.enum) {
+    return el("div", { class: "schema", id: `schema-${name}` }, el("h3", { text: name }), el("p", {}, el("span", { class: "type", text: typeOf(schema) })));
+  }
   const required = new Set(schema.required || []);
   const rows = Object.entries(schema.properties || {}).map(([prop, s]) => [
     el("code", { text: prop }), el("span", { class: "type", text: typeOf(s) }), required.has(prop) ? "yes" : "no",

@@ -1,0 +1,206 @@
+"""The HTTP contract: every request and response body, declared once as msgspec Structs.
+
+Request bodies are validated by decoding into these types (web/params.py), answers are
+encoded from them (web/answers.py), and the OpenAPI components are generated from them
+(web/openapi.py), so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
+
+from core.stats import STAT_NAMES
+from core.vocabulary import JobStatus, LedgerKind
+
+# An ISO 8601 timestamp with its UTC offset, as datetime.isoformat() writes it.
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+
+class JobRequest(Struct):
+    """POST /api/jobs: how many accounts to create, and with which provider."""
+
+    # 1 to TALLY_MAX_JOB_COUNT; the range is checked with the other submit rules (core/jobs).
+    count: Annotated[int, Meta(extra_json_schema={"minimum": 1})]
+    provider: Annotated[str | UnsetType, Meta(description="Default: TALLY_PROVIDER.")] = UNSET
+
+
+class ErrorDetail(Struct):
+    """What went wrong; `field` names the input at fault, `needed`/`balance` a credit shortfall."""
+
+    code: str
+    message: str
+    field: str | UnsetType = UNSET
+    needed: int | UnsetType = UNSET
+    balance: int | UnsetType = UNSET
+
+
+class Error(Struct):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class Job(Struct):
+    """A job's status, as polled."""
+
+    id: uuid.UUID
+    status: JobStatus
+    requested: int
+    successful: int
+    failures: int
+    progress: Share
+    provider: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    error: str | None
+
+
+class JobPage(Struct):
+    """One page of the caller's jobs."""
+
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+# The stats card: exactly the user_stats counters, so a new stat needs no change here.
+Stats = defstruct(
+    "Stats",
+    [("user_id", uuid.UUID), *((name, int) for name in STAT_NAMES)],
+    module=__name__,
+)
+
+
+class LedgerEntry(Struct):
+    """One movement of credits."""
+
+    id: int
+    kind: LedgerKind
+    amount: int
+    job_id: uuid.UUID | None
+    note: str
+    created_at: Timestamp
+
+
+class Credits(Struct):
+    """The balance and the most recent ledger entries."""
+
+    balance: int
+    entries: list[LedgerEntry]
+
+
+class Account(Struct):
+    """A vault account, without its secret."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID
+    item_index: int
+    provider: str
+    external_id: str
+    username: str
+    metadata: dict[str, Any]
+    created_at: Timestamp
+
+
+class AccountPage(Struct):
+    """One page of the caller's vault."""
+
+    items: list[Account]
+    total: int
+    limit: int
+    offset: int
+
+
+class Secret(Struct):
+    """One account's secret, asked for explicitly."""
+
+    id: uuid.UUID
+    secret: str
+
+
+class Health(Struct):
+    """The process is up."""
+
+    status: str
+
+
+class NotReady(Struct):
+    """The database did not answer."""
+
+    status: str
+    reason: str
+
+
+class Heartbeat(Struct):
+    """The newest reconcile daemon heartbeat."""
+
+    daemon_id: uuid.UUID
+    hostname: str
+    pid: int
+    is_leader: bool
+    started_at: Timestamp
+    last_seen: Timestamp
+    age_seconds: float
+    outbox_backlog: int
+    outbox_oldest_pending_seconds: float
+
+
+class Ready(Struct):
+    """The database answers; how far behind the outbox apply is; the newest heartbeat."""
+
+    status: str
+    outbox_backlog: int
+    outbox_oldest_pending_seconds: float
+    reconcile: Heartbeat | None
+
+
+class Drift(Struct):
+    """One figure a reconciliation run found wrong."""
+
+    subject: str
+    subject_id: str
+    field: str
+    expected: int
+    actual: int
+    repaired: bool
+
+
+class ReportSummary(Struct):
+    """A reconciliation run, without its drift rows."""
+
+    id: int
+    started_at: Timestamp
+    duration_seconds: float
+    origin: str
+    users_checked: int
+    outbox_backlog: int
+    oldest_pending_seconds: float
+    jobs_swept: int | None
+    slices_resent: int | None
+    drift_count: int
+    repair: bool
+    repaired_count: int
+    unrepaired: int
+
+
+class Report(ReportSummary):
+    """A reconciliation run with one page of its drift rows."""
+
+    drifts: list[Drift]
+    drift_limit: int
+    drift_offset: int
+
+
+class ReportPage(Struct):
+    """One page of reconciliation reports, newest first."""
+
+    items: list[ReportSummary]
+    total: int
+    limit: int
+    offset: int
