@@ -39,20 +39,20 @@ def register(commands: Any) -> None:
     grant.set_defaults(handler=run_credits_grant)
 
 
-def _database() -> Database:
-    return Database.from_settings_url(Settings.from_env().database_url)
+def _database(args: argparse.Namespace) -> Database:
+    return Database.from_settings_url(Settings.from_env(args.env).database_url)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
     """Apply every pending migration."""
-    migrate.upgrade(Settings.from_env().database_url)
+    migrate.upgrade(Settings.from_env(args.env).database_url)
     print("database is at the latest schema")
     return 0
 
 
 def run_user_create(args: argparse.Namespace) -> int:
     """Create a user and print its id and token (the token is not shown again)."""
-    database = _database()
+    database = _database(args)
     try:
         created = create_user(database.sessions, args.name, args.credits, is_admin=args.admin)
     finally:
@@ -69,7 +69,7 @@ def run_credits_grant(args: argparse.Namespace) -> int:
         user_id = uuid.UUID(args.user_id)
     except ValueError as exc:
         raise InvalidInput("USER must be a user id (UUID)") from exc
-    database = _database()
+    database = _database(args)
     try:
         balance = credits.grant(database.sessions, user_id, args.amount, note=args.note)
     finally:

@@ -1,7 +1,8 @@
 """API client commands: `tally submit N [--wait]`, `tally stats`, `tally jobs`, `tally accounts`.
 
 They talk to a running server over HTTP; the URL and token come from --url/--token or
-TALLY_URL/TALLY_TOKEN (prefer the variable: a flag is visible to other local users).
+TALLY_URL/TALLY_TOKEN (prefer the variable: a flag is visible to other local users), or,
+inside a folder with a running `tally dev`, from that stack (its demo token).
 With `--json` each prints the API's answer as JSON, for scripts.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -55,10 +55,10 @@ def register(commands: Any) -> None:
 
 
 def _api(args: argparse.Namespace) -> Api:
-    token = args.token or os.environ.get("TALLY_TOKEN", "")
+    token = args.token or args.env.get("TALLY_TOKEN", "")
     if not token:
         raise Unauthorized("give an API token with --token or TALLY_TOKEN")
-    return Api(args.url or os.environ.get("TALLY_URL", DEFAULT_URL), token)
+    return Api(args.url or args.env.get("TALLY_URL", DEFAULT_URL), token)
 
 
 def _console() -> Console:

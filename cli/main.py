@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from core.errors import TallyError
+from devstack.discovery import with_running_stack
 
 COMMAND_MODULES = (
     "devstack.dev",
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `tally` command and return its exit status."""
     args = build_parser().parse_args(argv)
+    # The environment every command reads, once: a running dev stack fills in its servers.
+    args.env = with_running_stack(os.environ)
     try:
         status: int = args.handler(args)
     except TallyError as exc:

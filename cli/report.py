@@ -44,7 +44,7 @@ def register(commands: Any) -> None:
 
 def run_report_command(args: argparse.Namespace) -> int:
     """Run or fetch a report, print it, and exit 2 if drift remains."""
-    settings = Settings.from_env()
+    settings = Settings.from_env(args.env)
     database = Database.from_settings_url(settings.database_url)
     try:
         report = _obtain(database, settings, args)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
+from devstack.discovery import RunningStack, publish, withdraw
+from devstack.ownership import DataDirClaim
 from devstack.supervisor import Supervisor
 
 DATABASE_NAME = "tally"
@@ -90,6 +92,7 @@ def start_servers(data_dir: Path, stack: ExitStack, supervisor: Supervisor) -> t
 
         postgres = EmbeddedPostgres.start(data_dir)
         stack.callback(_stop_and_say, supervisor, "PostgreSQL", postgres.stop)
+        supervisor.watch(f"PostgreSQL (pid {postgres.pid})", postgres.alive)
         database_url = postgres.ensure_database(DATABASE_NAME)
         supervisor.say(f"private PostgreSQL (pid {postgres.pid}) in {postgres.pgdata}")
     if redis_url:
@@ -99,6 +102,7 @@ def start_servers(data_dir: Path, stack: ExitStack, supervisor: Supervisor) -> t
 
         redis = EmbeddedRedis.start(data_dir)
         stack.callback(_stop_and_say, supervisor, "Redis", redis.stop)
+        supervisor.watch(f"Redis (pid {redis.pid})", redis.alive)
         redis_url = redis.url
         supervisor.say(f"private Redis (pid {redis.pid}) at {redis_url}")
     return database_url, redis_url
@@ -126,18 +130,21 @@ def wait_for_port(supervisor: Supervisor, port: int, timeout: float) -> bool:
     return False
 
 
-def banner(port: int, token: str, data_dir: Path) -> str:
+def banner(stack: RunningStack, token: str, data_dir: Path) -> str:
     """Return what to tell the developer once everything runs."""
-    url = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
             "",
-            f"  tally is running at {url}",
+            f"  tally is running at {stack.url}",
+            f"  database: {stack.database_url}",
+            f"  redis:    {stack.redis_url}",
             f"  demo token (also in {data_dir / 'demo-token'}):",
             f"    TOKEN={token}",
             "  try:",
-            f'    curl -H "Authorization: Bearer $TOKEN" -X POST {url}/api/jobs'
+            f'    curl -H "Authorization: Bearer $TOKEN" -X POST {stack.url}/api/jobs'
             " -d '{\"count\": 50}'",
+            "  `tally` commands run in this folder use this stack; elsewhere, paste:",
+            f"    {stack.export_line()}",
             "",
             "  Ctrl-C to stop",
             "",
@@ -149,7 +156,17 @@ def run(args: argparse.Namespace) -> int:
     """Run the service until Ctrl-C or SIGTERM, then stop everything; return the exit status."""
     data_dir = Path(args.data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_port_free(args.port)
+    claim = DataDirClaim(data_dir)
+    claim.acquire()
+    try:
+        ensure_port_free(args.port)
+        return run_claimed(args, data_dir)
+    finally:
+        claim.release()
+
+
+def run_claimed(args: argparse.Namespace, data_dir: Path) -> int:
+    """Start the servers and the formation in a data folder this process holds."""
     supervisor = Supervisor()
     with supervisor.handle_signals(), ExitStack() as stack:
         try:
@@ -184,8 +201,18 @@ def serve(
     _user_id, token = ensure_demo_user(normalize_database_url(env["DATABASE_URL"]), data_dir)
     supervisor.start(env, {"worker": args.workers})
     wait_for_port(supervisor, args.port, WEB_READY_TIMEOUT)
+    running = RunningStack(
+        url=f"http://127.0.0.1:{args.port}",
+        database_url=env["DATABASE_URL"],
+        redis_url=env["REDIS_URL"],
+        token_file=str(data_dir / "demo-token"),
+    )
     if supervisor.poll() is None:
-        supervisor.announce(banner(args.port, token, data_dir))
-    reason = supervisor.wait()
+        publish(data_dir, running)
+        supervisor.announce(banner(running, token, data_dir))
+    try:
+        reason = supervisor.wait()
+    finally:
+        withdraw(data_dir)
     supervisor.say(f"stopping ({reason})")
     return 0 if supervisor.signalled else 1

@@ -151,6 +151,10 @@ class EmbeddedPostgres:
             _server=server,
         )
 
+    def alive(self) -> bool:
+        """Whether the postmaster still runs."""
+        return _is_running(self.pid, "postgres")
+
     @property
     def url(self) -> str:
         """URL of the `postgres` maintenance database (libpq and SQLAlchemy both read it)."""
@@ -286,6 +290,10 @@ class EmbeddedRedis:
     def pid(self) -> int:
         """Process id of the redis-server."""
         return self.process.pid
+
+    def alive(self) -> bool:
+        """Whether the redis-server still runs."""
+        return self.process.poll() is None
 
     def _wait_ready(self, timeout: float) -> bool:
         """Wait until the server answers PING; False if it exited or never answered."""

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,7 @@ class Supervisor:
         self._width = max([len(SYSTEM), *(len(t.name) + 2 for t in self.types)])
         self._write_lock = threading.Lock()
         self._stop_reason: str | None = None
+        self._watched: list[tuple[str, Callable[[], bool]]] = []
         self.signalled = False
 
     def request_stop(self, reason: str) -> None:
@@ -124,13 +125,20 @@ class Supervisor:
                 if handler is not None:
                     signal.signal(sig, handler)
 
+    def watch(self, name: str, alive: Callable[[], bool]) -> None:
+        """Stop the formation if something it depends on (a server) is no longer alive."""
+        self._watched.append((name, alive))
+
     def poll(self) -> str | None:
-        """Return why the formation should stop (a stop request or a child that exited), if so."""
+        """Return why the formation should stop (a stop request, a child or server gone)."""
         if self._stop_reason is None:
             for child in self.children:
                 status = child.popen.poll()
                 if status is not None:
                     self.request_stop(f"{child.name} exited with status {status}")
+            for name, alive in self._watched:
+                if not alive():
+                    self.request_stop(f"{name} stopped unexpectedly")
         return self._stop_reason
 
     def run_release(self, env: Mapping[str, str]) -> int:

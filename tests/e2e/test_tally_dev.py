@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,3 +181,42 @@ def test_procfile_runs_against_given_servers(
     assert "postgres" not in " ".join(p.name() for p in processes_mentioning(str(tmp_path)))
     assert run.interrupt() == 0, output
     assert still_alive(started) == []
+
+
+def run_tally(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a `tally` command to its end, as typed in a shell in `cwd`."""
+    return subprocess.run(
+        [TALLY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_folder_runs_one_stack_that_commands_find_and_whose_servers_are_watched(
+    tmp_path: Path, dev_env: dict[str, str], dev_run_factory: list[DevRun]
+) -> None:
+    data_dir = tmp_path / ".tally"
+    first = DevRun(data_dir, dev_env, tmp_path / "first.log")
+    dev_run_factory.append(first)
+    token = first.wait_ready()
+    assert "export DATABASE_URL=" in first.output()  # to reach it from another folder
+
+    port = str(free_port())
+    second = run_tally(["dev", "--data-dir", str(data_dir), "--port", port], tmp_path, dev_env)
+    assert second.returncode != 0
+    assert f"another `tally dev` (pid {first.process.pid})" in second.stderr
+    assert httpx.get(f"{first.url}/readyz", timeout=10).status_code == 200  # left alone
+    run_one_job(first.url, token)
+
+    # Operator and client commands typed in the folder find its servers and demo token.
+    created = run_tally(["user", "create", "--name", "ops", "--credits", "5"], tmp_path, dev_env)
+    assert created.returncode == 0 and "user_id:" in created.stdout, created.stderr
+    stats = run_tally(["stats", "--json"], tmp_path, dev_env)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["stats"]["requested"] == 50
+
+    # A server that dies stops the run, which says so.
+    found = re.search(r"private Redis \(pid (\d+)\)", first.output())
+    assert found is not None, first.output()
+    os.kill(int(found.group(1)), signal.SIGKILL)
+    assert first.process.wait(timeout=60) != 0
+    assert f"Redis (pid {found.group(1)}) stopped unexpectedly" in first.output()
+    wait_for(lambda: processes_mentioning(str(data_dir)) == [], timeout=30)
