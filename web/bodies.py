@@ -44,6 +44,14 @@ class Error(Struct):
     error: ErrorDetail
 
 
+class Me(Struct):
+    """Who the bearer token belongs to, and whether they may read admin endpoints."""
+
+    user_id: uuid.UUID
+    name: str
+    is_admin: bool
+
+
 class Job(Struct):
     """A job's status, as polled."""
 

@@ -14,6 +14,13 @@ from web.auth import caller_of
 from web.params import page, path_uuid, query_int
 
 
+def whoami(request: Request) -> Response:
+    """GET /api/me: the caller behind the token."""
+    caller = caller_of(request)
+    me = bodies.Me(user_id=caller.user_id, name=caller.name, is_admin=caller.is_admin)
+    return json_response(me, headers={"Cache-Control": "no-cache"})
+
+
 def stats(request: Request) -> Response:
     """GET /api/stats: the stats card."""
     caller = caller_of(request)

@@ -119,6 +119,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=[JOB_PARAM, {"name": "Last-Event-ID", "in": "header", "schema": {}}],
     ),
+    ("/api/me", "get"): _op(
+        "Who the token belongs to, and whether it may read admin endpoints.",
+        {"200": _body(bodies.Me, "The caller.")},
+    ),
     ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
     ("/api/credits", "get"): _op(
         "Balance and recent ledger entries.", {"200": _body(bodies.Credits, "Credits.")}

@@ -159,6 +159,12 @@ def user(db: Database) -> NewUser:
     return create_user(db.sessions, "browser", credits=CREDITS, is_admin=True)
 
 
+@pytest.fixture
+def member(db: Database) -> NewUser:
+    """A user who is not an admin."""
+    return create_user(db.sessions, "member", credits=7)
+
+
 def check_layout(
     page: Page, viewport: ViewportSize, parts: list[str], picture: str | None = None
 ) -> set[str]:
@@ -216,7 +222,7 @@ def overlap(a: list[float], b: list[float]) -> bool:
 
 
 def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
-    web_url: str, user: NewUser
+    web_url: str, user: NewUser, member: NewUser
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -354,4 +360,17 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         assert errors == PROVOKED, f"unexpected error answers: {errors}"
         unexpected = [text for text in console if not PROVOKED_CONSOLE.match(text)]
         assert not unexpected, f"console errors: {unexpected}"
+
+        # Someone who is not an admin: the page asks who they are, never for a report.
+        tab = browser.new_page(viewport=DESKTOP)
+        tab.on("response", on_response)
+        tab.on("console", on_console)
+        tab.goto(web_url)
+        tab.fill("#token", member.token)
+        with tab.expect_response(lambda answer: answer.url.endswith("/api/me")):
+            tab.click("#sign-in-form button[type=submit]")
+        expect(tab.locator("#card-credits")).to_have_text("7")
+        expect(tab.locator("#report-panel")).to_be_hidden()
+        assert errors == PROVOKED, f"a member's sign-in answered errors: {errors}"
+        assert not [text for text in console if not PROVOKED_CONSOLE.match(text)]
         browser.close()

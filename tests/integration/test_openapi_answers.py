@@ -47,6 +47,7 @@ JOBS = {
     ("/api/job/{job_id}/events", "get"),
 }
 OWN = {
+    ("/api/me", "get"),
     ("/api/stats", "get"),
     ("/api/credits", "get"),
     ("/api/accounts", "get"),
@@ -230,6 +231,8 @@ def test_own_card_credits_and_vault_answer_as_described(
         == 400
     )
     assert contract.call("get", "/api/stats").status_code == 401
+    me = contract.call("get", "/api/me", headers=auth(user)).json()
+    assert (me["user_id"], me["is_admin"]) == (str(user.user_id), False)
     items = contract.call("get", "/api/accounts", headers=auth(user)).json()["items"]
     assert len(items) == 2
     first, second = ({"account_id": item["id"]} for item in items)

@@ -410,11 +410,16 @@ function bindPager(name, key, refresh) {
 // ---------- reconciliation report (admins only) ----------
 
 async function refreshReport() {
+  const me = await api("/api/me", { signOutOn401: false });
+  if (!me.is_admin) {
+    $("report-panel").hidden = true; // reports are for admins: never ask for one
+    return;
+  }
   let page;
   try {
     page = await api("/api/admin/reports?limit=1", { signOutOn401: false });
   } catch {
-    $("report-panel").hidden = true; // not an admin, or no report endpoint
+    $("report-panel").hidden = true;
     return;
   }
   const report = page && (page.items ? page.items[0] : page);
