@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from cli.api import Api
 from cli.tables import accounts_table, jobs_table, page_title, stats_table
@@ -30,6 +32,7 @@ from core.errors import Unauthorized
 from core.vocabulary import JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+PageTable = Callable[[Sequence[dict[str, Any]], str, int], Table]
 STATS_WAIT_SECONDS = 10.0
 PIPE_WIDTH = 120
 
@@ -159,23 +162,21 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """Print one page of jobs."""
-    page = _page(args, "/api/jobs")
-    if args.json:
-        _print_json(page)
-        return 0
-    console = _console()
-    console.print(jobs_table(page["items"], page_title("Jobs", page), console.width))
-    return 0
+    return _print_page(args, "/api/jobs", "Jobs", jobs_table)
 
 
 def run_accounts(args: argparse.Namespace) -> int:
     """Print one page of the vault (never secrets)."""
-    page = _page(args, "/api/accounts")
+    return _print_page(args, "/api/accounts", "Vault", accounts_table)
+
+
+def _print_page(args: argparse.Namespace, path: str, name: str, table: PageTable) -> int:
+    page = _page(args, path)
     if args.json:
         _print_json(page)
         return 0
     console = _console()
-    console.print(accounts_table(page["items"], page_title("Vault", page), console.width))
+    console.print(table(page["items"], page_title(name, page), console.width))
     return 0
 
 
