@@ -66,7 +66,7 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.sender = _sender(settings, enqueue or _broker_enqueue(settings, resources))
             resources.callback(app.state.sender.stop, settings.broker_timeout)
             app.state.database = Database.from_settings(
-                settings, pool_size=20, application_name="tally-web"
+                settings, pool_size=settings.web_pool_size, application_name="tally-web"
             )
             resources.callback(app.state.database.dispose)
             app.state.live = LiveJobs(settings.database_url, app.state.database.reader)
