@@ -26,15 +26,17 @@ def make_engine(
 ) -> Engine:
     """Create an engine: every process's connections come from here.
 
-    A transactional engine checks each connection before use (pre-ping), so its pool
+    A pool never opens more than `pool_size` connections (no overflow): each process's
+    share of PostgreSQL's `max_connections` is fixed (README, "Connection budget"). A
+    transactional engine checks each connection before use (pre-ping), so its pool
     survives cut connections. An autocommit one, for single-statement reads and session
-    locks, skips that round trip and never overflows its pool (core/reads.py retries).
+    locks, skips that round trip (core/reads.py retries).
     """
     return create_engine(
         normalize_database_url(url),
         pool_pre_ping=not autocommit,
         pool_size=pool_size,
-        max_overflow=0 if autocommit else pool_size,
+        max_overflow=0,
         pool_recycle=1800,
         connect_args={"application_name": application_name, **(connect_args or {})},
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),

@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["text", "json"] = "text"
     sandbox: SandboxOptions = msgspec.field(default_factory=SandboxOptions)
     intervals: Intervals = msgspec.field(default_factory=Intervals)
+    web_pool_size: Positive = 10
+    worker_pool_size: NotNegative = 0  # 0: the worker process's threads + 2
+    reconcile_pool_size: Positive = 6
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +181,9 @@ VARIABLES: dict[str, str] = {
     "TALLY_STALE_ENQUEUE_SECONDS": "intervals.stale_enqueue",
     "TALLY_LEADER_RETRY_SECONDS": "intervals.leader_retry",
     "TALLY_LEADER_LEASE_SECONDS": "intervals.leader_lease",
+    "TALLY_WEB_POOL_SIZE": "web_pool_size",
+    "TALLY_WORKER_POOL_SIZE": "worker_pool_size",
+    "TALLY_RECONCILE_POOL_SIZE": "reconcile_pool_size",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

@@ -164,7 +164,9 @@ def schedule(scheduler: BaseScheduler, daemon: Daemon) -> None:
 def run(settings: Settings, enqueue: Enqueue) -> None:
     """Run the daemon until SIGTERM or SIGINT; finish the current transactions first."""
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    database = Database.from_settings(settings, pool_size=4, application_name="tally-reconcile")
+    database = Database.from_settings(
+        settings, pool_size=settings.reconcile_pool_size, application_name="tally-reconcile"
+    )
     identity = heartbeat.DaemonIdentity()
     leadership = Leadership(database.sessions, identity.daemon_id, settings.intervals.leader_lease)
     daemon = Daemon(settings, database, enqueue, leadership, identity)

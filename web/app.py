@@ -21,6 +21,7 @@ from web.auth import TokenBackend
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
+from web.sender import SliceSender
 
 Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
 
@@ -62,9 +63,10 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with contextlib.ExitStack() as resources:
             app.state.settings = settings
-            app.state.enqueue = enqueue or _broker_enqueue(settings, resources)
+            app.state.sender = _sender(settings, enqueue or _broker_enqueue(settings, resources))
+            resources.callback(app.state.sender.stop, settings.broker_timeout)
             app.state.database = Database.from_settings(
-                settings, pool_size=20, application_name="tally-web"
+                settings, pool_size=settings.web_pool_size, application_name="tally-web"
             )
             resources.callback(app.state.database.dispose)
             app.state.live = LiveJobs(settings.database_url, app.state.database.reader)
@@ -82,6 +84,13 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
+
+
+def _sender(settings: Settings, enqueue: Enqueue) -> SliceSender:
+    """Start this process's slice sender; what waits longer than the sweep is left to it."""
+    sender = SliceSender(enqueue, expiry=settings.intervals.stale_enqueue)
+    sender.start()
+    return sender
 
 
 def _broker_enqueue(settings: Settings, resources: contextlib.ExitStack) -> Enqueue:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,14 +17,12 @@ from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
 from web.params import page, path_uuid, query_int, read_body
 
-logger = logging.getLogger(__name__)
-
 TERMINAL_CACHE = "private, max-age=3600"
 LIVE_CACHE = "no-cache"
 
 
 async def submit_job(request: Request) -> Response:
-    """POST /api/jobs: hold credits, queue the job, send its slices."""
+    """POST /api/jobs: hold credits, queue the job, hand its slices to the sender."""
     caller = caller_of(request)
     body = await read_body(request, bodies.JobRequest)
     state = request.app.state
@@ -40,7 +36,8 @@ async def submit_job(request: Request) -> Response:
         jobs.submit, state.database.sessions, state.settings, job_request
     )
     if submission.created:
-        await run_in_threadpool(_send_slices, request, submission.job)
+        job = submission.job
+        state.sender.offer(job.id, job.user_id, job.slices_total)
     headers = {"Location": f"/api/job/{submission.job.id}"}
     if not submission.created:
         headers["Idempotent-Replayed"] = "true"
@@ -79,18 +76,3 @@ def status_response(request: Request, job: JobView) -> Response:
     if etag in etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
     return json_response(job_body(job), headers=headers)
-
-
-def _send_slices(request: Request, job: JobView) -> None:
-    state = request.app.state
-    indices = range(job.slices_total)
-    try:
-        state.enqueue(job.id, indices)
-    except Exception:
-        # The job is committed; the sweep re-sends its slices once they look stale.
-        logger.warning(
-            "could not enqueue job %s; the sweep will",
-            job.id,
-            exc_info=True,
-            extra={"job_id": job.id, "user_id": job.user_id},
-        )

@@ -25,6 +25,14 @@ def current() -> SliceContext:
     return _context
 
 
+def pool_size(settings: Settings, threads: int) -> int:
+    """Connections of one worker process: TALLY_WORKER_POOL_SIZE, else one per thread + 2.
+
+    A thread holds one connection at a time; the two more serve its lease renewals.
+    """
+    return settings.worker_pool_size or threads + 2
+
+
 class ProcessResources(dramatiq.Middleware):
     """Creates the database engine when a worker boots and disposes it at shutdown."""
 
@@ -37,7 +45,9 @@ class ProcessResources(dramatiq.Middleware):
         global _context
         threads = int(getattr(worker, "worker_threads", 8))
         self.database = Database.from_settings(
-            self.settings, pool_size=threads + 2, application_name="tally-worker"
+            self.settings,
+            pool_size=pool_size(self.settings, threads),
+            application_name="tally-worker",
         )
         self.provider_loop = ProviderLoop(self.settings.provider_concurrency)
         _context = SliceContext(

@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.users import NewUser, create_user
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
 from tests.support.state import assert_invariants, totals
+from tests.support.waiting import wait_for
 from web.app import create_app
 
 MAX_COUNT = 500
@@ -242,6 +243,7 @@ def test_same_idempotency_key_returns_the_same_job(
     assert second.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert count_rows(db, user.user_id) == (1, 1)
+    wait_for(client.app.state.sender.idle, timeout=10)  # type: ignore[attr-defined]
     assert len(enqueue.calls) == 1
     assert client.get("/api/credits", headers=auth(user)).json()["balance"] == CREDITS - 7
 
@@ -271,6 +273,7 @@ def test_same_idempotency_key_from_many_threads_creates_one_job(
     assert [a.status_code for a in answers] == [202] * threads
     assert len({a.json()["id"] for a in answers}) == 1
     assert count_rows(db, user.user_id) == (1, 1)
+    wait_for(client.app.state.sender.idle, timeout=10)  # type: ignore[attr-defined]
     assert len(enqueue.calls) == 1
     assert client.get("/api/credits", headers=auth(user)).json()["balance"] == CREDITS - 5
 
