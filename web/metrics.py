@@ -25,6 +25,7 @@ from core.database import SessionFactory
 from core.vocabulary import JobStatus
 from outbox.backlog import BACKLOG
 from web.live import LiveJobs
+from web.scrape_token import probe_access
 
 LAG_SAMPLE_ROWS = 1000
 
@@ -135,6 +136,7 @@ def build_registry(sessions: SessionFactory, live: LiveJobs) -> CollectorRegistr
 
 
 def metrics(request: Request) -> Response:
-    """GET /metrics: the Prometheus exposition text."""
+    """GET /metrics: the Prometheus exposition text (the scrape token, outside development)."""
+    probe_access(request)
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
