@@ -79,7 +79,7 @@ class DatabaseCollector(Collector):
             "tally_outbox_oldest_pending_seconds", "Age of the oldest unapplied row.", row.oldest
         )
         yield _gauge("tally_vault_accounts", "Live accounts in every vault.", row.vault)
-        yield _lag_family(lag)
+        yield from _lag_gauges(lag)
 
 
 def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
@@ -93,16 +93,14 @@ def _jobs_family(counts: dict[str, int]) -> GaugeMetricFamily:
     return family
 
 
-def _lag_family(lag: Any) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(
-        "tally_stats_apply_lag_seconds",
-        f"Seconds from a job's finish to its stats being applied, over the newest "
-        f"{LAG_SAMPLE_ROWS} outbox rows.",
-        labels=["quantile"],
-    )
-    for label, value in (("0.5", lag.p50), ("0.99", lag.p99), ("1", lag.max)):
-        family.add_metric([label], float(value or 0))
-    return family
+def _lag_gauges(lag: Any) -> Iterator[GaugeMetricFamily]:
+    window = f"over the newest {LAG_SAMPLE_ROWS} outbox rows"
+    for name, value in (("p50", lag.p50), ("p99", lag.p99), ("max", lag.max)):
+        yield _gauge(
+            f"tally_stats_apply_lag_{name}_seconds",
+            f"Seconds from a job's finish to its stats being applied, {name} {window}.",
+            value,
+        )
 
 
 class LiveCollector(Collector):
