@@ -138,7 +138,9 @@ def test_metrics_include_the_worker_and_daemon_measurements_on_one_host(
 ) -> None:
     shared = tmp_path / "prometheus"
     shared.mkdir()
-    stack = Stack({**process_env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}, tmp_path / "logs")
+    token = {"Authorization": "Bearer scrape-token-of-this-host"}
+    env = {**process_env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    stack = Stack({**env, "TALLY_METRICS_TOKEN": "scrape-token-of-this-host"}, tmp_path / "logs")
     user = create_user(db.sessions, "scraped", credits=1000)
     try:
         url = stack.web()
@@ -148,22 +150,26 @@ def test_metrics_include_the_worker_and_daemon_measurements_on_one_host(
         job = httpx.post(f"{url}/api/jobs", json={"count": 80}, headers=headers).json()
         wait_for(lambda: _status(url, job["id"], headers) == "completed", timeout=60)
 
-        def applied() -> Samples | None:
-            samples = scrape(httpx.get(f"{url}/metrics").text)
-            return samples if samples[("tally_outbox_backlog", ())] == 0 else None
+        def applied() -> str | None:
+            exposition = httpx.get(f"{url}/metrics", headers=token).text
+            return exposition if scrape(exposition)[("tally_outbox_backlog", ())] == 0 else None
 
-        samples = wait_for(applied, timeout=30)
+        exposition = wait_for(applied, timeout=30)
+        assert httpx.get(f"{url}/metrics", headers=headers).status_code == 401  # a user token
     except BaseException:
         print(stack.report())
         raise
     finally:
         stack.stop_all()
+    samples = scrape(exposition)
     calls = samples[
         ("tally_provider_call_seconds_count", (("outcome", "ok"), ("provider", "sandbox")))
     ]
     assert calls == 80
     assert samples[("tally_apply_batch_rows_sum", ())] >= 1
     assert samples[("tally_apply_batch_seconds_count", ())] >= 1
+    if PROMTOOL is not None:  # the histograms of every process of the host, as served
+        assert promtool_problems(exposition) == ""
 
 
 def _status(url: str, job_id: str, headers: dict[str, str]) -> str:
