@@ -27,6 +27,7 @@ BENCHMARKS = {
     "io": "bench.io_bound",
     "outbox": "bench.outbox",
     "polling": "bench.polling",
+    "metrics": "bench.metrics",
     "recompute": "bench.recompute",
     "growth": "bench.growth",
 }

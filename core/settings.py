@@ -89,6 +89,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     web_pool_size: Positive = 10
     worker_pool_size: NotNegative = 0  # 0: the worker process's threads + 2
     reconcile_pool_size: Positive = 6
+    metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
+    ready_max_outbox_age: Seconds = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     "TALLY_FERNET_KEY must be set to a real key outside development"
                 )
             SecretBox(self.fernet_key)  # raises ConfigurationError for a malformed key
+            if self.metrics_token and self.metrics_token in PLACEHOLDER_SECRETS:
+                raise ConfigurationError("TALLY_METRICS_TOKEN must not be a placeholder")
 
     @property
     def offered_providers(self) -> tuple[str, ...]:
@@ -184,11 +188,15 @@ VARIABLES: dict[str, str] = {
     "TALLY_WEB_POOL_SIZE": "web_pool_size",
     "TALLY_WORKER_POOL_SIZE": "worker_pool_size",
     "TALLY_RECONCILE_POOL_SIZE": "reconcile_pool_size",
+    "TALLY_METRICS_TOKEN": "metrics_token",
+    "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.
 WORDS = {"bool": "true or false", "int": "an integer", "float": "a number"}
-SECRET_VARIABLES = frozenset({"DATABASE_URL", "TALLY_FERNET_KEY", "TALLY_PROVIDER_TOKEN"})
+SECRET_VARIABLES = frozenset(
+    {"DATABASE_URL", "TALLY_FERNET_KEY", "TALLY_PROVIDER_TOKEN", "TALLY_METRICS_TOKEN"}
+)
 
 
 def _nest(given: Mapping[str, str]) -> dict[str, Any]:

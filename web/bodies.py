@@ -139,24 +139,24 @@ class Health(Struct):
 
 
 class NotReady(Struct):
-    """The database did not answer."""
+    """Why the service is not ready: the database, a stuck outbox or no live daemon."""
 
     status: str
     reason: str
 
 
 class Heartbeat(Struct):
-    """The newest reconcile daemon heartbeat."""
+    """The newest reconcile daemon heartbeat; host and pid only for the scrape token."""
 
     daemon_id: uuid.UUID
-    hostname: str
-    pid: int
     is_leader: bool
     started_at: Timestamp
     last_seen: Timestamp
     age_seconds: float
     outbox_backlog: int
     outbox_oldest_pending_seconds: float
+    hostname: str | UnsetType = UNSET
+    pid: int | UnsetType = UNSET
 
 
 class Ready(Struct):

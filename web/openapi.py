@@ -54,6 +54,15 @@ def _public(summary: str, responses: dict[str, Any]) -> Operation:
     return {"summary": summary, "security": [], "responses": responses}
 
 
+def _probe(summary: str, responses: dict[str, Any]) -> Operation:
+    return {
+        "summary": summary + " Open without a token only in development with no "
+        "TALLY_METRICS_TOKEN set.",
+        "security": [{"scrape": []}],
+        "responses": {**responses, "401": _error("No valid scrape token.")},
+    }
+
+
 JOB_PARAM = _path_param("job_id")
 ACCOUNT_PARAM = _path_param("account_id")
 STATUS_OP = _op(
@@ -84,11 +93,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The dashboard's static files.", {"200": {"description": "File"}, "404": _error("None.")}
     ),
     ("/healthz", "get"): _public("Liveness.", {"200": _body(bodies.Health, "Up.")}),
-    ("/readyz", "get"): _public(
-        "Readiness: the database answers; outbox backlog.",
+    ("/readyz", "get"): _probe(
+        "Readiness: the database answers, a reconcile daemon beats and the oldest unapplied "
+        "outbox row is younger than TALLY_READY_MAX_OUTBOX_AGE. The daemon's host and pid "
+        "are shown only to the scrape token.",
         {"200": _body(bodies.Ready, "Ready."), "503": _body(bodies.NotReady, "Not ready.")},
     ),
-    ("/metrics", "get"): _public(
+    ("/metrics", "get"): _probe(
         "Prometheus metrics.", {"200": {"description": "text/plain exposition format"}}
     ),
     ("/api/jobs", "post"): _op(
@@ -224,7 +235,14 @@ def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "scrape": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The operator's scrape token, TALLY_METRICS_TOKEN.",
+                },
+            },
         },
         "security": [{"bearer": []}],
     }

@@ -17,6 +17,9 @@ from tests.support.inline import RecordedEnqueue
 from web.app import create_app, routes
 from web.openapi import route_operations
 
+# The operator probes: the scrape token (TALLY_METRICS_TOKEN), not a user token.
+PROBES = ("/metrics", "/readyz")
+
 
 @pytest.fixture
 def client(settings: Settings, db: Database) -> Iterator[TestClient]:
@@ -60,6 +63,9 @@ def test_every_operation_has_codes_bodies_and_auth(spec: dict[str, Any]) -> None
             assert any(code.startswith("2") for code in codes), (path, method)
             if path.startswith("/api/"):
                 assert "security" not in operation, (path, method)  # the bearer default
+                assert "401" in codes, (path, method)
+            elif path in PROBES:
+                assert operation["security"] == [{"scrape": []}], (path, method)
                 assert "401" in codes, (path, method)
             else:
                 assert operation["security"] == [], (path, method)

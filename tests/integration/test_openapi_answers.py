@@ -164,13 +164,29 @@ def test_the_tests_here_answer_every_described_operation(contract: Contract) -> 
 
 
 def test_public_routes_answer_as_described(contract: Contract, db: Database) -> None:
-    for template in ("/", "/docs", "/openapi.json", "/metrics", "/healthz", "/readyz"):
+    for template in ("/", "/docs", "/openapi.json", "/metrics", "/healthz"):
         assert contract.call("get", template).status_code == 200, template
     assert contract.call("get", "/static/{path}", {"path": "docs.js"}).status_code == 200
     assert contract.call("get", "/static/{path}", {"path": "nothing.js"}).status_code == 404
+    assert contract.call("get", "/readyz").status_code == 503  # no daemon beats yet
     beat(db.sessions, DaemonIdentity(), is_leader=True)
     assert contract.call("get", "/readyz").json()["reconcile"]["is_leader"] is True
     assert contract.answered == PUBLIC
+
+
+def test_probes_behind_the_scrape_token_answer_as_described(
+    settings: Settings, db: Database
+) -> None:
+    beat(db.sessions, DaemonIdentity(), is_leader=True)
+    app = create_app(settings.with_changes(metrics_token="scrape"), enqueue=RecordedEnqueue())
+    with TestClient(app) as client:
+        contract = Contract(client, client.get("/openapi.json").json())
+        for template in ("/metrics", "/readyz"):
+            assert contract.call("get", template).status_code == 401
+            token = {"Authorization": "Bearer scrape"}
+            assert contract.call("get", template, headers=token).status_code == 200
+        assert contract.call("get", "/healthz").status_code == 200
+    assert contract.spec["paths"]["/metrics"]["get"]["security"] == [{"scrape": []}]
 
 
 def test_job_routes_answer_as_described(

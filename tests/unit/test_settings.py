@@ -167,6 +167,21 @@ def test_real_fernet_key_accepted_in_production() -> None:
     assert settings.fernet_key == key
 
 
+@pytest.mark.parametrize("placeholder", sorted(PLACEHOLDER_SECRETS - {""}))
+def test_placeholder_metrics_token_refused_outside_development(placeholder: str) -> None:
+    env = {"TALLY_ENV": "production", "TALLY_FERNET_KEY": generate_key()}
+    with pytest.raises(ConfigurationError, match="TALLY_METRICS_TOKEN"):
+        settings_from(**env, TALLY_METRICS_TOKEN=placeholder)
+    assert settings_from(**env, TALLY_METRICS_TOKEN="a-real-token").metrics_token == "a-real-token"
+
+
+def test_probe_settings_default_and_refuse_a_non_positive_outbox_age() -> None:
+    assert (settings_from().metrics_token, settings_from().ready_max_outbox_age) == ("", 60.0)
+    assert settings_from(TALLY_READY_MAX_OUTBOX_AGE="5").ready_max_outbox_age == 5.0
+    with pytest.raises(ConfigurationError, match="TALLY_READY_MAX_OUTBOX_AGE"):
+        settings_from(TALLY_READY_MAX_OUTBOX_AGE="0")
+
+
 def test_with_changes_returns_a_new_object_and_keeps_the_original() -> None:
     original = settings_from()
     changed = original.with_changes(price=5)
