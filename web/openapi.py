@@ -34,7 +34,12 @@ def _error(description: str) -> dict[str, Any]:
     return _body(bodies.Error, description)
 
 
-UUID_PARAM = {"type": "string", "format": "uuid"}
+# Only the canonical spelling: lower case, dashed (no braces, URN prefix or upper case).
+UUID_PARAM = {
+    "type": "string",
+    "format": "uuid",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+}
 PAGE_PARAMS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
