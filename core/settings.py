@@ -86,6 +86,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["text", "json"] = "text"
     sandbox: SandboxOptions = msgspec.field(default_factory=SandboxOptions)
     intervals: Intervals = msgspec.field(default_factory=Intervals)
+    auth_failures_per_minute: Positive = 20  # per client address, per web process
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +179,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_STALE_ENQUEUE_SECONDS": "intervals.stale_enqueue",
     "TALLY_LEADER_RETRY_SECONDS": "intervals.leader_retry",
     "TALLY_LEADER_LEASE_SECONDS": "intervals.leader_lease",
+    "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.
