@@ -25,6 +25,7 @@ from web.errors import database_down, database_unreachable, domain_error_respons
 
 CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 CACHE_LIMIT = 10_000
+API_PREFIX = "/api/"
 # A refused (429) request is answered after this pause: a client retrying at once is slowed
 # to one attempt a second per connection, so a flood costs the process almost nothing.
 REFUSAL_PAUSE_SECONDS = 1.0
@@ -79,8 +80,8 @@ class TokenBackend(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         token = _bearer_token(conn.headers.get("authorization", ""))
-        if token is None:
-            return None
+        if token is None or not conn.scope["path"].startswith(API_PREFIX):
+            return None  # the public routes (dashboard, docs, health, metrics) take no token
         caller = self._cached(token) or await self._checked(conn, token)
         if caller is None:
             return None

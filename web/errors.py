@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from core.errors import (
     ConfigurationError,
@@ -88,7 +89,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return Response(status_code=304, headers=exc.headers)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     detail = bodies.ErrorDetail(code, str(exc.detail))
-    return error_response(detail, exc.status_code, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(detail, exc.status_code, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the routes of this path answer (a path may have a route per method)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def database_unreachable(exc: BaseException) -> bool:

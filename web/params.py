@@ -15,6 +15,10 @@ from core.errors import InvalidInput, PayloadTooLarge
 MAX_BODY_BYTES = 16_384
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+MAX_OFFSET = 10_000_000
+MAX_DRIFT_PAGE = 1000
+# A report id (1 to 18 digits, no leading zero: always a bigint) or "latest".
+REPORT_ID_PATTERN = "^([1-9][0-9]{0,17}|latest)$"
 # Plain decimal digits only: int() would also take "1_000", " 5" and non-ASCII digits.
 INTEGER = re.compile(r"-?[0-9]{1,18}")
 # msgspec's ValidationError text: "Expected `int`, got `str` - at `$.count`".
@@ -93,7 +97,7 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     """Return an integer query parameter within [low, high]."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not INTEGER.fullmatch(raw):
         raise InvalidInput(f"{name} must be an integer", field=name)
@@ -107,5 +111,5 @@ def page(request: Request) -> Page:
     """Return the limit/offset the request asked for."""
     return Page(
         limit=query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
-        offset=query_int(request, "offset", 0, 0, 10_000_000),
+        offset=query_int(request, "offset", 0, 0, MAX_OFFSET),
     )

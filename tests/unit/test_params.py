@@ -162,7 +162,7 @@ def test_path_uuid_refuses_malformed_values(raw: str) -> None:
     assert caught.value.field == "job_id"
 
 
-@pytest.mark.parametrize(("query", "expected"), [("", 20), ("limit=", 20), ("limit=7", 7)])
+@pytest.mark.parametrize(("query", "expected"), [("", 20), ("offset=3", 20), ("limit=7", 7)])
 def test_query_int_reads_or_defaults(query: str, expected: int) -> None:
     assert query_int(make_request(query=query), "limit", 20, 1, 100) == expected
 
@@ -170,6 +170,7 @@ def test_query_int_reads_or_defaults(query: str, expected: int) -> None:
 @pytest.mark.parametrize(
     "query",
     [
+        "limit=",
         "limit=abc",
         "limit=1.5",
         "limit=0",
