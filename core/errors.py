@@ -31,6 +31,22 @@ class Unauthorized(TallyError):
     """No valid credentials were presented."""
 
 
+class TooManyRequests(TallyError):
+    """The client has failed too often; it may try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(TallyError):
+    """A service tally depends on cannot be reached; retrying later may succeed."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Forbidden(TallyError):
     """The caller is known but may not do this."""
 

@@ -91,6 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_pool_size: Positive = 6
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
     ready_max_outbox_age: Seconds = 60.0
+    auth_failures_per_minute: Positive = 20  # per client address, per web process
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +191,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_RECONCILE_POOL_SIZE": "reconcile_pool_size",
     "TALLY_METRICS_TOKEN": "metrics_token",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
+    "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,10 +12,9 @@ from reconcile.report_store import get_report, list_reports
 from web import bodies
 from web.answers import json_response, report_body, report_summary
 from web.auth import admin_of
-from web.params import page, query_int
+from web.params import MAX_DRIFT_PAGE, MAX_OFFSET, REPORT_ID_PATTERN, page, query_int
 
-MAX_DRIFT_PAGE = 1000
-MAX_REPORT_ID = 2**63 - 1
+REPORT_ID = re.compile(REPORT_ID_PATTERN)
 
 
 def reports(request: Request) -> Response:
@@ -31,7 +32,7 @@ def report(request: Request) -> Response:
     admin_of(request)
     report_id = _report_id(request.path_params["report_id"])
     limit = query_int(request, "drift_limit", 100, 1, MAX_DRIFT_PAGE)
-    offset = query_int(request, "drift_offset", 0, 0, 10_000_000)
+    offset = query_int(request, "drift_offset", 0, 0, MAX_OFFSET)
     found = get_report(request.app.state.database.sessions, report_id, limit, offset)
     if found is None:
         raise NotFound("no such report")
@@ -40,12 +41,9 @@ def report(request: Request) -> Response:
 
 
 def _report_id(raw: str) -> int | None:
-    if raw == "latest":
-        return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidInput('report_id must be an integer or "latest"', field="report_id") from exc
-    if not 1 <= value <= MAX_REPORT_ID:
-        raise InvalidInput("report_id is out of range", field="report_id")
-    return value
+    if not REPORT_ID.fullmatch(raw):
+        raise InvalidInput(
+            'report_id must be a positive integer of at most 18 digits or "latest"',
+            field="report_id",
+        )
+    return None if raw == "latest" else int(raw)

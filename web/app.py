@@ -17,10 +17,11 @@ from core.database import Database
 from core.settings import Settings
 from core.slice_messages import send_slices
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi
-from web.auth import TokenBackend
+from web.auth import TokenBackend, answer_failure
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
+from web.security_headers import SecurityHeaders
 from web.sender import SliceSender
 
 Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
@@ -78,7 +79,12 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
     return Starlette(
         routes=routes(),
         middleware=[
-            Middleware(AuthenticationMiddleware, backend=TokenBackend()),
+            Middleware(SecurityHeaders),
+            Middleware(
+                AuthenticationMiddleware,
+                backend=TokenBackend(settings.auth_failures_per_minute),
+                on_error=answer_failure,
+            ),
             Middleware(RequestLogContext),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
 
-class JobRequest(Struct):
+class JobRequest(Struct, forbid_unknown_fields=True):
     """POST /api/jobs: how many accounts to create, and with which provider."""
 
     # 1 to TALLY_MAX_JOB_COUNT; the range is checked with the other submit rules (core/jobs).

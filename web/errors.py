@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from core.errors import (
     ConfigurationError,
@@ -17,7 +20,9 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     TallyError,
+    TooManyRequests,
     Unauthorized,
+    Unavailable,
 )
 from web import bodies
 from web.answers import json_response
@@ -25,6 +30,7 @@ from web.answers import json_response
 logger = logging.getLogger(__name__)
 
 INTERNAL = bodies.ErrorDetail("internal", "internal error")
+RETRY_AFTER_SECONDS = 5
 
 STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
@@ -33,7 +39,9 @@ STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (InsufficientCredits, 402, "insufficient_credits"),
     (Forbidden, 403, "forbidden"),
     (NotFound, 404, "not_found"),
+    (TooManyRequests, 429, "too_many_requests"),
     (ConfigurationError, 503, "unavailable"),
+    (Unavailable, 503, "unavailable"),
 ]
 
 
@@ -53,14 +61,25 @@ def _detail(exc: TallyError, code: str) -> bodies.ErrorDetail:
     return detail
 
 
-async def tally_error(request: Request, exc: Exception) -> Response:
-    """Answer a domain error with its status code and a JSON body."""
+def _headers(exc: TallyError, status: int) -> dict[str, str] | None:
+    if isinstance(exc, TooManyRequests | Unavailable):
+        return {"Retry-After": str(exc.retry_after)}
+    return {"WWW-Authenticate": "Bearer"} if status == 401 else None
+
+
+def domain_error_response(exc: TallyError) -> Response:
+    """A domain error's status code, headers and JSON body."""
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return error_response(_detail(exc, code), status, headers)
-    logger.exception("unmapped domain error", exc_info=exc)
+            return error_response(_detail(exc, code), status, _headers(exc, status))
+    logger.error("unmapped domain error", exc_info=exc)
     return error_response(INTERNAL, 500)
+
+
+async def tally_error(request: Request, exc: Exception) -> Response:
+    """Answer a domain error with its status code and a JSON body."""
+    assert isinstance(exc, TallyError)
+    return domain_error_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -70,11 +89,50 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return Response(status_code=304, headers=exc.headers)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     detail = bodies.ErrorDetail(code, str(exc.detail))
-    return error_response(detail, exc.status_code, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(detail, exc.status_code, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the routes of this path answer (a path may have a route per method)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the database could not be reached (or the connection died)."""
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def database_down() -> Unavailable:
+    """The error of a request the database could not serve: it changed nothing."""
+    return Unavailable("the database is unavailable; retry later", RETRY_AFTER_SECONDS)
+
+
+def unavailable_response() -> Response:
+    """503 with Retry-After: the database is down."""
+    return domain_error_response(database_down())
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    """Answer 503 when the database cannot be reached; any other database error is a 500."""
+    if database_unreachable(exc):
+        logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return unavailable_response()
+    return await server_error(request, exc)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """Answer an unexpected failure without leaking its details."""
+    if database_unreachable(exc):
+        return unavailable_response()
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(INTERNAL, 500)
 
@@ -89,5 +147,7 @@ EXCEPTION_HANDLERS = {
     ClientDisconnect: client_gone,
     TallyError: tally_error,
     HTTPException: http_error,
+    DBAPIError: database_error,
+    PoolTimeout: database_error,
     Exception: server_error,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,8 +13,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
+from core.settings import Settings
 from web import bodies
 from web.answers import JSON, json_response
+from web.params import (
+    MAX_BODY_BYTES,
+    MAX_DRIFT_PAGE,
+    MAX_OFFSET,
+    MAX_PAGE,
+    REPORT_ID_PATTERN,
+)
 
 STATIC = Path(__file__).parent / "static"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -34,12 +44,55 @@ def _error(description: str) -> dict[str, Any]:
     return _body(bodies.Error, description)
 
 
-UUID_PARAM = {"type": "string", "format": "uuid"}
+# Only the canonical spelling: lower case, dashed (no braces, URN prefix or upper case).
+UUID_PARAM = {
+    "type": "string",
+    "format": "uuid",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+}
+LIMIT_PARAM = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+}
 PAGE_PARAMS = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    LIMIT_PARAM,
+    {
+        "name": "offset",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+    },
 ]
-COMMON_ERRORS = {"401": _error("No valid bearer token."), "400": _error("Malformed input.")}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+COMMON_ERRORS = {
+    "401": _error("No valid bearer token."),
+    "400": _error("Malformed input."),
+    "429": {**_error("Too many failed authentications from this address."), "headers": RETRY_AFTER},
+    "503": {**_error("The database is unavailable."), "headers": RETRY_AFTER},
+}
+# Each event of a job's stream (OpenAPI 3.1: the schema of a text/event-stream is one event's).
+JOB_EVENT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                "event": {"const": "status"},
+                "id": {"type": "string", "description": "The job's ETag."},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": JSON,
+                    "contentSchema": bodies.Job,
+                },
+            },
+            "required": ["event", "data"],
+        },
+        {
+            "type": "object",
+            "properties": {"event": {"const": "end"}, "data": {"const": "{}"}},
+            "required": ["event", "data"],
+        },
+    ]
+}
 
 
 def _path_param(name: str, schema: dict[str, Any] = UUID_PARAM) -> dict[str, Any]:
@@ -89,9 +142,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/openapi.json", "get"): _public(
         "This description.", {"200": _body({"type": "object"}, "OpenAPI 3.1")}
     ),
-    ("/static/{path}", "get"): _public(
-        "The dashboard's static files.", {"200": {"description": "File"}, "404": _error("None.")}
-    ),
+    ("/static/{path}", "get"): {
+        **_public(
+            "The dashboard's static files.",
+            {"200": {"description": "File"}, "404": _error("No such file.")},
+        ),
+        "parameters": [_path_param("path", {"type": "string"})],
+    },
     ("/healthz", "get"): _public("Liveness.", {"200": _body(bodies.Health, "Up.")}),
     ("/readyz", "get"): _probe(
         "Readiness: the database answers, a reconcile daemon beats and the oldest unapplied "
@@ -107,8 +164,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             "202": _body(bodies.Job, "Accepted; Location header names the status URL."),
             "402": _error("Insufficient credits."),
+            "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
         },
-        parameters=[{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+        parameters=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                },
+            }
+        ],
         requestBody={"required": True, "content": _content(bodies.JobRequest)},
     ),
     ("/api/jobs", "get"): _op(
@@ -124,7 +192,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             "200": {
                 "description": "text/event-stream; each `status` event's data is a Job.",
-                "content": _content(bodies.Job, "text/event-stream"),
+                "content": _content(JOB_EVENT, "text/event-stream"),
             },
             "404": _error("No such job for this caller."),
         },
@@ -136,7 +204,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
     ("/api/credits", "get"): _op(
-        "Balance and recent ledger entries.", {"200": _body(bodies.Credits, "Credits.")}
+        "Balance and the `limit` most recent ledger entries (the ledger is not paged).",
+        {"200": _body(bodies.Credits, "Credits.")},
+        parameters=[LIMIT_PARAM],
     ),
     ("/api/accounts", "get"): _op(
         "The caller's vault, without secrets.",
@@ -166,9 +236,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "404": _error("No such report."),
         },
         parameters=[
-            _path_param("report_id", {"type": "string", "pattern": "^([0-9]+|latest)$"}),
-            {"name": "drift_limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
-            {"name": "drift_offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            _path_param("report_id", {"type": "string", "pattern": REPORT_ID_PATTERN}),
+            {
+                "name": "drift_limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DRIFT_PAGE},
+            },
+            {
+                "name": "drift_offset",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            },
         ],
     ),
 }
@@ -215,9 +293,20 @@ def _referenced(node: Any, references: dict[type, dict[str, Any]]) -> Any:
     return node
 
 
-def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+def _with_settings(schemas: dict[str, Any], settings: Settings | None) -> dict[str, Any]:
+    """The components with the submit rules this server's settings set: count and providers."""
+    if settings is None:
+        return schemas
+    submit = copy.deepcopy(schemas["JobRequest"])
+    submit["properties"]["count"]["maximum"] = settings.max_job_count
+    submit["properties"]["provider"]["enum"] = list(settings.offered_providers)
+    return {**schemas, "JobRequest": submit}
+
+
+def build_spec(routes: Iterable[BaseRoute], settings: Settings | None = None) -> dict[str, Any]:
     """The OpenAPI document for exactly the routes given (undescribed ones are left out)."""
     references, schemas = components()
+    schemas = _with_settings(schemas, settings)
     paths: dict[str, dict[str, Any]] = {}
     for path, method in route_operations(routes):
         operation = OPERATIONS.get((path, method))
@@ -250,7 +339,7 @@ def build_spec(routes: Iterable[BaseRoute]) -> dict[str, Any]:
 
 def openapi_json(request: Request) -> Response:
     """GET /openapi.json: the API description."""
-    return json_response(build_spec(request.app.routes))
+    return json_response(build_spec(request.app.routes, request.app.state.settings))
 
 
 def docs(request: Request) -> Response:

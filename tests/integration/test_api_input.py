@@ -113,6 +113,15 @@ BAD_BODIES: list[tuple[str, bytes]] = [
     ("provider number", b'{"count": 5, "provider": 7}'),
     ("provider null", b'{"count": 5, "provider": null}'),
     ("provider object", b'{"count": 5, "provider": {"name": "sandbox"}}'),
+    ("unknown field", b'{"count": 5, "provder": "sandbox"}'),
+    ("nested deep", b'{"count": 5, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    ("nested deeper", b"[" * 5000 + b"]" * 5000),
+    ("provider nested", b'{"count": 5, "provider": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    ("count beyond float", b'{"count": 1e999999}'),
+    ("count of 5000 digits", b'{"count": ' + b"9" * 5000 + b"}"),
+    ("lone surrogate", b'{"count": 5, "provider": "\\ud800"}'),
+    ("utf-16", '{"count": 5}'.encode("utf-16")),
+    ("byte order mark", b"\xef\xbb\xbf" + b'{"count": 5}'),
 ]
 
 
@@ -132,6 +141,11 @@ def test_bad_submit_bodies_answer_400_and_change_nothing(
     assert_json_error(answer, 400, "invalid_input")
     assert snapshot(db) == before
     assert enqueue.calls == []
+
+
+def test_an_unknown_field_is_named(client: TestClient, user: NewUser) -> None:
+    answer = client.post("/api/jobs", json={"count": 5, "provder": "x"}, headers=auth(user))
+    assert assert_json_error(answer, 400, "invalid_input")["field"] == "provder"
 
 
 def test_a_body_that_is_too_large_answers_413_and_changes_nothing(
@@ -168,6 +182,11 @@ def test_bad_idempotency_key_answers_400(client: TestClient, db: Database, user:
         ("GET", "/api/job/0b5e9c1e-4f7b-4d3c-9d71-2a4e5c0f9b8"),
         ("DELETE", "/api/accounts/not-a-uuid"),
         ("POST", "/api/accounts/zz/reveal"),
+        ("GET", "/api/job/0B5E9C1E-4F7B-4D3C-9D71-2A4E5C0F9B8A"),
+        ("GET", "/api/job/{0b5e9c1e-4f7b-4d3c-9d71-2a4e5c0f9b8a}"),
+        ("GET", "/api/job/urn:uuid:0b5e9c1e-4f7b-4d3c-9d71-2a4e5c0f9b8a"),
+        ("GET", "/api/job/0b5e9c1e4f7b4d3c9d712a4e5c0f9b8a"),
+        ("DELETE", "/api/accounts/0b5e9c1e4f7b4d3c9d712a4e5c0f9b8a"),
     ],
 )
 def test_malformed_uuid_in_path_answers_400(

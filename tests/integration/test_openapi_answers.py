@@ -112,9 +112,12 @@ class Contract:
             self.validate(answer.json(), content[JSON]["schema"], where)
         elif media == EVENTS:
             assert EVENTS in content, where
+            schema = content[EVENTS]["schema"]
+            status_data = schema["oneOf"][0]["properties"]["data"]["contentSchema"]
             for event, data in stream_events(answer.text):
+                self.validate({"event": event, "data": data}, schema, where)
                 if event == "status":
-                    self.validate(json.loads(data), content[EVENTS]["schema"], where)
+                    self.validate(json.loads(data), status_data, where)
         else:
             assert JSON not in content, where
         self.answered.add((template, method))

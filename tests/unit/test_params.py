@@ -53,8 +53,35 @@ def test_read_body_returns_the_struct() -> None:
     assert read_job_request(b'{"count": 3}').provider is msgspec.UNSET
 
 
-def test_read_body_ignores_unknown_fields() -> None:
-    assert read_job_request(b'{"count": 3, "colour": "blue"}') == JobRequest(3)
+@pytest.mark.parametrize("name", ["provder", "colour", "Count"])
+def test_read_body_refuses_unknown_fields_by_name(name: str) -> None:
+    with pytest.raises(InvalidInput, match=name) as caught:
+        read_job_request(json.dumps({"count": 3, name: "sandbox"}).encode())
+    assert caught.value.field == name
+
+
+DEEP = 5_000  # within the size limit: depth alone must be refused
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"count": 1, "x": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"count": 1, "x": ' + b'{"":' * DEEP + b"1" + b"}" * DEEP + b"}",
+        b'{"count": 1, "provider": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"count": 1e999999}',
+        b'{"count": ' + b"9" * 5000 + b"}",
+        b'{"count": 1, "provider": "\\ud800"}',
+        '{"count": 1}'.encode("utf-16"),
+        '{"count": 1}'.encode("utf-32"),
+        b"\xef\xbb\xbf" + b'{"count": 1}',
+        b'{"count": 1, "provider": "\x00"}',
+    ],
+)
+def test_read_body_refuses_deep_huge_and_oddly_encoded_bodies(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        asyncio.run(read_body(make_request(body), JobRequest))
 
 
 @pytest.mark.parametrize(
@@ -135,7 +162,7 @@ def test_path_uuid_refuses_malformed_values(raw: str) -> None:
     assert caught.value.field == "job_id"
 
 
-@pytest.mark.parametrize(("query", "expected"), [("", 20), ("limit=", 20), ("limit=7", 7)])
+@pytest.mark.parametrize(("query", "expected"), [("", 20), ("offset=3", 20), ("limit=7", 7)])
 def test_query_int_reads_or_defaults(query: str, expected: int) -> None:
     assert query_int(make_request(query=query), "limit", 20, 1, 100) == expected
 
@@ -143,6 +170,7 @@ def test_query_int_reads_or_defaults(query: str, expected: int) -> None:
 @pytest.mark.parametrize(
     "query",
     [
+        "limit=",
         "limit=abc",
         "limit=1.5",
         "limit=0",

@@ -1,0 +1,68 @@
+"""A flood of bad tokens from many clients costs a real user little, and is refused with 429."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.database import Database
+from core.users import NewUser, create_user
+from tests.support.auth_flood import Flood
+from tests.support.stack import Stack
+
+LIMIT = 20  # the default TALLY_AUTH_FAILURES_PER_MINUTE
+CLIENTS = 16
+POLLS = 80
+
+
+@pytest.fixture
+def web_url(process_env: dict[str, str], db: Database, tmp_path: Path) -> Iterator[str]:
+    stack = Stack(process_env, tmp_path / "logs")
+    try:
+        yield stack.web()
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture
+def user(db: Database) -> NewUser:
+    return create_user(db.sessions, "real", credits=10)
+
+
+def median_latency(
+    client: httpx.Client, user: NewUser, until: Callable[[], bool] = lambda: True
+) -> float:
+    """The median seconds /api/stats takes for the real user, over POLLS polls and until `until`."""
+    took: list[float] = []
+    while len(took) < POLLS or not until():
+        start = time.perf_counter()
+        answer = client.get("/api/stats", headers={"Authorization": f"Bearer {user.token}"})
+        took.append(time.perf_counter() - start)
+        assert answer.status_code == 200, answer.text
+    return statistics.median(took)
+
+
+def test_a_token_flood_is_refused_and_a_real_user_barely_notices(
+    web_url: str, user: NewUser
+) -> None:
+    flood = Flood(web_url, [f"127.0.0.{10 + n}" for n in range(CLIENTS)])
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        median_latency(client, user)  # warm up
+        quiet = median_latency(client, user)
+        flood.start()
+        try:
+            # From the first bad token until every client has been refused a few times.
+            flooded = median_latency(client, user, lambda: flood.refused >= 3 * CLIENTS)
+        finally:
+            answered = flood.finish()
+    for address, statuses in answered.items():
+        assert len(statuses) > LIMIT, address
+        assert statuses[:LIMIT] == [401] * LIMIT, address
+        assert set(statuses[LIMIT:]) == {429}, address
+    print(f"median /api/stats: quiet {quiet * 1000:.2f} ms, flooded {flooded * 1000:.2f} ms")
+    assert flooded <= 2 * quiet, (quiet, flooded)
