@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.errors import InsufficientCredits, InvalidInput, NotFound
+from core.pages import fetch_page
 from core.schema import CreditLedger, UserCredits
 from core.vocabulary import LedgerKind
 
@@ -30,10 +31,11 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class CreditsView:
-    """A user's balance and their most recent ledger entries."""
+    """A user's balance and one page of their ledger, newest first."""
 
     balance: int
     entries: list[LedgerEntry]
+    total: int  # every ledger entry of the user
 
 
 def hold(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> None:
@@ -81,19 +83,18 @@ def balance_of(session: Session, user_id: uuid.UUID) -> int:
     return int(balance or 0)
 
 
-def view(sessions: SessionFactory, user_id: uuid.UUID, limit: int = 20) -> CreditsView:
-    """Return a user's balance with their latest ledger entries."""
+def view(
+    sessions: SessionFactory, user_id: uuid.UUID, limit: int = 20, offset: int = 0
+) -> CreditsView:
+    """Return a user's balance with one page of their ledger, newest first."""
     with sessions() as session, session.begin():
-        rows = session.scalars(
-            select(CreditLedger)
-            .where(CreditLedger.user_id == user_id)
-            .order_by(CreditLedger.id.desc())
-            .limit(limit)
-        ).all()
+        order = [CreditLedger.id.desc()]
+        mine = CreditLedger.user_id == user_id
+        rows, total = fetch_page(session, CreditLedger, mine, order, limit, offset)
         entries = [
             LedgerEntry(r.id, r.kind, r.amount, r.job_id, r.note, r.created_at) for r in rows
         ]
-        return CreditsView(balance=balance_of(session, user_id), entries=entries)
+        return CreditsView(balance_of(session, user_id), entries, total)
 
 
 def _add_to_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:

@@ -58,8 +58,8 @@ def stats_body(stats: StatsView) -> msgspec.Struct:
     return bodies.Stats(user_id=stats.user_id, **stats.counters)
 
 
-def credits_body(view: CreditsView) -> bodies.Credits:
-    """The balance and recent ledger entries."""
+def credits_body(view: CreditsView, limit: int, offset: int) -> bodies.Credits:
+    """The balance and one page of the ledger."""
     entries = [
         bodies.LedgerEntry(
             id=e.id,
@@ -71,7 +71,7 @@ def credits_body(view: CreditsView) -> bodies.Credits:
         )
         for e in view.entries
     ]
-    return bodies.Credits(balance=view.balance, entries=entries)
+    return bodies.Credits(view.balance, entries, view.total, limit, offset)
 
 
 def account_body(account: AccountView) -> bodies.Account:

@@ -97,10 +97,13 @@ class LedgerEntry(Struct):
 
 
 class Credits(Struct):
-    """The balance and the most recent ledger entries."""
+    """The balance and one page of the ledger, newest first."""
 
     balance: int
     entries: list[LedgerEntry]
+    total: int
+    limit: int
+    offset: int
 
 
 class Account(Struct):

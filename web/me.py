@@ -11,7 +11,7 @@ from core.stats import get_stats
 from web import bodies
 from web.answers import account_body, credits_body, json_response, stats_body
 from web.auth import caller_of
-from web.params import page, path_uuid, query_int
+from web.params import page, path_uuid
 
 
 def whoami(request: Request) -> Response:
@@ -29,11 +29,12 @@ def stats(request: Request) -> Response:
 
 
 def credits_view(request: Request) -> Response:
-    """GET /api/credits: balance and recent ledger entries."""
+    """GET /api/credits: the balance and one page of the ledger, newest first."""
     caller = caller_of(request)
-    limit = query_int(request, "limit", 20, 1, 100)
-    view = credits.view(request.app.state.database.sessions, caller.user_id, limit)
-    return json_response(credits_body(view))
+    window = page(request)
+    sessions = request.app.state.database.sessions
+    view = credits.view(sessions, caller.user_id, window.limit, window.offset)
+    return json_response(credits_body(view, window.limit, window.offset))
 
 
 def accounts(request: Request) -> Response:

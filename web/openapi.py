@@ -204,9 +204,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
     ("/api/credits", "get"): _op(
-        "Balance and the `limit` most recent ledger entries (the ledger is not paged).",
+        "The balance and one page of the ledger, newest first.",
         {"200": _body(bodies.Credits, "Credits.")},
-        parameters=[LIMIT_PARAM],
+        parameters=PAGE_PARAMS,
     ),
     ("/api/accounts", "get"): _op(
         "The caller's vault, without secrets.",

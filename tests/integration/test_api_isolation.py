@@ -278,7 +278,8 @@ def test_a_new_user_sees_nothing_of_anyone_else(
         "offset": 0,
     }
     assert get_json(client, "/api/accounts", carol)["items"] == []
-    assert get_json(client, "/api/credits", carol) == {"balance": 0, "entries": []}
+    empty = {"balance": 0, "entries": [], "total": 0, "limit": 20, "offset": 0}
+    assert get_json(client, "/api/credits", carol) == empty
     assert get_json(client, "/api/stats", carol) == {
         "user_id": str(carol.user.user_id),
         "requested": 0,
