@@ -20,9 +20,16 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database up to a revision (head by default)."""
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", *, rls: bool | None = None) -> None:
+    """Migrate the database up to a revision (head by default).
+
+    `rls` turns row-level security on or off where a migration sets it up; None leaves the
+    migrations to read TALLY_RLS from the environment.
+    """
+    config = alembic_config(database_url)
+    if rls is not None:
+        config.attributes["rls"] = rls
+    command.upgrade(config, revision)
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:
