@@ -217,10 +217,12 @@ class ReportPage(Struct):
     offset: int
 
 
+# Text PostgreSQL can store: anything but NUL.
+NO_NUL = "^[^\\x00]*$"
 # A payment id or other operator reference: what makes a grant apply once.
-Reference = Annotated[str, Meta(min_length=1, max_length=200)]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Label = Annotated[str, Meta(max_length=200)]
+Reference = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Label = Annotated[str, Meta(max_length=200, pattern=NO_NUL)]
 MAX_CREDITS = 1_000_000_000_000
 
 
@@ -246,7 +248,15 @@ class CreatedUser(Struct):
 class GrantRequest(Struct, forbid_unknown_fields=True):
     """POST /api/admin/users/<id>/credits: credits to add (or, negative, to refund) once."""
 
-    amount: Annotated[int, Meta(ge=-MAX_CREDITS, le=MAX_CREDITS)]
+    amount: Annotated[
+        int,
+        Meta(
+            ge=-MAX_CREDITS,
+            le=MAX_CREDITS,
+            description="Credits to add; negative to refund. Never 0.",
+            extra_json_schema={"not": {"const": 0}},
+        ),
+    ]
     reference: Reference
     note: Label = ""
 

@@ -137,7 +137,7 @@ def disable_row_level_security() -> None:
 def _revoke_frontend_roles() -> None:
     """Take every privilege on tally's tables from the frontend's roles (Supabase grants them
     ALL on new tables of `public` by default), columns included."""
-    tables = ", ".join(TALLY_TABLES)
+    tables = ", ".join((*TALLY_TABLES, "alembic_version"))
     for role in FRONTEND_ROLES:
         op.execute(
             f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
