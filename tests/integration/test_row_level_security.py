@@ -236,3 +236,24 @@ def test_on_a_supabase_like_server_its_uid_stays_and_its_default_grants_are_take
         connection.close()
     finally:
         drop_database(server_database_url, name)
+
+
+def test_the_release_command_reads_tally_rls_from_the_environment(
+    server_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, url = fresh_database(server_database_url, "rls_env")
+    try:
+        monkeypatch.setenv("TALLY_RLS", "maybe")
+        with pytest.raises(SystemExit, match="TALLY_RLS"):
+            upgrade(url)
+        monkeypatch.setenv("TALLY_RLS", "true")
+        upgrade(url)  # as `alembic upgrade head` runs it: no config attribute
+        connection = psycopg2.connect(url)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tablename FROM pg_policies WHERE schemaname = 'public'")
+                assert sorted(r[0] for r in cursor.fetchall()) == sorted(READABLE)
+        finally:
+            connection.close()
+    finally:
+        drop_database(server_database_url, name)
