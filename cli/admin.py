@@ -42,6 +42,12 @@ def register(commands: Any) -> None:
     )
     grant.set_defaults(handler=run_credits_grant)
 
+    security = commands.add_parser(
+        "rls", help="row-level security for the frontend's direct reads (on or off)"
+    )
+    security.add_argument("state", choices=["on", "off"])
+    security.set_defaults(handler=run_rls)
+
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
     )
@@ -133,3 +139,10 @@ def _user_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError as exc:
         raise InvalidInput("USER must be a user id (UUID)") from exc
+
+
+def run_rls(args: argparse.Namespace) -> int:
+    """Turn row-level security for the `authenticated` role on or off."""
+    migrate.row_level_security(Settings.from_env(args.env).database_url, enabled=args.state == "on")
+    print(f"row-level security for the authenticated role is {args.state}")
+    return 0

@@ -18,6 +18,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from cli.main import main
+from core import migrate
 from core.database import Database
 from core.jobs import JobRequest, submit
 from core.migrate import downgrade, upgrade
@@ -210,8 +212,15 @@ def test_on_a_supabase_like_server_its_uid_stays_and_its_default_grants_are_take
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, "
                 "authenticated"
             )
-        upgrade(url, rls=True)
+        upgrade(url, rls=False)
         users = seed(url, redis_url)
+        alice = Frontend(url, users.alice)
+        try:  # even without row-level security, Supabase's default grants are taken back
+            assert alice.refused("SELECT token_hash FROM api_tokens")
+            assert alice.refused("SELECT user_id FROM jobs")
+        finally:
+            alice.close()
+        migrate.row_level_security(url, enabled=True)
         alice = Frontend(url, users.alice)
         try:
             assert {*owners(alice, "jobs")} == {users.alice}
@@ -255,5 +264,27 @@ def test_the_release_command_reads_tally_rls_from_the_environment(
                 assert sorted(r[0] for r in cursor.fetchall()) == sorted(READABLE)
         finally:
             connection.close()
+    finally:
+        drop_database(server_database_url, name)
+
+
+def test_tally_rls_turns_it_on_for_a_database_migrated_without_it_and_off_again(
+    server_database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, url = fresh_database(server_database_url, "rls_cli")
+    try:
+        upgrade(url, rls=False)
+        users = seed(url, redis_url)
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        alice = Frontend(url, users.alice)
+        try:
+            assert alice.refused("SELECT user_id FROM jobs")  # nothing is open by default
+            assert main(["rls", "on"]) == 0
+            assert set(owners(alice, "jobs")) == {users.alice}
+            assert main(["rls", "off"]) == 0
+            assert alice.refused("SELECT user_id FROM jobs")
+        finally:
+            alice.close()
     finally:
         drop_database(server_database_url, name)
