@@ -16,6 +16,7 @@ SHARED_SECRET_ALGORITHM = "HS256"
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
 LEEWAY_SECONDS = 5  # clock skew allowed on exp and nbf
 REQUIRED_CLAIMS = ["exp", "sub"]
+MAX_NAME_LENGTH = 200  # of the name a provisioned user gets from the email claim
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _identity(claims: dict[str, Any]) -> Identity | None:
     if user_id is None or str(user_id) != subject:
         return None
     email = claims.get("email")
+    name = email.replace("\x00", "")[:MAX_NAME_LENGTH] if isinstance(email, str) else ""
     exp = claims.get("exp")
     expires_at = float(exp) if isinstance(exp, int | float) else time.time()
-    return Identity(user_id, email if isinstance(email, str) else "", expires_at)
+    return Identity(user_id, name, expires_at)

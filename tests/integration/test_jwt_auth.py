@@ -7,6 +7,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.schema import CreditLedger, User
 from core.settings import Settings
-from core.users import create_user
+from core.users import create_user, provision
 from tests.support.inline import RecordedEnqueue, process_job
 from tests.support.jwks import SECRET, JwksServer, SigningKey, claims, hs256
 from tests.support.live_server import serve
@@ -251,3 +252,29 @@ def test_a_hung_jwks_costs_its_requests_a_bounded_wait_and_nobody_else_anything(
             assert {a.status_code for a in answers} == {503}
             assert all(a.json()["error"]["code"] == "unavailable" for a in answers)
             assert silent.accepted == 1  # the three shared one fetch
+
+
+def test_a_signed_email_claim_postgresql_cannot_store_still_provisions_the_user(
+    client: TestClient,
+) -> None:
+    answer = client.get("/api/me", headers=bearer(hs256(email="ana\x00@example.com" + "x" * 300)))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"].startswith("ana@example.com")
+    assert len(answer.json()["name"]) == 200
+
+
+def test_provisioning_the_same_user_from_many_threads_at_once_creates_one(db: Database) -> None:
+    user_id = uuid.uuid4()
+    start = threading.Barrier(8)
+
+    def first_request(_: int) -> uuid.UUID:
+        start.wait()
+        return provision(db.sessions, user_id, "", signup_credits=SIGNUP).user_id
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(first_request, range(8))) == {user_id}
+    with db.sessions() as session:
+        amounts = session.scalars(
+            select(CreditLedger.amount).where(CreditLedger.user_id == user_id)
+        ).all()
+    assert amounts == [SIGNUP]
