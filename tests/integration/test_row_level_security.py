@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import psycopg2
 import psycopg2.errors
 import pytest
+from sqlalchemy import make_url
 
 from cli.main import main
 from core import migrate
@@ -286,5 +287,54 @@ def test_tally_rls_turns_it_on_for_a_database_migrated_without_it_and_off_again(
             assert alice.refused("SELECT user_id FROM jobs")
         finally:
             alice.close()
+    finally:
+        drop_database(server_database_url, name)
+
+
+OWNER_ROLE = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tally_rls_owner') THEN
+    CREATE ROLE tally_rls_owner LOGIN NOSUPERUSER;
+  END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$
+"""
+
+
+def test_tallys_own_processes_as_a_non_superuser_owner_see_and_write_everything(
+    server_database_url: str, redis_url: str
+) -> None:
+    """Superusers bypass row-level security anyway: the owner here is an ordinary role."""
+    name = f"tally_rls_owner_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = psycopg2.connect(server_database_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(OWNER_ROLE)
+        cursor.execute(f'CREATE DATABASE "{name}" OWNER tally_rls_owner')
+    admin.close()
+    url = str(make_url(server_database_url).set(database=name, username="tally_rls_owner"))
+    try:
+        upgrade(url, rls=True)  # the role `authenticated` exists on this server already
+        users = seed(url, redis_url)
+        connection = psycopg2.connect(url)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_user, usesuper FROM pg_user WHERE usename = current_user"
+                )
+                assert cursor.fetchone() == ("tally_rls_owner", False)
+                for table in READABLE:
+                    cursor.execute(f"SELECT count(DISTINCT user_id) FROM {table}")
+                    assert cursor.fetchone() == (2,), table
+                cursor.execute(
+                    "SELECT count(*) FROM user_accounts WHERE secret_encrypted IS NOT NULL"
+                )
+                assert cursor.fetchone() == (6,)
+                cursor.execute(
+                    "SELECT requested FROM user_stats WHERE user_id = %s", (str(users.bob),)
+                )
+                assert cursor.fetchone() == (3,)
+        finally:
+            connection.close()
     finally:
         drop_database(server_database_url, name)
