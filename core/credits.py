@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
-from core.errors import InsufficientCredits, InvalidInput, NotFound
+from core.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
 from core.pages import fetch_page
 from core.schema import CreditLedger, UserCredits
 from core.vocabulary import LedgerKind
@@ -73,8 +73,76 @@ def grant(sessions: SessionFactory, user_id: uuid.UUID, amount: int, note: str =
     with sessions() as session, session.begin():
         if session.get(UserCredits, user_id) is None:
             raise NotFound(f"no user {user_id}")
-        session.add(CreditLedger(user_id=user_id, kind=LedgerKind.GRANT, amount=amount, note=note))
-        return _add_to_balance(session, user_id, amount)
+        return add_grant(session, user_id, amount, note)
+
+
+def add_grant(session: Session, user_id: uuid.UUID, amount: int, note: str = "") -> int:
+    """Grant credits inside the caller's transaction; return the new balance."""
+    session.add(CreditLedger(user_id=user_id, kind=LedgerKind.GRANT, amount=amount, note=note))
+    return _add_to_balance(session, user_id, amount)
+
+
+@dataclass(frozen=True)
+class ReferencedGrant:
+    """A grant or refund applied once per reference; `applied` is False for a repeat."""
+
+    user_id: uuid.UUID
+    amount: int
+    reference: str
+    balance: int
+    applied: bool
+
+
+def grant_once(
+    sessions: SessionFactory, user_id: uuid.UUID, amount: int, reference: str, note: str = ""
+) -> ReferencedGrant:
+    """Add (or, when negative, take back) credits once per reference; repeats change nothing.
+
+    A repeat of a reference with another user or amount raises Conflict, and so does a
+    refund the balance cannot cover: a balance never goes below zero.
+    """
+    if amount == 0:
+        raise InvalidInput("amount must not be 0", field="amount")
+    kind = LedgerKind.GRANT if amount > 0 else LedgerKind.REFUND
+    with sessions() as session, session.begin():
+        if session.get(UserCredits, user_id) is None:
+            raise NotFound(f"no user {user_id}")
+        # A concurrent first use of the reference waits here until the other one commits.
+        inserted = session.execute(
+            insert(CreditLedger)
+            .values(user_id=user_id, kind=kind, amount=amount, note=note, reference=reference)
+            .on_conflict_do_nothing(index_elements=["reference"])
+            .returning(CreditLedger.id)
+        ).first()
+        if inserted is None:
+            return _repeat(session, user_id, amount, reference)
+        balance = _move_balance(session, user_id, amount)
+        return ReferencedGrant(user_id, amount, reference, balance, applied=True)
+
+
+def _repeat(session: Session, user_id: uuid.UUID, amount: int, reference: str) -> ReferencedGrant:
+    """The answer to a reference already applied: the same one, or Conflict."""
+    earlier = session.execute(
+        select(CreditLedger.user_id, CreditLedger.amount).where(CreditLedger.reference == reference)
+    ).one()
+    if (earlier.user_id, earlier.amount) != (user_id, amount):
+        raise Conflict(f"reference {reference!r} was already used for another grant")
+    return ReferencedGrant(user_id, amount, reference, balance_of(session, user_id), applied=False)
+
+
+def _move_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:
+    """Add `amount` (maybe negative) to the balance, or raise Conflict below zero."""
+    balance = session.scalar(
+        text(
+            "UPDATE user_credits SET balance = balance + :amount, updated_at = now() "
+            "WHERE user_id = :user_id AND balance + :amount >= 0 RETURNING balance"
+        ),
+        {"amount": amount, "user_id": user_id},
+    )
+    if balance is None:
+        have = balance_of(session, user_id)
+        raise Conflict(f"a refund of {-amount} credits exceeds the balance of {have}")
+    return int(balance)
 
 
 def balance_of(session: Session, user_id: uuid.UUID) -> int:

@@ -51,6 +51,10 @@ class Forbidden(TallyError):
     """The caller is known but may not do this."""
 
 
+class Conflict(TallyError):
+    """The request contradicts what is already recorded; nothing was changed."""
+
+
 class InsufficientCredits(TallyError):
     """The user's balance does not cover the hold a job needs."""
 

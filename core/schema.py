@@ -156,6 +156,7 @@ class CreditLedger(Base):
         CheckConstraint(f"kind IN {sql_list(LedgerKind)}", name="kind_known"),
         UniqueConstraint("job_id", "kind"),
         Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        UniqueConstraint("reference"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     user_id: Mapped[uuid.UUID] = _user_fk()
@@ -166,6 +167,8 @@ class CreditLedger(Base):
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     created_at: Mapped[datetime] = _created()
+    # The operator's id for a grant or refund (a payment id): each applies at most once.
+    reference: Mapped[str | None] = mapped_column(Text)
 
 
 class UserAccount(Base):

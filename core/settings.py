@@ -18,6 +18,7 @@ from core.errors import ConfigurationError
 from core.vocabulary import ProviderName
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+MIN_SECRET_LENGTH = 32
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NotNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -92,6 +93,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
     ready_max_outbox_age: Seconds = 60.0
     auth_failures_per_minute: Positive = 20  # per client address, per web process
+    jwt_secret: str = ""  # HS256 secret the frontend's sign-in service signs JWTs with
+    jwks_url: str = ""  # where the public keys of asymmetric JWTs are published
+    jwt_audience: str = "authenticated"
+    jwt_issuer: str = ""  # "" = the iss claim is not checked
+    signup_credits: NotNegative = 0  # granted to a user provisioned by their first JWT
+    service_key: str = ""  # bearer key for the operator API, beside admin tokens
+    rls: bool = False  # row-level security for the `authenticated` role (read by migrations)
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +136,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             SecretBox(self.fernet_key)  # raises ConfigurationError for a malformed key
             if self.metrics_token and self.metrics_token in PLACEHOLDER_SECRETS:
                 raise ConfigurationError("TALLY_METRICS_TOKEN must not be a placeholder")
+            if self.jwt_secret and len(self.jwt_secret) < MIN_SECRET_LENGTH:
+                raise ConfigurationError(
+                    f"TALLY_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+                )
+        if self.service_key and len(self.service_key) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"TALLY_SERVICE_KEY must be at least {MIN_SECRET_LENGTH} characters"
+            )
 
     @property
     def offered_providers(self) -> tuple[str, ...]:
@@ -192,6 +209,14 @@ VARIABLES: dict[str, str] = {
     "TALLY_METRICS_TOKEN": "metrics_token",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
     "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
+    "TALLY_JWT_SECRET": "jwt_secret",
+    "TALLY_JWKS_URL": "jwks_url",
+    "TALLY_JWT_AUDIENCE": "jwt_audience",
+    "TALLY_JWT_ISSUER": "jwt_issuer",
+    "TALLY_SIGNUP_CREDITS": "signup_credits",
+    "TALLY_SERVICE_KEY": "service_key",
+    "TALLY_RLS": "rls",
+    "TALLY_CORS_ORIGINS": "cors_origins",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.
@@ -199,6 +224,7 @@ WORDS = {"bool": "true or false", "int": "an integer", "float": "a number"}
 SECRET_VARIABLES = frozenset(
     {"DATABASE_URL", "TALLY_FERNET_KEY", "TALLY_PROVIDER_TOKEN", "TALLY_METRICS_TOKEN"}
 )
+SECRET_VARIABLES |= {"TALLY_JWT_SECRET", "TALLY_SERVICE_KEY"}
 
 
 def _nest(given: Mapping[str, str]) -> dict[str, Any]:
@@ -230,6 +256,7 @@ READERS: dict[str, Callable[[str], object]] = {
     "DATABASE_URL": normalize_database_url,
     "TALLY_BROKER": _stub_flag,
     "TALLY_PROVIDERS": _names,
+    "TALLY_CORS_ORIGINS": _names,
 }
 
 

@@ -52,6 +52,7 @@ class LedgerKind(StrEnum):
     HOLD = "hold"
     RELEASE = "release"
     ADJUST = "adjust"
+    REFUND = "refund"
 
 
 def sql_list(values: Iterable[StrEnum]) -> str:

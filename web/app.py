@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from core.broker import make_broker
 from core.database import Database
 from core.settings import Settings
 from core.slice_messages import send_slices
-from web import admin, dashboard, events, health, jobs, me, metrics, openapi
+from web import admin, dashboard, events, health, jobs, me, metrics, openapi, operator, tokens
 from web.auth import TokenBackend, answer_failure
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs
@@ -50,6 +51,11 @@ def routes() -> list[BaseRoute]:
         Route("/api/accounts/{account_id}/reveal", me.reveal_secret, methods=["POST"]),
         Route("/api/admin/reports", admin.reports, methods=["GET"]),
         Route("/api/admin/reports/{report_id}", admin.report, methods=["GET"]),
+        Route("/api/admin/users", operator.create_user, methods=["POST"]),
+        Route("/api/admin/users/{user_id}/credits", operator.grant_credits, methods=["POST"]),
+        Route("/api/admin/users/{user_id}/tokens", operator.issue_token, methods=["POST"]),
+        Route("/api/tokens", tokens.list_tokens, methods=["GET"]),
+        Route("/api/tokens/{token_id}", tokens.revoke_token, methods=["DELETE"]),
     ]
 
 
@@ -76,13 +82,15 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
             yield
 
-    return Starlette(
+    authentication = TokenBackend(settings.auth_failures_per_minute, settings)
+    app = Starlette(
         routes=routes(),
         middleware=[
+            *_cors(settings),
             Middleware(SecurityHeaders),
             Middleware(
                 AuthenticationMiddleware,
-                backend=TokenBackend(settings.auth_failures_per_minute),
+                backend=authentication,
                 on_error=answer_failure,
             ),
             Middleware(RequestLogContext),
@@ -90,6 +98,24 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
+    app.state.authentication = authentication
+    return app
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """Let the pages of the frontend's origins call the API (none unless configured)."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+            expose_headers=["Location", "ETag", "Retry-After"],
+            max_age=600,
+        )
+    ]
 
 
 def _sender(settings: Settings, enqueue: Enqueue) -> SliceSender:

@@ -1,9 +1,14 @@
-"""Bearer-token authentication, as a Starlette authentication backend."""
+"""Bearer authentication (API tokens, the frontend's JWTs, the service key), as a Starlette
+authentication backend."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import hmac
 import time
+from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -17,11 +22,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from core.errors import Forbidden, TallyError, TooManyRequests, Unauthorized
+from core.database import SessionFactory
+from core.errors import Forbidden, TallyError, TooManyRequests, Unauthorized, Unavailable
+from core.settings import Settings
 from core.tokens import hash_token, well_formed
-from core.users import Caller, authenticate
+from core.users import Caller, authenticate, provision
 from web.auth_failures import FailureLimiter
 from web.errors import database_down, database_unreachable, domain_error_response
+from web.jwts import Identity, JwtVerifier, looks_like_jwt
 
 CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 CACHE_LIMIT = 10_000
@@ -50,6 +58,22 @@ class TokenUser(BaseUser):
         return str(self.caller.user_id)
 
 
+class ServiceUser(BaseUser):
+    """The operator's service key: admin endpoints only, acting for no user."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return "service"
+
+    @property
+    def identity(self) -> str:
+        return "service"
+
+
 class AuthenticationFailed(AuthenticationError):
     """A domain error met while authenticating, answered by `answer_failure`."""
 
@@ -65,28 +89,39 @@ def answer_failure(conn: HTTPConnection, exc: Exception) -> Response:
 
 
 class TokenBackend(AuthenticationBackend):
-    """Looks tokens up in the database, remembering answers for a few seconds.
+    """Looks tokens up in the database and verifies JWTs, remembering answers a few seconds.
 
     A malformed token is refused without the database; once a client address has failed
     `failures_per_minute` times in 60 s, its tokens are no longer looked up (429) unless
-    this process has seen them valid in the last few seconds.
+    this process has seen them valid in the last few seconds. The first valid JWT of a new
+    subject provisions the user.
     """
 
-    def __init__(self, failures_per_minute: int = 20) -> None:
+    def __init__(self, failures_per_minute: int = 20, settings: Settings | None = None) -> None:
         self._cache: dict[str, tuple[float, Caller]] = {}
         # One database lookup per token at a time: requests arriving together share it.
         self._lookups: dict[str, asyncio.Task[Caller | None]] = {}
         self._failures = FailureLimiter(failures_per_minute)
+        settings = settings or Settings()
+        self._jwts = JwtVerifier(settings)
+        self._signup_credits = settings.signup_credits
+        self._service_key = _digest(settings.service_key) if settings.service_key else None
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         token = _bearer_token(conn.headers.get("authorization", ""))
         if token is None or not conn.scope["path"].startswith(API_PREFIX):
             return None  # the public routes (dashboard, docs, health, metrics) take no token
+        if self._service_key is not None and hmac.compare_digest(_digest(token), self._service_key):
+            return AuthCredentials(["admin"]), ServiceUser()
         caller = self._cached(token) or await self._checked(conn, token)
         if caller is None:
             return None
         scopes = ["authenticated", "admin"] if caller.is_admin else ["authenticated"]
         return AuthCredentials(scopes), TokenUser(caller)
+
+    def forget(self, token_hash: str) -> None:
+        """Drop a revoked token from this process's memory at once."""
+        self._cache.pop(token_hash, None)
 
     def _cached(self, token: str) -> Caller | None:
         cached = self._cache.get(hash_token(token))
@@ -98,23 +133,45 @@ class TokenBackend(AuthenticationBackend):
         if wait is not None:
             await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
             raise AuthenticationFailed(TooManyRequests("too many failed authentications", wait))
-        caller = await self._lookup(conn, token) if well_formed(token) else None
+        try:
+            caller = await self._valid(conn, token)
+        except Unavailable as exc:  # the JWKS cannot be fetched
+            raise AuthenticationFailed(exc) from exc
         if caller is None:
             self._failures.failed(client)
         return caller
 
-    async def _lookup(self, conn: HTTPConnection, token: str) -> Caller | None:
+    async def _valid(self, conn: HTTPConnection, token: str) -> Caller | None:
+        sessions = conn.app.state.database.sessions
+        if well_formed(token):
+            load = functools.partial(authenticate, sessions, token)
+            return await self._lookup(token, load, time.monotonic() + CACHE_SECONDS)
+        if self._jwts.enabled and looks_like_jwt(token):
+            identity = await self._jwts.verify(token)
+            if identity is None:
+                return None
+            return await self._lookup(
+                token, self._provisioning(sessions, identity), _until(identity)
+            )
+        return None
+
+    def _provisioning(self, sessions: SessionFactory, identity: Identity) -> Callable[[], Caller]:
+        return functools.partial(
+            provision, sessions, identity.user_id, identity.name, self._signup_credits
+        )
+
+    async def _lookup(self, token: str, load: Callable[[], Caller], until: float) -> Caller | None:
         key = hash_token(token)
         lookup = self._lookups.get(key)
         if lookup is None:
-            lookup = asyncio.ensure_future(self._load(conn, key, token))
+            lookup = asyncio.ensure_future(self._load(key, load, until))
             self._lookups[key] = lookup
             lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
         return await asyncio.shield(lookup)
 
-    async def _load(self, conn: HTTPConnection, key: str, token: str) -> Caller | None:
+    async def _load(self, key: str, load: Callable[[], Caller], until: float) -> Caller | None:
         try:
-            caller = await run_in_threadpool(authenticate, conn.app.state.database.sessions, token)
+            caller = await run_in_threadpool(load)
         except Unauthorized:
             return None
         except (DBAPIError, PoolTimeout) as exc:
@@ -123,8 +180,18 @@ class TokenBackend(AuthenticationBackend):
             raise
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
-        self._cache[key] = (time.monotonic() + CACHE_SECONDS, caller)
+        self._cache[key] = (until, caller)
         return caller
+
+
+def _until(identity: Identity) -> float:
+    """When this process stops trusting a JWT it verified: within 5 s, and never past exp."""
+    left = min(CACHE_SECONDS, identity.expires_at - time.time())
+    return time.monotonic() + left
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
 def _bearer_token(header: str) -> str | None:
@@ -137,14 +204,22 @@ def _bearer_token(header: str) -> str | None:
 def caller_of(conn: HTTPConnection) -> Caller:
     """Return the authenticated caller, or raise Unauthorized."""
     user = conn.user
+    if isinstance(user, ServiceUser):
+        raise Forbidden("the service key acts for no user; use a user's token or JWT")
     if not isinstance(user, TokenUser):
         raise Unauthorized("a valid bearer token is required")
     return user.caller
 
 
-def admin_of(conn: HTTPConnection) -> Caller:
-    """Return the caller if they are an admin, or raise."""
-    caller = caller_of(conn)
-    if not caller.is_admin:
-        raise Forbidden("an admin token is required")
-    return caller
+def admin_of(conn: HTTPConnection) -> None:
+    """Return if the caller is the service key or an admin, or raise."""
+    if isinstance(conn.user, ServiceUser):
+        return
+    if not caller_of(conn).is_admin:
+        raise Forbidden("an admin token or the service key is required")
+
+
+def is_operator(conn: HTTPConnection) -> bool:
+    """Whether the caller may act on any user (the service key or an admin)."""
+    user = conn.user
+    return isinstance(user, ServiceUser) or (isinstance(user, TokenUser) and user.caller.is_admin)

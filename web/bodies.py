@@ -215,3 +215,87 @@ class ReportPage(Struct):
     total: int
     limit: int
     offset: int
+
+
+# Text PostgreSQL can store: anything but NUL.
+NO_NUL = "^[^\\x00]*$"
+# A payment id or other operator reference: what makes a grant apply once.
+Reference = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Label = Annotated[str, Meta(max_length=200, pattern=NO_NUL)]
+MAX_CREDITS = 1_000_000_000_000
+
+
+class UserRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/admin/users: a new user, optionally with the frontend's id for them."""
+
+    name: Name
+    id: uuid.UUID | UnsetType = UNSET
+    credits: Annotated[int, Meta(ge=0, le=MAX_CREDITS)] = 0
+    is_admin: bool = False
+
+
+class CreatedUser(Struct):
+    """A created user and its first API token (shown once) with the id that revokes it."""
+
+    user_id: uuid.UUID
+    name: str
+    is_admin: bool
+    token: str
+    token_id: int
+
+
+class GrantRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/admin/users/<id>/credits: credits to add (or, negative, to refund) once."""
+
+    amount: Annotated[
+        int,
+        Meta(
+            ge=-MAX_CREDITS,
+            le=MAX_CREDITS,
+            description="Credits to add; negative to refund. Never 0.",
+            extra_json_schema={"not": {"const": 0}},
+        ),
+    ]
+    reference: Reference
+    note: Label = ""
+
+
+class Grant(Struct):
+    """A grant or refund by reference; `applied` is false when the reference was seen before."""
+
+    user_id: uuid.UUID
+    amount: int
+    reference: str
+    balance: int
+    applied: bool
+
+
+class TokenRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/admin/users/<id>/tokens: another API token for the user."""
+
+    label: Label = ""
+
+
+class IssuedToken(Struct):
+    """A new API token, shown once, and the id that revokes it."""
+
+    id: int
+    user_id: uuid.UUID
+    token: str
+    label: str
+
+
+class TokenInfo(Struct):
+    """An API token as listed: never the token itself."""
+
+    id: int
+    label: str
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class TokenList(Struct):
+    """The caller's API tokens, newest first."""
+
+    items: list[TokenInfo]

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from core.errors import (
     ConfigurationError,
+    Conflict,
     Forbidden,
     InsufficientCredits,
     InvalidInput,
@@ -39,6 +40,7 @@ STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (InsufficientCredits, 402, "insufficient_credits"),
     (Forbidden, 403, "forbidden"),
     (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
     (TooManyRequests, 429, "too_many_requests"),
     (ConfigurationError, 503, "unavailable"),
     (Unavailable, 503, "unavailable"),

@@ -24,6 +24,7 @@ from web.params import (
     MAX_PAGE,
     REPORT_ID_PATTERN,
 )
+from web.tokens import TOKEN_ID_PATTERN
 
 STATIC = Path(__file__).parent / "static"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -249,6 +250,59 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         ],
     ),
+    ("/api/admin/users", "post"): _op(
+        "Create a user (admin token or service key), optionally with the frontend's id for "
+        "them; answers its first API token, shown once.",
+        {
+            "201": _body(bodies.CreatedUser, "Created."),
+            "403": _error("Not an admin or the service key."),
+            "409": _error("A user with this id exists."),
+            "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+        },
+        requestBody={"required": True, "content": _content(bodies.UserRequest)},
+    ),
+    ("/api/admin/users/{user_id}/credits", "post"): _op(
+        "Grant credits, or refund them with a negative amount, once per `reference` (a payment "
+        "id): a repeat answers 200 with `applied: false` and changes nothing (admin token or "
+        "service key).",
+        {
+            "201": _body(bodies.Grant, "Applied."),
+            "200": _body(bodies.Grant, "This reference was applied before; nothing changed."),
+            "403": _error("Not an admin or the service key."),
+            "404": _error("No such user."),
+            "409": _error(
+                "The reference was used with another user or amount, or a refund exceeds the "
+                "balance."
+            ),
+            "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+        },
+        parameters=[_path_param("user_id")],
+        requestBody={"required": True, "content": _content(bodies.GrantRequest)},
+    ),
+    ("/api/admin/users/{user_id}/tokens", "post"): _op(
+        "Issue another API token for a user, shown once (admin token or service key).",
+        {
+            "201": _body(bodies.IssuedToken, "Issued."),
+            "403": _error("Not an admin or the service key."),
+            "404": _error("No such user."),
+            "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+        },
+        parameters=[_path_param("user_id")],
+        requestBody={"required": True, "content": _content(bodies.TokenRequest)},
+    ),
+    ("/api/tokens", "get"): _op(
+        "The caller's API tokens, newest first, revoked ones included (never the tokens).",
+        {"200": _body(bodies.TokenList, "The tokens."), "403": _error("The service key.")},
+    ),
+    ("/api/tokens/{token_id}", "delete"): _op(
+        "Revoke one of the caller's API tokens (an admin or the service key: anyone's). Every "
+        "web process stops accepting it within 5 s.",
+        {
+            "204": {"description": "Revoked."},
+            "404": _error("No such live token for this caller."),
+        },
+        parameters=[_path_param("token_id", {"type": "string", "pattern": TOKEN_ID_PATTERN})],
+    ),
 }
 
 
@@ -325,7 +379,12 @@ def build_spec(routes: Iterable[BaseRoute], settings: Settings | None = None) ->
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (tly_...), a JWT of the frontend's sign-in "
+                    "service (sub = the user's id), or, for /api/admin, the service key.",
+                },
                 "scrape": {
                     "type": "http",
                     "scheme": "bearer",

@@ -240,7 +240,11 @@ def test_every_endpoint_answers_401_without_a_valid_token(
 ) -> None:
     alice = submit_and_run(client, db, settings, "alice", [3])
     url = path.format(
-        job_id=alice.job_ids[0], account_id=account_ids(db, alice.user.user_id)[0], report_id=1
+        job_id=alice.job_ids[0],
+        account_id=account_ids(db, alice.user.user_id)[0],
+        report_id=1,
+        user_id=alice.user.user_id,
+        token_id=alice.user.token_id,
     )
     before = totals(db)
     for headers in bad_credentials(revoked_token, alice.user.token):

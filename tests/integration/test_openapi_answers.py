@@ -55,6 +55,13 @@ OWN = {
     ("/api/accounts/{account_id}/reveal", "post"),
 }
 ADMIN = {("/api/admin/reports", "get"), ("/api/admin/reports/{report_id}", "get")}
+OPERATOR = {
+    ("/api/admin/users", "post"),
+    ("/api/admin/users/{user_id}/credits", "post"),
+    ("/api/admin/users/{user_id}/tokens", "post"),
+    ("/api/tokens", "get"),
+    ("/api/tokens/{token_id}", "delete"),
+}
 
 FORMATS = FormatChecker()
 
@@ -163,7 +170,7 @@ def finished_job(
 
 def test_the_tests_here_answer_every_described_operation(contract: Contract) -> None:
     described = {(p, m) for p, methods in contract.spec["paths"].items() for m in methods}
-    assert described == PUBLIC | JOBS | OWN | ADMIN
+    assert described == PUBLIC | JOBS | OWN | ADMIN | OPERATOR
 
 
 def test_public_routes_answer_as_described(contract: Contract, db: Database) -> None:
@@ -307,3 +314,52 @@ def test_admin_routes_answer_as_described(contract: Contract, db: Database, user
     )
     assert contract.call("get", template, {"report_id": "latest"}).status_code == 401
     assert contract.answered == ADMIN
+
+
+def test_operator_routes_answer_as_described(
+    contract: Contract, db: Database, user: NewUser
+) -> None:
+    admin = create_user(db.sessions, "operator", is_admin=True)
+    created = contract.call(
+        "post", "/api/admin/users", json={"name": "bo", "credits": 3}, headers=auth(admin)
+    )
+    assert created.status_code == 201
+    taken = {"name": "bo", "id": created.json()["user_id"]}
+    assert (
+        contract.call("post", "/api/admin/users", json=taken, headers=auth(admin)).status_code
+        == 409
+    )
+    assert (
+        contract.call("post", "/api/admin/users", json={}, headers=auth(admin)).status_code == 400
+    )
+    assert (
+        contract.call("post", "/api/admin/users", json=taken, headers=auth(user)).status_code == 403
+    )
+    assert contract.call("post", "/api/admin/users", json=taken).status_code == 401
+    credits = "/api/admin/users/{user_id}/credits"
+    mine = {"user_id": user.user_id}
+    grant = {"amount": 5, "reference": "pay_1"}
+    for status in (201, 200):
+        assert (
+            contract.call("post", credits, mine, json=grant, headers=auth(admin)).status_code
+            == status
+        )
+    refund = {"amount": -(10**6), "reference": "refund_1"}
+    assert contract.call("post", credits, mine, json=refund, headers=auth(admin)).status_code == 409
+    nobody = {"user_id": uuid.uuid4()}
+    assert (
+        contract.call("post", credits, nobody, json=grant, headers=auth(admin)).status_code == 404
+    )
+    assert contract.call("post", credits, mine, json=grant, headers=auth(user)).status_code == 403
+    tokens = "/api/admin/users/{user_id}/tokens"
+    issued = contract.call("post", tokens, mine, json={"label": "ci"}, headers=auth(admin))
+    assert issued.status_code == 201
+    assert contract.call("post", tokens, nobody, json={}, headers=auth(admin)).status_code == 404
+    listed = contract.call("get", "/api/tokens", headers=auth(user)).json()["items"]
+    assert len(listed) == 2
+    one = "/api/tokens/{token_id}"
+    token_id = {"token_id": issued.json()["id"]}
+    assert contract.call("delete", one, token_id, headers=auth(user)).status_code == 204
+    assert contract.call("delete", one, token_id, headers=auth(user)).status_code == 404
+    assert contract.call("delete", one, {"token_id": "x"}, headers=auth(user)).status_code == 400
+    assert contract.answered == OPERATOR

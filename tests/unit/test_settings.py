@@ -215,3 +215,33 @@ def test_the_providers_users_may_choose_are_an_operator_allowlist() -> None:
 def test_an_allowlist_that_cannot_work_is_refused(env: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         settings_from(**env)
+
+
+def test_identity_settings_default_and_read_lists() -> None:
+    settings = settings_from()
+    assert (settings.jwt_audience, settings.jwt_issuer, settings.signup_credits) == (
+        "authenticated",
+        "",
+        0,
+    )
+    assert (settings.rls, settings.cors_origins) == (False, ())
+    given = settings_from(
+        TALLY_CORS_ORIGINS="https://app.example, http://localhost:3000", TALLY_RLS="true"
+    )
+    assert given.cors_origins == ("https://app.example", "http://localhost:3000")
+    assert given.rls is True
+
+
+def test_short_identity_secrets_are_refused_without_showing_them() -> None:
+    with pytest.raises(ConfigurationError, match="TALLY_SERVICE_KEY") as refused:
+        settings_from(TALLY_SERVICE_KEY="short-key")
+    assert "short-key" not in str(refused.value)
+    production = {"TALLY_ENV": "production", "TALLY_FERNET_KEY": generate_key()}
+    with pytest.raises(ConfigurationError, match="TALLY_JWT_SECRET"):
+        settings_from(**production, TALLY_JWT_SECRET="too-short")
+    assert settings_from(TALLY_JWT_SECRET="dev-secret").jwt_secret == "dev-secret"
+    with pytest.raises(ConfigurationError, match="TALLY_SIGNUP_CREDITS"):
+        settings_from(TALLY_SIGNUP_CREDITS="-1")
+    with pytest.raises(ConfigurationError, match="TALLY_RLS") as bad_flag:
+        settings_from(TALLY_RLS="maybe")
+    assert "maybe" in str(bad_flag.value)
