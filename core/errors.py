@@ -47,6 +47,14 @@ class Unavailable(TallyError):
         self.retry_after = retry_after
 
 
+class Conflict(TallyError):
+    """The request cannot apply to the thing in its current state (e.g. a finished job)."""
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An Idempotency-Key already names a request with a different body."""
+
+
 class Forbidden(TallyError):
     """The caller is known but may not do this."""
 

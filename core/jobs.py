@@ -50,6 +50,8 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    cancelled: int = 0
+    cancel_requested_at: datetime | None = None
 
     @property
     def progress(self) -> float:
@@ -128,6 +130,12 @@ def list_for_user(
         return [_view(j) for j in found], total
 
 
+def view_in(session: Session, job_id: uuid.UUID) -> JobView:
+    """The job as its owner sees it, read inside the caller's transaction."""
+    query = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    return _view(session.execute(query).scalar_one())
+
+
 def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Job:
     job = Job(
         user_id=request.user_id,
@@ -181,4 +189,6 @@ def _view(job: Job) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        cancelled=job.cancelled,
+        cancel_requested_at=job.cancel_requested_at,
     )

@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 from core.errors import (
     ConfigurationError,
+    Conflict,
     Forbidden,
+    IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
     NotFound,
@@ -34,11 +36,13 @@ RETRY_AFTER_SECONDS = 5
 
 STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
+    (IdempotencyKeyReused, 422, "idempotency_key_reused"),
     (InvalidInput, 400, "invalid_input"),
     (Unauthorized, 401, "unauthorized"),
     (InsufficientCredits, 402, "insufficient_credits"),
     (Forbidden, 403, "forbidden"),
     (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
     (TooManyRequests, 429, "too_many_requests"),
     (ConfigurationError, 503, "unavailable"),
     (Unavailable, 503, "unavailable"),

@@ -198,6 +198,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=[JOB_PARAM, {"name": "Last-Event-ID", "in": "header", "schema": {}}],
     ),
+    ("/api/job/{job_id}/cancel", "post"): _op(
+        "Cancel a job: no new provider call starts for it; calls in flight finish and "
+        "their accounts are kept. A queued job is cancelled at once (200); a running one "
+        "answers 202 and becomes `cancelled` once its calls in flight have finished. "
+        "Cancelling a cancelled job answers it again (200).",
+        {
+            "200": _body(bodies.Job, "The job, cancelled."),
+            "202": _body(bodies.Job, "Cancel requested; the job stops shortly."),
+            "404": _error("No such job for this caller."),
+            "409": _error("The job had already completed or failed."),
+        },
+        parameters=[JOB_PARAM],
+    ),
     ("/api/me", "get"): _op(
         "Who the token belongs to, and whether it may read admin endpoints.",
         {"200": _body(bodies.Me, "The caller.")},

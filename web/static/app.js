@@ -158,9 +158,39 @@ function jobRow(job) {
     el("td", { class: "num", text: fmt(job.successful) }),
     el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
     el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
+    el("td", { class: "actions" }, cancelControl(job)),
   );
   if (job.error) row.title = job.error;
   return row;
+}
+
+// A job that is still queued or running can be cancelled (two clicks, like deleting).
+function cancelControl(job) {
+  if (isTerminal(job)) {
+    const never = job.cancelled > 0 ? `${fmt(job.cancelled)} never attempted` : "";
+    return el("span", { class: "muted", text: never });
+  }
+  if (job.cancel_requested_at) return el("span", { class: "muted", text: "Cancelling…" });
+  const button = el("button", {
+    class: "button danger small", type: "button", text: "Cancel", "data-action": "cancel",
+    title: "Stop this job: no new account is created (click again to confirm)",
+  });
+  button.addEventListener("click", () => cancelJob(job, button));
+  return button;
+}
+
+async function cancelJob(job, button) {
+  if (!confirmed(button, "Cancel")) return;
+  button.disabled = true;
+  try {
+    const latest = await api(`/api/job/${job.id}/cancel`, { method: "POST" });
+    updateJob(latest);
+    if (isTerminal(latest)) refreshCardsSoon();
+    else follow(job.id);
+  } catch (error) {
+    showBanner(describe(error));
+    await refreshJobs().catch(() => {});
+  }
 }
 
 function updateJob(job) {
@@ -178,7 +208,8 @@ async function refreshJobs() {
   for (const job of page.items) if (!isTerminal(job)) follow(job.id);
 }
 
-const isTerminal = (job) => job.status === "completed" || job.status === "failed";
+const TERMINAL = ["completed", "failed", "cancelled"];
+const isTerminal = (job) => TERMINAL.includes(job.status);
 
 // Follow one job's events over fetch (EventSource cannot send the Authorization header).
 // The server ends a stream after a minute; follow reconnects until the job is terminal.
