@@ -10,6 +10,7 @@ from starlette.responses import Response
 from core import jobs
 from core.cancel import cancel_job
 from core.jobs import JobRequest, JobView
+from core.limits import UserLimits
 from web import bodies
 from web.answers import job_body, json_response
 from web.auth import caller_of
@@ -33,8 +34,9 @@ async def submit_job(request: Request) -> Response:
         provider=state.settings.provider if body.provider is msgspec.UNSET else body.provider,
         idempotency_key=request.headers.get("idempotency-key"),
     )
+    limits = UserLimits.from_settings(state.settings)
     submission = await run_in_threadpool(
-        jobs.submit, state.database.sessions, state.settings, job_request
+        jobs.submit, state.database.sessions, state.settings, job_request, limits
     )
     if submission.created:
         job = submission.job

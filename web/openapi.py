@@ -165,6 +165,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "202": _body(bodies.Job, "Accepted; Location header names the status URL."),
             "402": _error("Insufficient credits."),
             "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+            "422": _error("The Idempotency-Key was already used with a different body."),
         },
         parameters=[
             {
@@ -262,6 +263,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         ],
     ),
+}
+
+
+OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
+    **_error(
+        "Too many failed authentications from this address, too many of the caller's jobs "
+        "unfinished (TALLY_USER_MAX_UNFINISHED_JOBS), or too many submitted in the last "
+        "minute (TALLY_USER_SUBMITS_PER_MINUTE)."
+    ),
+    "headers": RETRY_AFTER,
 }
 
 

@@ -116,6 +116,8 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
         def record_stopped(self, data: st.DataObject) -> None:
             """A slice whose lanes stopped on cancel: only its first items have an outcome."""
             taken = data.draw(st.sampled_from(self.claims))
+            if not _cancel_requested(db, taken.job_id):
+                return  # lanes stop only once the job's cancel was seen
             attempted = data.draw(st.integers(0, len(taken.indices)))
             outcomes = [
                 ItemOutcome(i, account=account_for(taken.job_id, i))
