@@ -24,12 +24,21 @@ from tests.support.outbox import apply_pending
 from tests.support.stack import WORKER_READY, RedisServer, Stack
 from tests.support.waiting import wait_for
 
-BIG = 100_000  # 2,000 slices of 50; at 50 ms a call it would run for many minutes
-SLICE_SIZE = 50
+SLICE_SIZE = 50  # TALLY_SLICE_SIZE of the fault suite
 PRICE = 1
 LATENCY = {"TALLY_SANDBOX_LATENCY_MS": "50"}
-# The cancelled job ends once its calls in flight return; a bound, generous for a slow host.
-STOPS_WITHIN = 10.0
+# The big job: 200 slices of 500 items, each process running 4 of them through 8 calls in
+# flight of 100 ms, so a slice it is running would take 25 s to finish on its own.
+BIG = 100_000
+BIG_SLICE = {"TALLY_SLICE_SIZE": "500"}
+SLOW_WORKER = {
+    "TALLY_SLICE_SIZE": "500",
+    "TALLY_PROVIDER_CONCURRENCY": "8",
+    "TALLY_SANDBOX_LATENCY_MS": "100",
+}
+# Well under a running slice's 25 s: only stopped lanes let the job end this soon (the
+# watcher polls every 0.5 s; the calls in flight then take 0.1 s).
+STOPS_WITHIN = 5.0
 
 
 @pytest.fixture
@@ -57,6 +66,22 @@ def job_row(db: Database, job_id: uuid.UUID) -> Any:
         return connection.execute(query, {"id": job_id}).one()
 
 
+def running_slices(db: Database, job_id: uuid.UUID) -> int:
+    query = text("SELECT count(*) FROM job_slices WHERE job_id = :id AND status = 'running'")
+    with db.engine.connect() as connection:
+        return int(connection.execute(query, {"id": job_id}).scalar_one())
+
+
+def stopped_mid_slice(db: Database, job_id: uuid.UUID) -> int:
+    """Slices that recorded some items and counted the rest as never attempted."""
+    query = text(
+        "SELECT count(*) FROM job_slices WHERE job_id = :id "
+        "AND successful + failures > 0 AND cancelled > 0"
+    )
+    with db.engine.connect() as connection:
+        return int(connection.execute(query, {"id": job_id}).scalar_one())
+
+
 def stats_of(db: Database, user_id: uuid.UUID) -> dict[str, int]:
     query = text("SELECT requested, successful, failures FROM user_stats WHERE user_id = :u")
     with db.engine.connect() as connection:
@@ -73,24 +98,25 @@ def test_cancel_queued_running_finished_and_redelivered(
     stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
 ) -> None:
     stack.reconcile()
-    url = stack.web()
+    url = stack.web(**BIG_SLICE)
     client = client_for(url, user.token)
     # Queued: no worker runs yet, so the job is cancelled at once and nothing is charged.
-    [queued] = submit(url, user.token, [120])
+    [queued] = submit(url, user.token, [1_200])
     answer = client.post(f"/api/job/{queued}/cancel")
     assert answer.status_code == 200, answer.text
-    assert (answer.json()["status"], answer.json()["cancelled"]) == ("cancelled", 120)
+    assert (answer.json()["status"], answer.json()["cancelled"]) == ("cancelled", 1_200)
     assert client.post(f"/api/job/{queued}/cancel").json() == answer.json()
     stranger = create_user(db.sessions, "stranger", credits=1)
     assert client_for(url, stranger.token).post(f"/api/job/{queued}/cancel").status_code == 404
 
-    worker = stack.worker(threads=4, processes=2, **LATENCY)  # two processes stop alike
+    worker = stack.worker(threads=4, processes=2, **SLOW_WORKER)  # both processes stop
     [small, big] = submit(url, user.token, [10, BIG])
     wait_for(lambda: status(client, small)["status"] == "completed", timeout=30)
     finished = client.post(f"/api/job/{small}/cancel")
     assert finished.status_code == 409 and finished.json()["error"]["code"] == "conflict"
 
-    wait_for(lambda: status(client, big)["successful"] > 0, timeout=30)
+    # Every thread of both processes runs a slice of it (none will record for 25 s).
+    wait_for(lambda: running_slices(db, big) == 8, timeout=30)
     asked = time.monotonic()
     answer = client.post(f"/api/job/{big}/cancel")
     assert answer.status_code == 202, answer.text
@@ -104,11 +130,12 @@ def test_cancel_queued_running_finished_and_redelivered(
     )
     assert row.successful + row.failures + row.cancelled == BIG
     assert 0 < row.cancelled < BIG
+    assert stopped_mid_slice(db, big) > 0  # running slices stopped between their items
     assert row.vault == row.successful
     assert row.net == -row.successful * PRICE  # charged exactly what was created
     settle(db, asked, "cancel mid-run", after="the cancel")
     expected = {
-        "requested": 120 + 10 + BIG,
+        "requested": 1_200 + 10 + BIG,
         "successful": 10 + row.successful,
         "failures": row.failures,
     }
@@ -117,7 +144,7 @@ def test_cancel_queued_running_finished_and_redelivered(
 
     # Every message of every job again: nothing may move.
     before = fingerprint(db)
-    again = [(queued, i) for i in range(3)] + [(big, i) for i in range(BIG // SLICE_SIZE)]
+    again = [(queued, i) for i in range(3)] + [(big, i) for i in range(BIG // 500)]
     send(sender, again)
     wait_for(lambda: drained(redis_server), timeout=60)
     assert fingerprint(db) == before
