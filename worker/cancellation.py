@@ -65,6 +65,11 @@ class CancelWatcher:
                     del self._watched[job_id]
                     self._cancelled.pop(job_id, None)
 
+    def watching(self) -> set[uuid.UUID]:
+        """The jobs some slice of this process is watching now."""
+        with self._lock:
+            return set(self._watched)
+
     def poll(self) -> None:
         """Read the cancel flags of the watched jobs once and set their events."""
         with self._lock:
