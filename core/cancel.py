@@ -47,11 +47,12 @@ def cancel_job(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) 
         if _owner_of(session, job_id) != user_id:
             raise NotFound("no such job")
         _lock(session, job_id)
+        # Only the first cancel stamps; a repeated one changes nothing (not even the ETag).
         stamped = session.execute(
             text(
-                "UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()), "
-                f"updated_at = now() WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
-                "RETURNING id"
+                "UPDATE jobs SET cancel_requested_at = now(), updated_at = now() "
+                f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
+                "AND cancel_requested_at IS NULL RETURNING id"
             ),
             {"job_id": job_id},
         ).first()
