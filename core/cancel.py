@@ -44,21 +44,19 @@ ABANDONED = text(
 def cancel_job(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     """Cancel the caller's job; raise NotFound (not theirs) or Conflict (already finished)."""
     with sessions() as session, session.begin():
-        if _owner_of(session, job_id) != user_id:
-            raise NotFound("no such job")
-        _lock(session, job_id)
-        # Only the first cancel stamps; a repeated one changes nothing (not even the ETag).
-        stamped = session.execute(
-            text(
-                "UPDATE jobs SET cancel_requested_at = now(), updated_at = now() "
-                f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
-                "AND cancel_requested_at IS NULL RETURNING id"
-            ),
+        found = session.execute(
+            text("SELECT user_id, status, cancel_requested_at FROM jobs WHERE id = :job_id"),
             {"job_id": job_id},
         ).first()
-        if stamped is not None:
-            settle_locked(session, job_id)
-            notify_progress(session, job_id)
+        if found is None or uuid.UUID(str(found.user_id)) != user_id:
+            raise NotFound("no such job")
+        # Only the first cancel of an unfinished job stamps it; a repeated one changes
+        # nothing (not even the ETag), and a finished job is not locked at all.
+        if found.cancel_requested_at is None and not JobStatus(found.status).terminal:
+            _lock(session, job_id)
+            if _stamp(session, job_id):
+                settle_locked(session, job_id)
+                notify_progress(session, job_id)
         job = jobs.view_in(session, job_id)
         if job.terminal and job.status is not JobStatus.CANCELLED:
             raise Conflict(f"the job is already {job.status}")
@@ -97,11 +95,17 @@ def settle_abandoned(sessions: SessionFactory) -> int:
     return len(found)
 
 
-def _owner_of(session: Session, job_id: uuid.UUID) -> uuid.UUID | None:
-    owner = session.execute(
-        text("SELECT user_id FROM jobs WHERE id = :job_id"), {"job_id": job_id}
-    ).scalar()
-    return None if owner is None else uuid.UUID(str(owner))
+def _stamp(session: Session, job_id: uuid.UUID) -> bool:
+    """Stamp the cancel on a job still unfinished and not cancelled (under its lock)."""
+    stamped = session.execute(
+        text(
+            "UPDATE jobs SET cancel_requested_at = now(), updated_at = now() "
+            f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
+            "AND cancel_requested_at IS NULL RETURNING id"
+        ),
+        {"job_id": job_id},
+    ).first()
+    return stamped is not None
 
 
 def _lock(session: Session, job_id: uuid.UUID) -> None:
