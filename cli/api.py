@@ -7,7 +7,14 @@ from typing import Any
 
 import httpx
 
-from core.errors import InsufficientCredits, InvalidInput, NotFound, TallyError, Unauthorized
+from core.errors import (
+    Conflict,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    TallyError,
+    Unauthorized,
+)
 from core.vocabulary import JobStatus
 
 LONG_POLL_SECONDS = 25
@@ -58,5 +65,10 @@ def _error(response: httpx.Response) -> TallyError:
     message = str(error.get("message", response.reason_phrase))
     if response.status_code == 402:
         return InsufficientCredits(int(error.get("needed", 0)), int(error.get("balance", 0)))
-    kinds: dict[int, type[TallyError]] = {400: InvalidInput, 401: Unauthorized, 404: NotFound}
+    kinds: dict[int, type[TallyError]] = {
+        400: InvalidInput,
+        401: Unauthorized,
+        404: NotFound,
+        409: Conflict,
+    }
     return kinds.get(response.status_code, TallyError)(message)

@@ -1,4 +1,5 @@
-"""API client commands: `tally submit N [--wait]`, `tally stats`, `tally jobs`, `tally accounts`.
+"""API client commands: `tally submit N [--wait]`, `tally cancel JOB_ID`, `tally stats`,
+`tally jobs`, `tally accounts`.
 
 They talk to a running server over HTTP; the URL and token come from --url/--token or
 TALLY_URL/TALLY_TOKEN (prefer the variable: a flag is visible to other local users), or,
@@ -48,6 +49,10 @@ def register(commands: Any) -> None:
     submit.add_argument("--provider", help="provider name (the server's default if not given)")
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     submit.set_defaults(handler=run_submit)
+    cancel = commands.add_parser("cancel", parents=[server], help="cancel one of your jobs")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--wait", action="store_true", help="wait until the job is cancelled")
+    cancel.set_defaults(handler=run_cancel)
     stats = commands.add_parser("stats", parents=[server], help="show your stats and credits")
     stats.set_defaults(handler=run_stats)
     for name, handler, what in (("jobs", run_jobs, "jobs"), ("accounts", run_accounts, "vault")):
@@ -93,6 +98,23 @@ def run_submit(args: argparse.Namespace) -> int:
     finally:
         api.close()
     return 0 if not args.wait or job["status"] == JobStatus.COMPLETED else 1
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """Cancel a job; with --wait, until its calls in flight have finished."""
+    api = _api(args)
+    console = _console()
+    try:
+        job = api.call("POST", f"/api/job/{args.job_id}/cancel")
+        if args.wait:
+            job = _follow(console, api, job, quiet=args.json)
+    finally:
+        api.close()
+    if args.json:
+        _print_json(job)
+    else:
+        console.print(jobs_table([job], "Job", console.width))
+    return 0 if not args.wait or job["status"] == JobStatus.CANCELLED else 1
 
 
 def _follow(console: Console, api: Api, job: dict[str, Any], *, quiet: bool) -> dict[str, Any]:

@@ -80,6 +80,7 @@ JOB_COLUMNS = (
     Column("failed", 7, lambda j: number(j["failures"]), True),
     Column("progress", 8, lambda j: f"{j['progress']:.0%}", True),
     Column("finished", 12, lambda j: when(j["finished_at"])),
+    Column("cancelled", 9, lambda j: number(j.get("cancelled", 0)), True),
 )
 ACCOUNT_COLUMNS = (
     Column("id", 36, lambda a: str(a["id"])),

@@ -47,12 +47,16 @@ class Unavailable(TallyError):
         self.retry_after = retry_after
 
 
+class Conflict(TallyError):
+    """The request contradicts what is recorded (a finished job, a used reference)."""
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An Idempotency-Key already names a request with a different body."""
+
+
 class Forbidden(TallyError):
     """The caller is known but may not do this."""
-
-
-class Conflict(TallyError):
-    """The request contradicts what is already recorded; nothing was changed."""
 
 
 class InsufficientCredits(TallyError):

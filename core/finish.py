@@ -30,10 +30,11 @@ class FinishedJob:
     requested: int
     successful: int
     failures: int
+    cancelled: int = 0
 
 
 def finish_locked_job(session: Session, job_id: uuid.UUID, status: JobStatus) -> FinishedJob | None:
-    """Mark a job terminal, release failed items' credits and write job.completed.
+    """Mark a job terminal, release the credits of items not created, write job.completed.
 
     The caller holds the job's row lock inside its open transaction; every write here
     is idempotent, so a repeated call changes nothing.
@@ -43,15 +44,17 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: JobStatus) ->
             "UPDATE jobs SET status = :status, finished_at = now(), updated_at = now(), "
             "started_at = coalesce(started_at, now()) "
             f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
-            "RETURNING user_id, requested, successful, failures, price"
+            "RETURNING user_id, requested, successful, failures, cancelled, price"
         ),
         {"job_id": job_id, "status": status},
     ).first()
     if row is None:
         return None
     notify_progress(session, job_id)
-    credits.release(session, row.user_id, job_id, row.failures * row.price)
-    finished = FinishedJob(job_id, row.user_id, status, row.requested, row.successful, row.failures)
+    credits.release(session, row.user_id, job_id, (row.failures + row.cancelled) * row.price)
+    finished = FinishedJob(
+        job_id, row.user_id, status, row.requested, row.successful, row.failures, row.cancelled
+    )
     outbox.add(session, Topic.JOB_COMPLETED, str(job_id), row.user_id, completion_payload(finished))
     return finished
 
@@ -101,4 +104,5 @@ def completion_payload(job: FinishedJob) -> dict[str, object]:
         "requested": job.requested,
         "successful": job.successful,
         "failures": job.failures,
+        "cancelled": job.cancelled,
     }

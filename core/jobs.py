@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import uuid
 from dataclasses import dataclass, fields
@@ -13,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from core import credits, reads
 from core.database import SessionFactory
-from core.errors import InvalidInput, NotFound
+from core.errors import IdempotencyKeyReused, InvalidInput, NotFound
+from core.limits import UserLimits, check_submit
 from core.pages import fetch_page
 from core.providers.registry import check_offered
 from core.schema import Job
@@ -31,6 +34,12 @@ class JobRequest:
     count: int
     provider: str
     idempotency_key: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what was asked (count and provider), stored beside the key."""
+        body = json.dumps({"count": self.count, "provider": self.provider}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    cancelled: int = 0
+    cancel_requested_at: datetime | None = None
 
     @property
     def progress(self) -> float:
@@ -83,14 +94,24 @@ def validate_request(request: JobRequest, settings: Settings) -> None:
         raise InvalidInput("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
 
 
-def submit(sessions: SessionFactory, settings: Settings, request: JobRequest) -> Submission:
-    """Create a queued job with its slices and hold its credits, in one transaction."""
+def submit(
+    sessions: SessionFactory,
+    settings: Settings,
+    request: JobRequest,
+    limits: UserLimits | None = None,
+) -> Submission:
+    """Create a queued job with its slices and hold its credits, in one transaction.
+
+    With `limits`, a user past one of them is refused (TooManyRequests) and nothing changes;
+    a repeated Idempotency-Key still answers its job.
+    """
     validate_request(request, settings)
     existing = _find_by_idempotency_key(sessions, request)
     if existing is not None:
         return Submission(existing, created=False)
     try:
         with sessions() as session, session.begin():
+            check_submit(session, request.user_id, limits or UserLimits())
             job = _insert_job(session, settings, request)
             _insert_slices(session, job.id, request.count, settings.slice_size)
             credits.hold(session, request.user_id, job.id, request.count * settings.price)
@@ -128,6 +149,12 @@ def list_for_user(
         return [_view(j) for j in found], total
 
 
+def view_in(session: Session, job_id: uuid.UUID) -> JobView:
+    """The job as its owner sees it, read inside the caller's transaction."""
+    query = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    return _view(session.execute(query).scalar_one())
+
+
 def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Job:
     job = Job(
         user_id=request.user_id,
@@ -136,6 +163,7 @@ def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Jo
         price=settings.price,
         slices_total=math.ceil(request.count / settings.slice_size),
         idempotency_key=request.idempotency_key,
+        idempotency_fingerprint=None if request.idempotency_key is None else request.fingerprint,
     )
     session.add(job)
     session.flush()
@@ -155,6 +183,7 @@ def _insert_slices(session: Session, job_id: uuid.UUID, count: int, size: int) -
 
 
 def _find_by_idempotency_key(sessions: SessionFactory, request: JobRequest) -> JobView | None:
+    """The job this key already made, or None; IdempotencyKeyReused if asked differently."""
     if request.idempotency_key is None:
         return None
     with sessions() as session, session.begin():
@@ -163,7 +192,15 @@ def _find_by_idempotency_key(sessions: SessionFactory, request: JobRequest) -> J
                 Job.user_id == request.user_id, Job.idempotency_key == request.idempotency_key
             )
         )
-        return None if job is None else _view(job)
+        if job is None:
+            return None
+        stored = job.idempotency_fingerprint
+        if stored is not None and stored != request.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request body",
+                field="Idempotency-Key",
+            )
+        return _view(job)
 
 
 def _view(job: Job) -> JobView:
@@ -181,4 +218,6 @@ def _view(job: Job) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        cancelled=job.cancelled,
+        cancel_requested_at=job.cancel_requested_at,
     )

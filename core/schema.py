@@ -92,7 +92,8 @@ class Job(Base):
         CheckConstraint(f"status IN {sql_list(JobStatus)}", name="status_known"),
         CheckConstraint("requested > 0", name="requested_positive"),
         CheckConstraint(
-            "successful >= 0 AND failures >= 0 AND successful + failures <= requested",
+            "successful >= 0 AND failures >= 0 AND cancelled >= 0 "
+            "AND successful + failures + cancelled <= requested",
             name="counts_within_requested",
         ),
         UniqueConstraint("user_id", "idempotency_key"),
@@ -100,6 +101,11 @@ class Job(Base):
         Index(
             "ix_jobs_unfinished",
             "status",
+            postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
+        ),
+        Index(
+            "ix_jobs_user_id_unfinished",
+            "user_id",
             postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
         ),
     )
@@ -119,6 +125,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _created()
+    cancelled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(Text)
 
 
 class JobSlice(Base):
@@ -148,6 +157,7 @@ class JobSlice(Base):
     successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class CreditLedger(Base):

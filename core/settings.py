@@ -101,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_key: str = ""  # bearer key for the operator API, beside admin tokens
     rls: bool = False  # row-level security for the `authenticated` role (read by migrations)
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API
+    user_max_unfinished_jobs: NotNegative = 100  # queued or running jobs per user; 0 = no limit
+    user_submits_per_minute: NotNegative = 120  # jobs accepted per user in any 60 s; 0 = no limit
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -217,6 +219,8 @@ VARIABLES: dict[str, str] = {
     "TALLY_SERVICE_KEY": "service_key",
     "TALLY_RLS": "rls",
     "TALLY_CORS_ORIGINS": "cors_origins",
+    "TALLY_USER_MAX_UNFINISHED_JOBS": "user_max_unfinished_jobs",
+    "TALLY_USER_SUBMITS_PER_MINUTE": "user_submits_per_minute",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

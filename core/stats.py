@@ -63,6 +63,8 @@ class Stat:
         raise ValueError(f"{self.name} has no job.completed effect")
 
 
+# A cancelled job is a finished job like the others: it adds its whole `requested` and what
+# it created and failed; its items never attempted (the job's `cancelled`) are in no counter.
 STATS: tuple[Stat, ...] = (
     Stat("requested", (Effect(Topic.JOB_COMPLETED, "requested"),)),
     Stat("successful", (Effect(Topic.JOB_COMPLETED, "successful"),)),

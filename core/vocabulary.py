@@ -14,6 +14,7 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
@@ -22,7 +23,7 @@ class JobStatus(StrEnum):
 
 
 UNFINISHED_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
-TERMINAL_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
+TERMINAL_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class SliceStatus(StrEnum):

@@ -73,7 +73,8 @@ EXPECTED_BALANCES = """
     HAVING coalesce(sum(l.amount), 0) <> c.balance
 """
 
-# Invariants 2 and 3 per job: net charge, vault rows, and counts of a finished job.
+# Invariants 2 and 3 per job: net charge, vault rows, and counts of a finished job (its
+# items created, failed or never attempted; only a cancelled job has the last).
 EXPECTED_JOBS = f"""
     WITH charges AS (
         SELECT job_id, sum(amount) AS net FROM credit_ledger
@@ -81,13 +82,16 @@ EXPECTED_JOBS = f"""
     ), vault AS (
         SELECT job_id, count(*) AS n FROM user_accounts GROUP BY job_id
     )
-    SELECT j.id, j.status, j.requested, j.successful, j.failures, j.price,
+    SELECT j.id, j.status, j.requested, j.successful, j.failures, j.cancelled, j.price,
+           j.cancel_requested_at IS NOT NULL AS cancel_requested,
            coalesce(c.net, 0) AS net, coalesce(v.n, 0) AS vault_rows
     FROM jobs j LEFT JOIN charges c ON c.job_id = j.id LEFT JOIN vault v ON v.job_id = j.id
     WHERE coalesce(v.n, 0) <> j.successful
        OR coalesce(c.net, 0) <> -(CASE WHEN j.status IN {TERMINAL_SQL}
                                        THEN j.successful ELSE j.requested END) * j.price
-       OR (j.status IN {TERMINAL_SQL} AND j.successful + j.failures <> j.requested)
+       OR (j.status IN {TERMINAL_SQL}
+           AND j.successful + j.failures + j.cancelled <> j.requested)
+       OR (j.cancel_requested_at IS NULL AND j.cancelled <> 0)
 """
 
 
@@ -139,6 +143,9 @@ def job_drift(session: Session) -> list[Drift]:
         charged = r.successful if finished else r.requested
         if r.net != -charged * r.price:
             drifts.append(Drift("job", job, "net_charge", -charged * r.price, int(r.net)))
-        if finished and r.successful + r.failures != r.requested:
-            drifts.append(Drift("job", job, "outcomes", r.requested, r.successful + r.failures))
+        outcomes = r.successful + r.failures + r.cancelled
+        if finished and outcomes != r.requested:
+            drifts.append(Drift("job", job, "outcomes", r.requested, outcomes))
+        if r.cancelled and not r.cancel_requested:
+            drifts.append(Drift("job", job, "cancelled", 0, int(r.cancelled)))
     return drifts

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from core.cancel import settle_abandoned
 from core.database import SessionFactory
 from core.vocabulary import SliceStatus
 
@@ -60,7 +61,11 @@ def find_stale_slices(
 
 
 def sweep(sessions: SessionFactory, enqueue: Enqueue, stale_seconds: float) -> Swept:
-    """Re-send every stale slice; return how many jobs and messages were re-sent."""
+    """Re-send every stale slice; return how many jobs and messages were re-sent.
+
+    A cancelled job's slices are never re-sent: those no worker runs are settled instead.
+    """
+    settle_abandoned(sessions)
     stale = find_stale_slices(sessions, stale_seconds)
     sent = sum(enqueue(job_id, sorted(indices)) for job_id, indices in stale.items())
     return Swept(jobs=len(stale), slices=sent)

@@ -50,6 +50,8 @@ def job_body(job: JobView) -> bodies.Job:
         started_at=_time(job.started_at),
         finished_at=_time(job.finished_at),
         error=job.error,
+        cancelled=job.cancelled,
+        cancel_requested_at=_time(job.cancel_requested_at),
     )
 
 

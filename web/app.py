@@ -43,6 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/job/{job_id}", jobs.job_status, methods=["GET"]),
         Route("/api/jobs/{job_id}", jobs.job_status, methods=["GET"]),
         Route("/api/job/{job_id}/events", events.job_events, methods=["GET"]),
+        Route("/api/job/{job_id}/cancel", jobs.cancel, methods=["POST"]),
         Route("/api/me", me.whoami, methods=["GET"]),
         Route("/api/stats", me.stats, methods=["GET"]),
         Route("/api/credits", me.credits_view, methods=["GET"]),

@@ -66,6 +66,8 @@ class Job(Struct):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     error: str | None
+    cancelled: Annotated[int, Meta(description="Items never attempted: the job was cancelled.")]
+    cancel_requested_at: Timestamp | None
 
 
 class JobPage(Struct):

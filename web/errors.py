@@ -16,6 +16,7 @@ from core.errors import (
     ConfigurationError,
     Conflict,
     Forbidden,
+    IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
     NotFound,
@@ -35,6 +36,7 @@ RETRY_AFTER_SECONDS = 5
 
 STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
+    (IdempotencyKeyReused, 422, "idempotency_key_reused"),
     (InvalidInput, 400, "invalid_input"),
     (Unauthorized, 401, "unauthorized"),
     (InsufficientCredits, 402, "insufficient_credits"),

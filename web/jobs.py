@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core import jobs
+from core.cancel import cancel_job
 from core.jobs import JobRequest, JobView
+from core.limits import UserLimits
 from web import bodies
 from web.answers import job_body, json_response
 from web.auth import caller_of
@@ -32,8 +34,9 @@ async def submit_job(request: Request) -> Response:
         provider=state.settings.provider if body.provider is msgspec.UNSET else body.provider,
         idempotency_key=request.headers.get("idempotency-key"),
     )
+    limits = UserLimits.from_settings(state.settings)
     submission = await run_in_threadpool(
-        jobs.submit, state.database.sessions, state.settings, job_request
+        jobs.submit, state.database.sessions, state.settings, job_request, limits
     )
     if submission.created:
         job = submission.job
@@ -56,6 +59,17 @@ async def job_status(request: Request) -> Response:
     else:
         job = await live.jobs.get(caller.user_id, job_id)
     return status_response(request, job)
+
+
+async def cancel(request: Request) -> Response:
+    """POST /api/job/<id>/cancel: 200 with the cancelled job, or 202 while its calls stop."""
+    caller = caller_of(request)
+    job_id = path_uuid(request, "job_id")
+    job = await run_in_threadpool(
+        cancel_job, request.app.state.database.sessions, caller.user_id, job_id
+    )
+    headers = {"Location": f"/api/job/{job.id}"}
+    return json_response(job_body(job), 200 if job.terminal else 202, headers)
 
 
 def list_jobs(request: Request) -> Response:

@@ -166,6 +166,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "202": _body(bodies.Job, "Accepted; Location header names the status URL."),
             "402": _error("Insufficient credits."),
             "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+            "422": _error("The Idempotency-Key was already used with a different body."),
         },
         parameters=[
             {
@@ -198,6 +199,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "404": _error("No such job for this caller."),
         },
         parameters=[JOB_PARAM, {"name": "Last-Event-ID", "in": "header", "schema": {}}],
+    ),
+    ("/api/job/{job_id}/cancel", "post"): _op(
+        "Cancel a job: no new provider call starts for it; calls in flight finish and "
+        "their accounts are kept. A queued job is cancelled at once (200); a running one "
+        "answers 202 and becomes `cancelled` once its calls in flight have finished. "
+        "Cancelling a cancelled job answers it again (200).",
+        {
+            "200": _body(bodies.Job, "The job, cancelled."),
+            "202": _body(bodies.Job, "Cancel requested; the job stops shortly."),
+            "404": _error("No such job for this caller."),
+            "409": _error("The job had already completed or failed."),
+        },
+        parameters=[JOB_PARAM],
     ),
     ("/api/me", "get"): _op(
         "Who the token belongs to, and whether it may read admin endpoints.",
@@ -303,6 +317,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=[_path_param("token_id", {"type": "string", "pattern": TOKEN_ID_PATTERN})],
     ),
+}
+
+
+OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
+    **_error(
+        "Too many failed authentications from this address, too many of the caller's jobs "
+        "unfinished (TALLY_USER_MAX_UNFINISHED_JOBS), or too many submitted in the last "
+        "minute (TALLY_USER_SUBMITS_PER_MINUTE)."
+    ),
+    "headers": RETRY_AFTER,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.errors import PermanentProviderError, TransientProviderError
@@ -31,11 +31,14 @@ async def create_accounts(
     concurrency: int,
     attempts: int,
     gate: asyncio.Semaphore | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[ItemOutcome]:
     """Create one account per index; at most `concurrency` calls are in flight.
 
     A shared `gate` bounds the calls of every slice running on the same loop together.
+    Once `stop()` is true no new call starts: the items not attempted have no outcome.
     """
+    stopped = stop or _never
     outcomes: dict[int, ItemOutcome] = {}
     pending = iter(enumerate(indices))
 
@@ -43,14 +46,22 @@ async def create_accounts(
         # `concurrency` lanes each take the next item until none is left: far less
         # scheduling per item than one task per item behind a semaphore.
         for position, index in pending:
+            if stopped():
+                return
             if gate is None:
                 outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
                 continue
             async with gate:
+                if stopped():
+                    return
                 outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
 
     await asyncio.gather(*(lane() for _ in range(min(concurrency, len(indices)))))
-    return [outcomes[position] for position in range(len(indices))]
+    return [outcomes[position] for position in range(len(indices)) if position in outcomes]
+
+
+def _never() -> bool:
+    return False
 
 
 async def _create_with_retries(

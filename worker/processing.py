@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from core.finish import fail_job
 from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
+from worker.cancellation import CancelWatcher
 from worker.fanout import ItemOutcome
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
@@ -34,6 +37,7 @@ class SliceContext:
     box: SecretBox
     providers: ProviderFactory
     provider_loop: ProviderLoop
+    cancellations: CancelWatcher | None = None  # None: slices are not stopped on cancel
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
@@ -83,7 +87,19 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
     keeper = LeaseKeeper(
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
-    with keeper:
+    with keeper, _cancel_flag(context, claim) as cancelled:
         return context.provider_loop.run(
-            provider, claim.job_id, list(claim.indices), settings.provider_attempts
+            provider,
+            claim.job_id,
+            list(claim.indices),
+            settings.provider_attempts,
+            stop=None if cancelled is None else cancelled.is_set,
         )
+
+
+def _cancel_flag(
+    context: SliceContext, claim: slices.SliceClaim
+) -> contextlib.AbstractContextManager[threading.Event | None]:
+    if context.cancellations is None:
+        return contextlib.nullcontext()
+    return context.cancellations.watch(claim.job_id)

@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.metrics import TimedProvider
 from core.providers.base import Provider
@@ -32,11 +32,19 @@ class ProviderLoop:
         self._thread.start()
 
     def run(
-        self, provider: Provider, job_id: uuid.UUID, indices: Sequence[int], attempts: int
+        self,
+        provider: Provider,
+        job_id: uuid.UUID,
+        indices: Sequence[int],
+        attempts: int,
+        stop: Callable[[], bool] | None = None,
     ) -> list[ItemOutcome]:
-        """Create the accounts of one slice on the shared loop and wait for them."""
+        """Create the accounts of one slice on the shared loop and wait for them.
+
+        Once `stop()` is true no new call starts (create_accounts).
+        """
         future = asyncio.run_coroutine_threadsafe(
-            self._create(provider, job_id, indices, attempts), self._loop
+            self._create(provider, job_id, indices, attempts, stop), self._loop
         )
         try:
             return _wait(future)
@@ -46,7 +54,12 @@ class ProviderLoop:
             raise
 
     async def _create(
-        self, provider: Provider, job_id: uuid.UUID, indices: Sequence[int], attempts: int
+        self,
+        provider: Provider,
+        job_id: uuid.UUID,
+        indices: Sequence[int],
+        attempts: int,
+        stop: Callable[[], bool] | None,
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
@@ -56,6 +69,7 @@ class ProviderLoop:
                 concurrency=self.concurrency,
                 attempts=max(1, attempts),
                 gate=self._gate,
+                stop=stop,
             )
         finally:
             await provider.aclose()

@@ -10,6 +10,7 @@ import dramatiq
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
+from worker.cancellation import CancelWatcher
 from worker.processing import SliceContext
 from worker.provider_loop import ProviderLoop
 
@@ -40,6 +41,7 @@ class ProcessResources(dramatiq.Middleware):
         self.settings = settings
         self.database: Database | None = None
         self.provider_loop: ProviderLoop | None = None
+        self.cancellations: CancelWatcher | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _context
@@ -50,18 +52,24 @@ class ProcessResources(dramatiq.Middleware):
             application_name="tally-worker",
         )
         self.provider_loop = ProviderLoop(self.settings.provider_concurrency)
+        self.cancellations = CancelWatcher(self.database.sessions)
+        self.cancellations.start()
         _context = SliceContext(
             sessions=self.database.sessions,
             settings=self.settings,
             box=self.settings.secret_box(),
             providers=build_provider,
             provider_loop=self.provider_loop,
+            cancellations=self.cancellations,
         )
         logger.info("worker resources ready (%d threads)", threads)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _context
         _context = None
+        if self.cancellations is not None:
+            self.cancellations.close()
+            self.cancellations = None
         if self.provider_loop is not None:
             self.provider_loop.close()
             self.provider_loop = None

@@ -56,6 +56,7 @@ class SliceResult:
     successful: int = 0
     failures: int = 0
     finished: FinishedJob | None = None
+    cancelled: int = 0
 
 
 def claim(
@@ -70,6 +71,7 @@ def claim(
                 "lease_expires_at = now() + make_interval(secs => :lease) "
                 "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
                 f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
+                "AND j.cancel_requested_at IS NULL "
                 f"AND (s.status = '{SliceStatus.PENDING}' "
                 f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
                 "RETURNING j.user_id, j.provider, s.start_index, s.stop_index, s.attempts"
@@ -126,16 +128,21 @@ def give_back(sessions: SessionFactory, claim: SliceClaim) -> bool:
 def record(
     sessions: SessionFactory, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
 ) -> SliceResult:
-    """Store a slice's accounts and counts, and finish the job if it was the last slice."""
+    """Store a slice's accounts and counts, and finish the job if it was the last slice.
+
+    Items without an outcome were never attempted (the job was cancelled): they count as
+    cancelled.
+    """
     with sessions() as session, session.begin():
         if not _lock_unfinished_slice(session, claim):
             return SliceResult(recorded=False)
         created = _store_accounts(session, claim, outcomes, box)
         failures = sum(1 for o in outcomes if o.account is None)
-        _close_slice(session, claim, created, failures)
-        finished = _count_slice_in_job(session, claim.job_id, created, failures)
+        counts = SliceCounts(created, failures, len(claim.indices) - len(outcomes))
+        _close_slice(session, claim, counts)
+        finished = _count_slice_in_job(session, claim.job_id, counts)
         notify_progress(session, claim.job_id)
-        return SliceResult(True, created, failures, finished)
+        return SliceResult(True, created, failures, finished, counts.cancelled)
 
 
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
@@ -181,16 +188,26 @@ def _store_accounts(
     return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
-def _close_slice(session: Session, claim: SliceClaim, successful: int, failures: int) -> None:
+@dataclass(frozen=True)
+class SliceCounts:
+    """What a slice's items came to: created, failed, never attempted."""
+
+    successful: int
+    failures: int
+    cancelled: int
+
+
+def _close_slice(session: Session, claim: SliceClaim, counts: SliceCounts) -> None:
     session.execute(
         text(
             f"UPDATE job_slices SET status = '{SliceStatus.DONE}', successful = :successful, "
-            "failures = :failures, finished_at = now(), lease_expires_at = NULL "
-            "WHERE job_id = :job_id AND slice_index = :slice_index"
+            "failures = :failures, cancelled = :cancelled, finished_at = now(), "
+            "lease_expires_at = NULL WHERE job_id = :job_id AND slice_index = :slice_index"
         ),
         {
-            "successful": successful,
-            "failures": failures,
+            "successful": counts.successful,
+            "failures": counts.failures,
+            "cancelled": counts.cancelled,
             "job_id": claim.job_id,
             "slice_index": claim.slice_index,
         },
@@ -198,18 +215,24 @@ def _close_slice(session: Session, claim: SliceClaim, successful: int, failures:
 
 
 def _count_slice_in_job(
-    session: Session, job_id: uuid.UUID, successful: int, failures: int
+    session: Session, job_id: uuid.UUID, counts: SliceCounts
 ) -> FinishedJob | None:
     """Add the slice to the job under its row lock; the last slice finishes the job."""
     row = session.execute(
         text(
             "UPDATE jobs SET successful = successful + :successful, "
-            "failures = failures + :failures, slices_done = slices_done + 1, "
-            "updated_at = now() WHERE id = :job_id "
-            "RETURNING slices_done, slices_total"
+            "failures = failures + :failures, cancelled = cancelled + :cancelled, "
+            "slices_done = slices_done + 1, updated_at = now() WHERE id = :job_id "
+            "RETURNING slices_done, slices_total, cancel_requested_at"
         ),
-        {"successful": successful, "failures": failures, "job_id": job_id},
+        {
+            "successful": counts.successful,
+            "failures": counts.failures,
+            "cancelled": counts.cancelled,
+            "job_id": job_id,
+        },
     ).one()
     if row.slices_done < row.slices_total:
         return None
-    return finish_locked_job(session, job_id, JobStatus.COMPLETED)
+    ending = JobStatus.COMPLETED if row.cancel_requested_at is None else JobStatus.CANCELLED
+    return finish_locked_job(session, job_id, ending)

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from core.credits import grant
 from core.database import Database
 from core.migrate import PROJECT_ROOT
 from core.users import NewUser, create_user
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 CREDITS = 500
 COUNT = 240
+LONG = 20_000  # runs for a minute at this stack's pace: time enough to cancel it
 TOO_MANY = 90_000  # more than the credits: a 402, whose numbers print like the cards'
 TIMEOUT_MS = 60_000
 
@@ -222,7 +224,7 @@ def overlap(a: list[float], b: list[float]) -> bool:
 
 
 def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
-    web_url: str, user: NewUser, member: NewUser
+    web_url: str, db: Database, user: NewUser, member: NewUser
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -351,6 +353,28 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         account.locator('[data-action="hide"]').click()
         expect(account.locator(".secret")).to_have_count(0)
         expect(reveal).to_have_text("Reveal")
+
+        # Cancel a running job: a click, a confirming click, then it ends cancelled.
+        grant(db.sessions, user.user_id, LONG)
+        page.fill("#count", str(LONG))
+        page.click("#submit-button")
+        expect(page.locator("#jobs-page")).to_have_text("1\N{EN DASH}2 of 2")
+        running = page.locator("#jobs-table tbody tr").first
+        expect(running).to_have_attribute("data-status", "running")
+        cancel = running.locator('[data-action="cancel"]')
+        cancel.click()
+        expect(cancel).to_have_text("Confirm")
+        cancel.click()
+        expect(running).to_have_attribute("data-status", "cancelled")
+        expect(running.locator(".badge")).to_have_text("cancelled")
+        expect(running.locator("td.actions")).to_contain_text("never attempted")
+        job_id = running.get_attribute("data-job")
+        ended = page.request.get(
+            f"{web_url}/api/job/{job_id}", headers={"Authorization": f"Bearer {user.token}"}
+        ).json()
+        assert ended["cancelled"] > 0
+        assert ended["successful"] + ended["failures"] + ended["cancelled"] == LONG
+        expect(page.locator("#card-requested")).to_have_text(f"{COUNT + LONG:,}")
 
         page.click(".topnav a[href='/docs']")
         expect(page.locator("#schemas .schema").first).to_be_visible()

@@ -9,13 +9,14 @@ from core.users import create_user
 
 # Each statement writes what finishing a job writes (worker/slices.py, core/finish.py): the
 # terminal job and its done slice, the hold and the release, the vault rows of its
-# successes, the charge on the balance, and the job.completed outbox row.
+# successes, the charge on the balance, and the job.completed outbox row. The jobs were
+# submitted an hour ago: they take no place in their users' submits of the last minute.
 SEED = [
     """
     INSERT INTO jobs (user_id, provider, requested, successful, failures, price,
-                      slices_total, slices_done, status, started_at, finished_at)
+                      slices_total, slices_done, status, created_at, started_at, finished_at)
     SELECT u.id, 'sandbox', :items, n % (:items + 1), :items - n % (:items + 1), 1, 1, 1,
-           'completed', now(), now()
+           'completed', now() - interval '1 hour', now(), now()
     FROM users u CROSS JOIN generate_series(1, :per_user) AS n
     """,
     """

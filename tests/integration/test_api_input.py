@@ -266,6 +266,23 @@ def test_same_idempotency_key_returns_the_same_job(
     assert client.get("/api/credits", headers=auth(user)).json()["balance"] == CREDITS - 7
 
 
+def test_same_idempotency_key_with_another_body_answers_422_and_changes_nothing(
+    client: TestClient, db: Database, user: NewUser
+) -> None:
+    headers = auth(user, **{"Idempotency-Key": "order-43"})
+    first = client.post("/api/jobs", json={"count": 7}, headers=headers)
+    assert first.status_code == 202
+    error = assert_json_error(
+        client.post("/api/jobs", json={"count": 8}, headers=headers), 422, "idempotency_key_reused"
+    )
+    assert error["field"] == "Idempotency-Key"
+    # The default provider named outright is the same request as leaving it out.
+    spelled = client.post("/api/jobs", json={"count": 7, "provider": "sandbox"}, headers=headers)
+    assert spelled.json()["id"] == first.json()["id"]
+    assert count_rows(db, user.user_id) == (1, 1)
+    assert client.get("/api/credits", headers=auth(user)).json()["balance"] == CREDITS - 7
+
+
 def test_same_idempotency_key_from_many_threads_creates_one_job(
     client: TestClient, db: Database, user: NewUser, enqueue: RecordedEnqueue
 ) -> None:

@@ -133,3 +133,24 @@ def _rows(out: str) -> Iterator[list[str]]:
     for line in out.splitlines():
         if line.startswith("│"):
             yield [cell.strip() for cell in line.strip("│").split("│")]
+
+
+def test_cancel_stops_a_job_and_a_finished_one_is_refused(
+    server: RunningServer,
+    user: NewUser,
+    run_worker: WorkerRunner,
+    applier: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["submit", "40", "--json", "--url", server.url]) == 0
+    queued = json.loads(capsys.readouterr().out)
+    assert main(["cancel", queued["id"], "--wait", "--json", "--url", server.url]) == 0
+    cancelled = json.loads(capsys.readouterr().out)
+    assert (cancelled["status"], cancelled["cancelled"]) == ("cancelled", 40)
+    with run_worker():
+        assert main(["submit", "5", "--wait", "--json", "--url", server.url]) == 0
+    finished = json.loads(capsys.readouterr().out)["job"]
+    assert main(["cancel", finished["id"], "--url", server.url]) == 1
+    assert "already completed" in capsys.readouterr().err
+    assert main(["cancel", queued["id"], "--url", server.url]) == 0
+    assert "cancelled" in capsys.readouterr().out

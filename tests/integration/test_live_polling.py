@@ -269,3 +269,32 @@ def test_events_stream_ends_after_a_while_and_resumes_from_last_event_id(
     resumed = auth(user, **{"Last-Event-ID": last_id})
     with httpx.stream("GET", url, headers=resumed, timeout=WAIT) as response:
         assert "event: status" not in response.read().decode()
+
+
+def test_long_poll_and_events_end_on_cancelled(
+    server: RunningServer,
+    db: Database,
+    settings: Settings,
+    user: NewUser,
+    pool: ThreadPoolExecutor,
+) -> None:
+    job_id = new_job(db, settings, user)
+    claim = start(db, job_id, 0)  # one slice runs; the other is pending
+    url = f"{server.url}/api/job/{job_id}"
+    etag = httpx.get(url, headers=auth(user)).headers["etag"]
+    with httpx.stream("GET", f"{url}/events", headers=auth(user), timeout=WAIT) as response:
+        events = read_events(response)
+        assert next(events)[1]["status"] == "running"
+        polled = pool.submit(timed_get, f"{url}?wait={WAIT}", auth(user, **{"If-None-Match": etag}))
+        waiting(server, 2)
+        asked = httpx.post(f"{url}/cancel", headers=auth(user))
+        assert asked.status_code == 202 and asked.json()["cancelled"] == 50
+        answer, _ = polled.result()
+        assert answer.json()["cancel_requested_at"] is not None
+        # The running slice stops and records its two items done; the job ends cancelled.
+        outcomes = [ItemOutcome(i, error="refused") for i in claim.indices[:2]]
+        slices.record(db.sessions, claim, outcomes, SecretBox(settings.fernet_key))
+        seen = [(event, data.get("status")) for event, data, _ in events]
+    assert seen[-2:] == [("status", "cancelled"), ("end", None)]
+    ended = httpx.get(f"{url}?wait={WAIT}", headers=auth(user)).json()
+    assert (ended["status"], ended["failures"], ended["cancelled"]) == ("cancelled", 2, 98)

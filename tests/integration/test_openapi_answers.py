@@ -26,6 +26,7 @@ from reconcile.heartbeat import DaemonIdentity, beat
 from reconcile.report import run_report
 from tests.support.inline import RecordedEnqueue, process_job
 from web.app import create_app
+from worker import slices
 
 JSON = "application/json"
 EVENTS = "text/event-stream"
@@ -46,6 +47,7 @@ JOBS = {
     ("/api/jobs/{job_id}", "get"),
     ("/api/job/{job_id}/events", "get"),
 }
+CANCEL = {("/api/job/{job_id}/cancel", "post")}
 OWN = {
     ("/api/me", "get"),
     ("/api/stats", "get"),
@@ -170,7 +172,7 @@ def finished_job(
 
 def test_the_tests_here_answer_every_described_operation(contract: Contract) -> None:
     described = {(p, m) for p, methods in contract.spec["paths"].items() for m in methods}
-    assert described == PUBLIC | JOBS | OWN | ADMIN | OPERATOR
+    assert described == PUBLIC | JOBS | CANCEL | OWN | ADMIN | OPERATOR
 
 
 def test_public_routes_answer_as_described(contract: Contract, db: Database) -> None:
@@ -237,6 +239,29 @@ def test_job_routes_answer_as_described(
         == 404
     )
     assert contract.answered == JOBS
+
+
+def test_cancel_answers_as_described(
+    contract: Contract, db: Database, settings: Settings, user: NewUser
+) -> None:
+    template = "/api/job/{job_id}/cancel"
+    queued = contract.call("post", "/api/jobs", json={"count": 3}, headers=auth(user)).json()
+    path = {"job_id": queued["id"]}
+    cancelled = contract.call("post", template, path, headers=auth(user))
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    assert contract.call("post", template, path, headers=auth(user)).json() == cancelled.json()
+    running = contract.call("post", "/api/jobs", json={"count": 3}, headers=auth(user)).json()
+    assert slices.claim(db.sessions, uuid.UUID(running["id"]), 0, 60.0) is not None
+    stopping = contract.call("post", template, {"job_id": running["id"]}, headers=auth(user))
+    assert (stopping.status_code, stopping.json()["status"]) == (202, "running")
+    finished = {"job_id": finished_job(contract, db, settings, user)}
+    assert contract.call("post", template, finished, headers=auth(user)).status_code == 409
+    stranger = create_user(db.sessions, "eve", credits=1)
+    assert contract.call("post", template, path, headers=auth(stranger)).status_code == 404
+    assert contract.call("post", template, {"job_id": "42"}, headers=auth(user)).status_code == 400
+    assert contract.call("post", template, path).status_code == 401
+    contract.answered -= JOBS
+    assert contract.answered == CANCEL
 
 
 def test_own_card_credits_and_vault_answer_as_described(

@@ -1,4 +1,5 @@
-"""Any interleaving of submit, slice outcomes, redelivery, apply and recompute keeps the invariants.
+"""Any interleaving of submit, slice outcomes, redelivery, cancel, apply and recompute keeps the
+invariants.
 
 A Hypothesis state machine drives the real operations against real PostgreSQL and asks the
 one invariant checker (reconcile.invariants.check_invariants) after every step.
@@ -25,10 +26,11 @@ from hypothesis.stateful import (
 from sqlalchemy import text
 
 from core import jobs, vault
+from core.cancel import cancel_job, settle_abandoned
 from core.credits import grant
 from core.crypto import SecretBox
 from core.database import Database
-from core.errors import InsufficientCredits, NotFound
+from core.errors import Conflict, InsufficientCredits, NotFound
 from core.finish import fail_job
 from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
@@ -52,6 +54,21 @@ def account_for(job_id: uuid.UUID, index: int) -> CreatedAccount:
     """The account a provider returns for one job slot (the same on every call)."""
     key = item_key(job_id, index)
     return CreatedAccount(external_id=f"ext-{key}", username=f"user-{index}", secret=f"s-{key}")
+
+
+class SlotKeyed:
+    """The sandbox keyed by slot alone: outcomes (and so balances) do not depend on the
+    random job ids, so Hypothesis sees the same run each time it replays the same steps."""
+
+    def __init__(self, sandbox: SandboxProvider) -> None:
+        self._sandbox = sandbox
+        self.name = sandbox.name
+
+    async def create_account(self, idempotency_key: str) -> CreatedAccount:
+        return await self._sandbox.create_account(idempotency_key.rsplit(":", 1)[1])
+
+    async def aclose(self) -> None:
+        await self._sandbox.aclose()
 
 
 def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
@@ -89,8 +106,10 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
         def claim(self, job: uuid.UUID, pick: int, expired: bool) -> None:
             """A delivery takes a slice; an expired lease lets a later delivery take it over."""
             lease = 0.0 if expired else LONG_LEASE
+            was_cancelled = _cancel_requested(db, job)
             taken = slices.claim(db.sessions, job, pick % _slice_count(db, job), lease)
             if taken is not None:
+                assert not was_cancelled, "a slice of a cancelled job was claimed"
                 self.claims.append(taken)
 
         @precondition(lambda self: bool(self.claims))
@@ -107,13 +126,41 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
             ]
             slices.record(db.sessions, taken, outcomes, box)
 
+        @precondition(lambda self: bool(self.claims))
+        @rule(data=st.data())
+        def record_stopped(self, data: st.DataObject) -> None:
+            """A slice whose lanes stopped on cancel: only its first items have an outcome."""
+            taken = data.draw(st.sampled_from(self.claims))
+            if not _cancel_requested(db, taken.job_id):
+                return  # lanes stop only once the job's cancel was seen
+            attempted = data.draw(st.integers(0, len(taken.indices)))
+            outcomes = [
+                ItemOutcome(i, account=account_for(taken.job_id, i))
+                for i in taken.indices[:attempted]
+            ]
+            slices.record(db.sessions, taken, outcomes, box)
+
+        @rule(job=jobs)
+        def cancel(self, job: uuid.UUID) -> None:
+            """The owner cancels, at any step; a finished job refuses, a cancelled one answers."""
+            try:
+                view = cancel_job(db.sessions, _owner(db, job), job)
+            except Conflict:
+                return
+            assert view.cancel_requested_at is not None
+
+        @rule()
+        def settle_cancelled(self) -> None:
+            """The sweep settles cancelled jobs' slices no worker runs (expired leases)."""
+            settle_abandoned(db.sessions)
+
         @rule(job=jobs, pick=st.integers(0, 3), seed=st.integers(0, 2**16))
         def deliver(self, job: uuid.UUID, pick: int, seed: int) -> None:
             """A whole worker delivery through the sandbox, transient and permanent faults on."""
             options = SandboxOptions(failure_rate=0.3, transient_rate=0.3)
 
-            def provider(name: str, settings: Settings) -> SandboxProvider:
-                return SandboxProvider(options, random.Random(seed))
+            def provider(name: str, settings: Settings) -> SlotKeyed:
+                return SlotKeyed(SandboxProvider(options, random.Random(seed)))
 
             with slice_context(db, config, providers=provider) as context:
                 run_slice(context, job, pick % _slice_count(db, job))
@@ -164,6 +211,22 @@ def _slice_count(db: Database, job_id: uuid.UUID) -> int:
             text("SELECT slices_total FROM jobs WHERE id = :id"), {"id": job_id}
         ).scalar_one()
         return int(total)
+
+
+def _cancel_requested(db: Database, job_id: uuid.UUID) -> bool:
+    with db.engine.connect() as connection:
+        stamp = connection.execute(
+            text("SELECT cancel_requested_at FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+        return stamp is not None
+
+
+def _owner(db: Database, job_id: uuid.UUID) -> uuid.UUID:
+    with db.engine.connect() as connection:
+        owner = connection.execute(
+            text("SELECT user_id FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+        return uuid.UUID(str(owner))
 
 
 def _live_accounts(db: Database, user_id: uuid.UUID) -> list[uuid.UUID]:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from core import jobs
+from core.cancel import cancel_job
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
@@ -247,3 +248,28 @@ def test_recompute_writes_only_the_rows_that_changed(world: World, db: Database)
     remaining = check_invariants(db.sessions)  # the counters the recompute does not own
     assert remaining and {d.subject_id for d in remaining} == {str(second)}
     assert "business_centers" not in {d.field for d in remaining}
+
+
+def test_cancelled_jobs_report_clean_and_their_damaged_counts_are_found(
+    world: World, db: Database
+) -> None:
+    user = world.users[2]
+    queued = jobs.submit(db.sessions, world.settings, jobs.JobRequest(user, 50, "sandbox")).job
+    cancelled = cancel_job(db.sessions, user, queued.id)
+    assert (cancelled.status, cancelled.cancelled) == ("cancelled", 50)
+    apply_pending(db.sessions)
+    assert run_report(db.sessions, repair=False, origin="cli").drift_count == 0
+    corrupt(db, "UPDATE jobs SET cancelled = 49 WHERE id = :j", j=queued.id)
+    refusing = world.settings.with_changes(sandbox=SandboxOptions(failure_rate=1.0))
+    other = jobs.submit(db.sessions, refusing, jobs.JobRequest(user, 5, "sandbox")).job
+    process_job(db, refusing, other.id)  # every item fails
+    apply_pending(db.sessions)
+    # A completed job that claims a failed item was never attempted (its user's failures
+    # no longer add up either).
+    corrupt(db, "UPDATE jobs SET cancelled = 1, failures = failures - 1 WHERE id = :j", j=other.id)
+    found = run_report(db.sessions, repair=False, origin="cli")
+    assert {(d.subject_id, d.field) for d in found.drifts} == {
+        (str(queued.id), "outcomes"),
+        (str(other.id), "cancelled"),
+        (str(user), "failures"),
+    }

@@ -21,7 +21,7 @@ def unfinished_jobs(db: Database) -> int:
 
 
 def wait_all_terminal(db: Database, timeout: float) -> None:
-    """Wait until every job is completed or failed."""
+    """Wait until every job is completed, failed or cancelled."""
     wait_for(lambda: unfinished_jobs(db) == 0, timeout)
 
 

@@ -80,3 +80,39 @@ def test_retries_hold_no_extra_slot_beyond_the_bound() -> None:
     provider = FakeProvider(pause=0.001, transient={i: 2 for i in range(50)})
     run(provider, list(range(50)), concurrency=5, attempts=3)
     assert provider.peak <= 5
+
+
+def test_no_call_starts_once_stop_is_true() -> None:
+    provider = FakeProvider()
+    started: list[int] = []
+
+    def stop() -> bool:
+        started.append(len(provider.calls))
+        return len(provider.calls) >= 5
+
+    results = asyncio.run(
+        create_accounts(provider, JOB, list(range(100)), concurrency=1, attempts=1, stop=stop)
+    )
+    assert [r.item_index for r in results] == [0, 1, 2, 3, 4]
+    assert len(provider.calls) == 5
+
+
+def test_stop_is_checked_again_after_waiting_for_the_gate() -> None:
+    provider = FakeProvider()
+
+    async def main() -> list[ItemOutcome]:
+        gate = asyncio.Semaphore(1)
+        await gate.acquire()  # another slice holds the gate while the cancel arrives
+        stopped = asyncio.Event()
+        work = asyncio.ensure_future(
+            create_accounts(
+                provider, JOB, [0, 1], concurrency=2, attempts=1, gate=gate, stop=stopped.is_set
+            )
+        )
+        await asyncio.sleep(0)
+        stopped.set()
+        gate.release()
+        return await work
+
+    assert asyncio.run(main()) == []
+    assert provider.calls == {}

@@ -9,7 +9,11 @@ const REFRESH_MS = 15000;
 const $ = (id) => document.getElementById(id);
 // secrets: the ones the user revealed, by account id, in this page's memory only (never in
 // storage), so that a refresh of the vault keeps them shown until the user hides them.
-const state = { jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null, secrets: new Map() };
+// armedCancels: jobs whose Cancel was clicked once, until when (rows are redrawn on progress).
+const state = {
+  jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null, secrets: new Map(),
+  armedCancels: new Map(),
+};
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -158,9 +162,60 @@ function jobRow(job) {
     el("td", { class: "num", text: fmt(job.successful) }),
     el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
     el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
+    el("td", { class: "actions" }, cancelControl(job)),
   );
   if (job.error) row.title = job.error;
   return row;
+}
+
+// A job that is still queued or running can be cancelled (two clicks, like deleting).
+// The first click arms the button for a few seconds, across redraws of its row.
+function cancelControl(job) {
+  if (isTerminal(job)) {
+    const never = job.cancelled > 0 ? `${fmt(job.cancelled)} never attempted` : "";
+    return el("span", { class: "muted", text: never });
+  }
+  if (job.cancel_requested_at) return el("span", { class: "muted", text: "Cancelling…" });
+  const armed = (state.armedCancels.get(job.id) || 0) > Date.now();
+  const button = el("button", {
+    class: `button danger small${armed ? " armed" : ""}`, type: "button",
+    text: armed ? "Confirm" : "Cancel", "data-action": "cancel",
+    title: "Stop this job: no new account is created (click again to confirm)",
+  });
+  button.addEventListener("click", () => cancelJob(job, button));
+  return button;
+}
+
+function armCancel(job, button) {
+  state.armedCancels.set(job.id, Date.now() + 4000);
+  button.classList.add("armed");
+  button.textContent = "Confirm";
+  setTimeout(() => {
+    state.armedCancels.delete(job.id);
+    const shown = document.querySelector(`tr[data-job="${job.id}"] [data-action="cancel"]`);
+    if (shown) {
+      shown.classList.remove("armed");
+      shown.textContent = "Cancel";
+    }
+  }, 4000);
+}
+
+async function cancelJob(job, button) {
+  if (!((state.armedCancels.get(job.id) || 0) > Date.now())) {
+    armCancel(job, button);
+    return;
+  }
+  state.armedCancels.delete(job.id);
+  button.disabled = true;
+  try {
+    const latest = await api(`/api/job/${job.id}/cancel`, { method: "POST" });
+    updateJob(latest);
+    if (isTerminal(latest)) refreshCardsSoon();
+    else follow(job.id);
+  } catch (error) {
+    showBanner(describe(error));
+    await refreshJobs().catch(() => {});
+  }
 }
 
 function updateJob(job) {
@@ -178,7 +233,8 @@ async function refreshJobs() {
   for (const job of page.items) if (!isTerminal(job)) follow(job.id);
 }
 
-const isTerminal = (job) => job.status === "completed" || job.status === "failed";
+const TERMINAL = ["completed", "failed", "cancelled"];
+const isTerminal = (job) => TERMINAL.includes(job.status);
 
 // Follow one job's events over fetch (EventSource cannot send the Authorization header).
 // The server ends a stream after a minute; follow reconnects until the job is terminal.

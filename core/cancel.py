@@ -1,0 +1,117 @@
+"""Cancelling a job: no new provider call after it; what was never created is released.
+
+A cancel stamps the job's `cancel_requested_at` and settles every slice no worker is
+running: a pending slice, or a running one whose lease ran out (its worker is gone), ends
+with all its items `cancelled`. Slices still running are stopped by their workers
+(worker/cancellation.py) and record what their calls created; the last slice to record
+finishes the job as `cancelled`. When nothing runs, the cancel finishes the job itself.
+Finishing releases the credits of every item not created and writes job.completed, in the
+same transaction (core/finish.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core import jobs
+from core.database import SessionFactory
+from core.errors import Conflict, NotFound
+from core.finish import FinishedJob, finish_locked_job, notify_progress
+from core.jobs import JobView
+from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
+
+# Slices no worker runs: pending ones, and running ones whose lease ran out.
+SETTLE_SLICES = text(
+    f"UPDATE job_slices SET status = '{SliceStatus.DONE}', "
+    "cancelled = stop_index - start_index, finished_at = now(), lease_expires_at = NULL "
+    f"WHERE job_id = :job_id AND (status = '{SliceStatus.PENDING}' "
+    f"OR (status = '{SliceStatus.RUNNING}' AND lease_expires_at < now())) "
+    "RETURNING stop_index - start_index AS size"
+)
+
+# Cancelled jobs that still have a slice no worker runs (a worker died, a slice was given back).
+ABANDONED = text(
+    "SELECT DISTINCT j.id FROM jobs j JOIN job_slices s ON s.job_id = j.id "
+    f"WHERE j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NOT NULL "
+    f"AND (s.status = '{SliceStatus.PENDING}' "
+    f"OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now()))"
+)
+
+
+def cancel_job(sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    """Cancel the caller's job; raise NotFound (not theirs) or Conflict (already finished)."""
+    with sessions() as session, session.begin():
+        found = session.execute(
+            text("SELECT user_id, status, cancel_requested_at FROM jobs WHERE id = :job_id"),
+            {"job_id": job_id},
+        ).first()
+        if found is None or uuid.UUID(str(found.user_id)) != user_id:
+            raise NotFound("no such job")
+        # Only the first cancel of an unfinished job stamps it; a repeated one changes
+        # nothing (not even the ETag), and a finished job is not locked at all.
+        if found.cancel_requested_at is None and not JobStatus(found.status).terminal:
+            _lock(session, job_id)
+            if _stamp(session, job_id):
+                settle_locked(session, job_id)
+                notify_progress(session, job_id)
+        job = jobs.view_in(session, job_id)
+        if job.terminal and job.status is not JobStatus.CANCELLED:
+            raise Conflict(f"the job is already {job.status}")
+        return job
+
+
+def settle_locked(session: Session, job_id: uuid.UUID) -> FinishedJob | None:
+    """Cancel the slices no worker runs; finish the job if no slice is left.
+
+    The caller holds the slices' and the job's row locks (see `_lock`).
+    """
+    settled = session.execute(SETTLE_SLICES, {"job_id": job_id}).all()
+    if not settled:
+        return None
+    row = session.execute(
+        text(
+            "UPDATE jobs SET cancelled = cancelled + :items, slices_done = slices_done + :n, "
+            "updated_at = now() WHERE id = :job_id RETURNING slices_done, slices_total"
+        ),
+        {"items": sum(r.size for r in settled), "n": len(settled), "job_id": job_id},
+    ).one()
+    if row.slices_done < row.slices_total:
+        return None
+    return finish_locked_job(session, job_id, JobStatus.CANCELLED)
+
+
+def settle_abandoned(sessions: SessionFactory) -> int:
+    """Settle every cancelled job's slices that no worker runs; return how many jobs."""
+    with sessions() as session, session.begin():
+        found = [row.id for row in session.execute(ABANDONED)]
+    for job_id in found:
+        with sessions() as session, session.begin():
+            _lock(session, job_id)
+            settle_locked(session, job_id)
+            notify_progress(session, job_id)
+    return len(found)
+
+
+def _stamp(session: Session, job_id: uuid.UUID) -> bool:
+    """Stamp the cancel on a job still unfinished and not cancelled (under its lock)."""
+    stamped = session.execute(
+        text(
+            "UPDATE jobs SET cancel_requested_at = now(), updated_at = now() "
+            f"WHERE id = :job_id AND status IN {UNFINISHED_SQL} "
+            "AND cancel_requested_at IS NULL RETURNING id"
+        ),
+        {"job_id": job_id},
+    ).first()
+    return stamped is not None
+
+
+def _lock(session: Session, job_id: uuid.UUID) -> None:
+    # Slices before the job, the order record() takes them in: no deadlock between them.
+    session.execute(
+        text("SELECT 1 FROM job_slices WHERE job_id = :job_id ORDER BY slice_index FOR UPDATE"),
+        {"job_id": job_id},
+    )
+    session.execute(text("SELECT 1 FROM jobs WHERE id = :job_id FOR UPDATE"), {"job_id": job_id})
