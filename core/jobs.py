@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import Engine, select, text
@@ -50,6 +50,10 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    waiting: str | None = None  # why an unfinished job is slow: provider_rate_limited, ...
+    retry_at: datetime | None = None  # when the provider said it may be called again
+    orphans: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
@@ -181,4 +185,8 @@ def _view(job: Job) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        waiting=job.waiting,
+        retry_at=job.retry_at,
+        orphans=job.orphans,
+        failure_reasons=dict(job.failure_reasons or {}),
     )

@@ -96,6 +96,9 @@ class Job(Base):
             name="counts_within_requested",
         ),
         UniqueConstraint("user_id", "idempotency_key"),
+        CheckConstraint(
+            "waiting IN ('provider_rate_limited', 'provider_unavailable')", name="waiting_known"
+        ),
         Index("ix_jobs_user_id_created_at", "user_id", text("created_at DESC")),
         Index(
             "ix_jobs_unfinished",
@@ -119,6 +122,12 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _created()
+    waiting: Mapped[str | None] = mapped_column(Text)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failure_reasons: Mapped[dict[str, int]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
 
 
 class JobSlice(Base):

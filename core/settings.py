@@ -24,6 +24,8 @@ NotNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Milliseconds = Annotated[float, msgspec.Meta(ge=0)]
+# Dramatiq interrupts an actor after 10 minutes; a waiting slice gives back well before.
+MAX_SLICE_WAIT_SECONDS = 480.0
 
 
 def normalize_database_url(url: str) -> str:
@@ -92,6 +94,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
     ready_max_outbox_age: Seconds = 60.0
     auth_failures_per_minute: Positive = 20  # per client address, per web process
+    provider_rate_limit: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # http calls/s; 0 = none
+    provider_patience: Seconds = 900.0  # unavailable this long, a job's remaining items fail
+    provider_backoff_max: Seconds = 30.0  # longest pause after pushback without Retry-After
+    slice_wait: Seconds = 120.0  # a slice waiting longer is given back with a delayed message
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +124,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "http" in self.offered_providers and not self.provider_url:
             raise ConfigurationError(
                 "TALLY_PROVIDER_URL is not set but the http provider is offered"
+            )
+        if self.slice_wait > MAX_SLICE_WAIT_SECONDS:
+            raise ConfigurationError(
+                f"TALLY_SLICE_WAIT_SECONDS must be at most {MAX_SLICE_WAIT_SECONDS:.0f} "
+                "(a slice must give its message back before the actor's time limit)"
             )
         if self.environment != "development":
             if self.fernet_key in PLACEHOLDER_SECRETS:
@@ -192,6 +203,10 @@ VARIABLES: dict[str, str] = {
     "TALLY_METRICS_TOKEN": "metrics_token",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
     "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
+    "TALLY_PROVIDER_RATE_LIMIT": "provider_rate_limit",
+    "TALLY_PROVIDER_PATIENCE": "provider_patience",
+    "TALLY_PROVIDER_BACKOFF_MAX": "provider_backoff_max",
+    "TALLY_SLICE_WAIT_SECONDS": "slice_wait",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

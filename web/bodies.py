@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
 
 from core.stats import STAT_NAMES
-from core.vocabulary import JobStatus, LedgerKind
+from core.vocabulary import JobStatus, LedgerKind, WaitingReason
 
 # An ISO 8601 timestamp with its UTC offset, as datetime.isoformat() writes it.
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
@@ -66,6 +66,11 @@ class Job(Struct):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     error: str | None
+    # Why an unfinished job is slow, and when its provider may be called again.
+    waiting: WaitingReason | None = None
+    retry_at: Timestamp | None = None
+    failures_by_reason: dict[str, int] = {}
+    orphans: int = 0  # accounts the provider may hold that the vault does not
 
 
 class JobPage(Struct):

@@ -1,4 +1,11 @@
-"""Calling a provider for many items at once, with bounded concurrency and retries."""
+"""Calling a provider for many items at once, with bounded concurrency and retries.
+
+Two ways to treat a transient error. Without a pacer (the sandbox), an item is retried
+`attempts` times, then counted as a failure. With one (a provider that pushes back),
+pushback pauses every caller through the pacer, an ambiguous outcome is retried with the
+same key after a backoff, and an item fails only once the provider has been unavailable
+for the patience; only permanent refusals fail it sooner.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,20 @@ import asyncio
 import random
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
-from core.errors import PermanentProviderError, TransientProviderError
+from core.errors import PermanentProviderError, ProviderPushback, TransientProviderError
 from core.providers.base import CreatedAccount, Provider, item_key
+from worker.pacing import UNAVAILABLE, Pacer, backoff
+from worker.pushback import SliceRun
 
 BASE_BACKOFF_SECONDS = 0.05
+
+REFUSED = "refused"
+GAVE_UP = "gave_up"
+RETRIES_EXHAUSTED = "retries_exhausted"
+PATIENCE_EXHAUSTED = "provider_unavailable"
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,18 @@ class ItemOutcome:
     item_index: int
     account: CreatedAccount | None = None
     error: str | None = None
+    reason: str | None = None  # a failure's kind: REFUSED, PATIENCE_EXHAUSTED, ...
+    orphans: int = 0  # accounts the provider may hold for this slot beyond the vault's
+
+
+@dataclass(frozen=True)
+class Patience:
+    """What a paced fan-out needs: the shared pacer, the slice's run and the patience."""
+
+    pacer: Pacer
+    run: SliceRun
+    seconds: float
+    backoff_cap: float
 
 
 async def create_accounts(
@@ -31,10 +58,13 @@ async def create_accounts(
     concurrency: int,
     attempts: int,
     gate: asyncio.Semaphore | None = None,
+    patience: Patience | None = None,
 ) -> list[ItemOutcome]:
     """Create one account per index; at most `concurrency` calls are in flight.
 
     A shared `gate` bounds the calls of every slice running on the same loop together.
+    With `patience`, a slice the provider asks to wait past its budget raises
+    SliceDeferred once its calls in flight have ended.
     """
     outcomes: dict[int, ItemOutcome] = {}
     pending = iter(enumerate(indices))
@@ -43,13 +73,19 @@ async def create_accounts(
         # `concurrency` lanes each take the next item until none is left: far less
         # scheduling per item than one task per item behind a semaphore.
         for position, index in pending:
-            if gate is None:
-                outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
+            if patience is not None:
+                outcome = await _create_patiently(provider, job_id, index, gate, patience)
+                if outcome is None:
+                    return
+                outcomes[position] = outcome
                 continue
-            async with gate:
+            async with gate or nullcontext():
                 outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
 
     await asyncio.gather(*(lane() for _ in range(min(concurrency, len(indices)))))
+    deferred = None if patience is None else patience.run.deferred()
+    if deferred is not None:
+        raise deferred
     return [outcomes[position] for position in range(len(indices))]
 
 
@@ -61,9 +97,69 @@ async def _create_with_retries(
         try:
             return ItemOutcome(index, account=await provider.create_account(key))
         except PermanentProviderError as exc:
-            return ItemOutcome(index, error=str(exc))
+            return ItemOutcome(index, error=str(exc), reason=REFUSED)
         except TransientProviderError as exc:
             if attempt == attempts:
-                return ItemOutcome(index, error=f"{exc} (after {attempts} attempts)")
+                error = f"{exc} (after {attempts} attempts)"
+                return ItemOutcome(index, error=error, reason=RETRIES_EXHAUSTED)
             await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
     raise AssertionError("unreachable: attempts must be at least 1")
+
+
+async def _create_patiently(
+    provider: Provider,
+    job_id: uuid.UUID,
+    index: int,
+    gate: asyncio.Semaphore | None,
+    patience: Patience,
+) -> ItemOutcome | None:
+    """One slot's outcome, or None when the slice stopped to wait elsewhere."""
+    key = item_key(job_id, index)
+    pacer, run = patience.pacer, patience.run
+    ambiguous = 0
+    rng = random.Random()
+    while not run.stopping:
+        permit = await pacer.acquire()
+        if not permit.granted:
+            if permit.reason == UNAVAILABLE and permit.unavailable_for >= patience.seconds:
+                return _out_of_patience(index, permit.unavailable_for, ambiguous)
+            if run.wait(permit.reason or UNAVAILABLE, permit.wait):
+                await asyncio.sleep(permit.wait)
+            continue
+        if permit.wait:
+            await asyncio.sleep(permit.wait)
+        try:
+            account = await _call(provider, key, gate)
+        except PermanentProviderError as exc:
+            await pacer.answered()
+            return ItemOutcome(index, error=str(exc), reason=REFUSED, orphans=min(ambiguous, 1))
+        except ProviderPushback as exc:
+            pushed = await pacer.pushback(exc.retry_after, exc.reason, pause=True)
+            if pushed.unavailable_for >= patience.seconds:
+                return _out_of_patience(index, pushed.unavailable_for, ambiguous)
+            continue
+        except TransientProviderError:
+            # Ambiguous (or unclassified): the account may exist; ask again with the same key.
+            ambiguous += 1
+            pushed = await pacer.pushback(None, UNAVAILABLE, pause=False)
+            if pushed.unavailable_for >= patience.seconds:
+                return _out_of_patience(index, pushed.unavailable_for, ambiguous)
+            await asyncio.sleep(backoff(ambiguous - 1, patience.backoff_cap, rng))
+            continue
+        await pacer.answered()
+        run.answered()
+        orphaned = 1 if ambiguous and not account.replayed else 0
+        return ItemOutcome(index, account=account, orphans=orphaned)
+    return None
+
+
+async def _call(provider: Provider, key: str, gate: asyncio.Semaphore | None) -> CreatedAccount:
+    context: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
+    async with context:
+        return await provider.create_account(key)
+
+
+def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:
+    error = f"the provider was unavailable for {seconds:.0f} s"
+    # An unanswered call may have created an account the vault will never hold.
+    return ItemOutcome(index, error=error, reason=PATIENCE_EXHAUSTED, orphans=min(ambiguous, 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +17,18 @@ from core.finish import fail_job
 from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
+from worker.deferral import defer
 from worker.fanout import ItemOutcome
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
+from worker.pushback import SliceDeferred
+from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[str, Settings], Provider]
+# Sends a slice's message again after a delay in seconds (the worker's broker).
+Resend = Callable[[uuid.UUID, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class SliceContext:
     box: SecretBox
     providers: ProviderFactory
     provider_loop: ProviderLoop
+    resend: Resend | None = None  # None: the sweep re-sends a deferred slice
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
@@ -58,11 +65,24 @@ def _run_claimed(context: SliceContext, claim: slices.SliceClaim) -> slices.Slic
         return slices.record(context.sessions, claim, given_up, context.box)
     try:
         outcomes = _create(context, claim)
+    except SliceDeferred as deferred:
+        _defer(context, claim, deferred)
+        return slices.SliceResult(recorded=False)
     except (ProviderUnavailable, UnknownProvider) as exc:
         logger.error("job %s cannot run: %s", job_id, exc)
         fail_job(context.sessions, job_id, str(exc))
         return slices.SliceResult(recorded=False)
     return slices.record(context.sessions, claim, outcomes, context.box)
+
+
+def _defer(context: SliceContext, claim: slices.SliceClaim, deferred: SliceDeferred) -> None:
+    """Give the slice back until the provider's retry time and send its message for then."""
+    logger.info("slice %s/%s waits for the provider: %s", claim.job_id, claim.slice_index, deferred)
+    if not defer(context.sessions, claim, deferred.retry_at, deferred.reason):
+        return  # no longer ours: whoever took it over runs it
+    if context.resend is not None:
+        delay = max(0.0, deferred.retry_at - time.time())
+        context.resend(claim.job_id, claim.slice_index, delay)
 
 
 def _give_back(context: SliceContext, claim: slices.SliceClaim) -> None:
@@ -84,6 +104,7 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
     with keeper:
+        status = WaitingStatus(context.sessions, claim.job_id, context.provider_loop.status_writer)
         return context.provider_loop.run(
-            provider, claim.job_id, list(claim.indices), settings.provider_attempts
+            provider, claim.job_id, list(claim.indices), settings.provider_attempts, status
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import dramatiq
@@ -10,8 +11,10 @@ import dramatiq
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
-from worker.processing import SliceContext
+from core.slice_messages import slice_message
+from worker.processing import Resend, SliceContext
 from worker.provider_loop import ProviderLoop
+from worker.pushback import PushbackPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,15 @@ def pool_size(settings: Settings, threads: int) -> int:
     return settings.worker_pool_size or threads + 2
 
 
+def resend_after(broker: dramatiq.Broker) -> Resend:
+    """Send a slice's message again after a delay, on this process's broker."""
+
+    def resend(job_id: uuid.UUID, slice_index: int, delay: float) -> None:
+        broker.enqueue(slice_message(job_id, slice_index), delay=int(delay * 1000))
+
+    return resend
+
+
 class ProcessResources(dramatiq.Middleware):
     """Creates the database engine when a worker boots and disposes it at shutdown."""
 
@@ -49,13 +61,16 @@ class ProcessResources(dramatiq.Middleware):
             pool_size=pool_size(self.settings, threads),
             application_name="tally-worker",
         )
-        self.provider_loop = ProviderLoop(self.settings.provider_concurrency)
+        self.provider_loop = ProviderLoop(
+            self.settings.provider_concurrency, PushbackPolicy.from_settings(self.settings)
+        )
         _context = SliceContext(
             sessions=self.database.sessions,
             settings=self.settings,
             box=self.settings.secret_box(),
             providers=build_provider,
             provider_loop=self.provider_loop,
+            resend=resend_after(broker),
         )
         logger.info("worker resources ready (%d threads)", threads)
 
