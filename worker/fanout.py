@@ -121,9 +121,9 @@ async def _create_patiently(
     while not run.stopping:
         permit = await pacer.acquire()
         if not permit.granted:
-            if permit.reason == UNAVAILABLE and permit.unavailable_for >= patience.seconds:
+            if permit.paused and permit.unavailable_for >= patience.seconds:
                 return _out_of_patience(index, permit.unavailable_for, ambiguous)
-            if run.wait(permit.reason or UNAVAILABLE, permit.wait):
+            if run.wait(permit.reason or UNAVAILABLE, permit.wait, paused=permit.paused):
                 await asyncio.sleep(permit.wait)
             continue
         if permit.wait:

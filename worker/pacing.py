@@ -62,7 +62,7 @@ if pause > 0 and now + pause > untl then
   redis.call('HSET', KEYS[1], 'until', untl, 'reason', ARGV[2])
 end
 redis.call('HSETNX', KEYS[1], 'since', now)
-redis.call('PEXPIRE', KEYS[1], math.max(untl - now, 0) + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], math.floor(math.max(untl - now, 0) + tonumber(ARGV[3])))
 return {tostring(math.max(untl - now, 0)), redis.call('HGET', KEYS[1], 'since'), now}
 """
 
@@ -75,6 +75,7 @@ class Permit:
     wait: float  # seconds
     reason: str | None  # why not granted: RATE_LIMITED or UNAVAILABLE
     unavailable_for: float  # seconds since the provider stopped answering; 0 if it answers
+    paused: bool = False  # not granted because the provider paused us (else: our own limit)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class LocalPacer:
         now = time.monotonic()
         down = 0.0 if self._since is None else now - self._since
         if self._until > now:
-            return Permit(False, self._until - now, self._reason, down)
+            return Permit(False, self._until - now, self._reason, down, paused=True)
         if not self._interval:
             return Permit(True, 0.0, None, down)
         tat = max(self._tat, now)
@@ -198,9 +199,11 @@ class RedisPacer:
         self._fresh_until = now + REFRESH_SECONDS
         down = 0.0 if self._down_since is None else now - self._down_since
         if not granted:
+            paused = reason != b"self"
             why = RATE_LIMITED if reason in (b"self", RATE_LIMITED.encode()) else UNAVAILABLE
-            await self._local.pushback(wait, why, pause=not self._interval_ms)
-            return Permit(False, wait, why, down)
+            if paused:
+                await self._local.pushback(wait, why, pause=not self._interval_ms)
+            return Permit(False, wait, why, down, paused=paused)
         return Permit(True, wait, None, down)
 
     async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:

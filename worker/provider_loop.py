@@ -14,6 +14,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -25,6 +26,7 @@ from worker.pushback import PushbackPolicy, SliceRun, WaitListener
 
 WAIT_SLICE_SECONDS = 0.5
 REDIS_TIMEOUT_SECONDS = 2.0
+REDIS_CONNECTIONS = 16
 
 
 class ProviderLoop:
@@ -127,11 +129,15 @@ class ProviderLoop:
 def _make_pacer(name: str, policy: PushbackPolicy) -> Pacer:
     if not policy.redis_url:
         return LocalPacer(policy.rate_limit, policy.backoff_cap)
-    client = aioredis.Redis.from_url(
+    # Every lane of every slice asks the pacer: they queue for a few connections.
+    pool: aioredis.BlockingConnectionPool[Any] = aioredis.BlockingConnectionPool.from_url(
         policy.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
+    client = aioredis.Redis(connection_pool=pool)
     return RedisPacer(client, name, policy.rate_limit, policy.backoff_cap)
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.settings import Settings
+from core.settings import MAX_SLICE_WAIT_SECONDS, Settings
 
 # The providers whose pushback is waited out with patience and shared pacing.
 PATIENT_PROVIDERS = frozenset({"http"})
@@ -57,18 +57,25 @@ class SliceRun:
     """One slice's run on the provider loop: its wait budget and whether it is stopping."""
 
     def __init__(self, budget: float, listener: WaitListener | None = None) -> None:
-        self._deadline = time.monotonic() + budget
+        started = time.monotonic()
+        self._deadline = started + budget
+        self._last_call = started + MAX_SLICE_WAIT_SECONDS
         self._listener = listener
         self.stopping = False
         self.retry_at = 0.0
         self.reason = ""
         self._waiting: str | None = None
 
-    def wait(self, reason: str, seconds: float) -> bool:
-        """Note a wait of `seconds`; False (and stop the slice) when it ends past the budget."""
-        if reason != self._waiting or seconds >= 1:
+    def wait(self, reason: str, seconds: float, paused: bool = True) -> bool:
+        """Note a wait of `seconds`; False (and stop the slice) when it ends past the budget.
+
+        A pause the provider asked for may last until the slice's wait budget; a wait for
+        the deployment's own rate limit never stops the slice, short of the actor's limit.
+        """
+        if seconds >= 1 or (paused and reason != self._waiting):
             self._tell(reason, time.time() + seconds)
-        if time.monotonic() + seconds <= self._deadline:
+        ends = time.monotonic() + seconds
+        if ends <= (self._deadline if paused else self._last_call):
             return True
         self.stopping = True
         self.retry_at = max(self.retry_at, time.time() + seconds)

@@ -9,6 +9,7 @@ may exist, so retry the same key until the provider answers).
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,9 @@ from core.errors import (
     ProviderUnavailable,
 )
 from core.providers.base import CreatedAccount
+
+# One line per request at INFO would drown a worker's log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RATE_LIMITED = "provider_rate_limited"
 UNAVAILABLE = "provider_unavailable"
