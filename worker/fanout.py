@@ -132,7 +132,7 @@ async def _create_patiently(
             account = await _call(provider, key, gate)
         except PermanentProviderError as exc:
             await pacer.answered()
-            return ItemOutcome(index, error=str(exc), reason=REFUSED, orphans=min(ambiguous, 1))
+            return ItemOutcome(index, error=str(exc), reason=REFUSED, orphans=ambiguous)
         except ProviderPushback as exc:
             pushed = await pacer.pushback(exc.retry_after, exc.reason, pause=True)
             if pushed.unavailable_for >= patience.seconds:
@@ -148,7 +148,8 @@ async def _create_patiently(
             continue
         await pacer.answered()
         run.answered()
-        orphaned = 1 if ambiguous and not account.replayed else 0
+        # Each unanswered call may have created an account; a replay says it was this one.
+        orphaned = 0 if account.replayed else ambiguous
         return ItemOutcome(index, account=account, orphans=orphaned)
     return None
 
@@ -162,4 +163,4 @@ async def _call(provider: Provider, key: str, gate: asyncio.Semaphore | None) ->
 def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:
     error = f"the provider was unavailable for {seconds:.0f} s"
     # An unanswered call may have created an account the vault will never hold.
-    return ItemOutcome(index, error=error, reason=PATIENCE_EXHAUSTED, orphans=min(ambiguous, 1))
+    return ItemOutcome(index, error=error, reason=PATIENCE_EXHAUSTED, orphans=ambiguous)

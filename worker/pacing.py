@@ -35,11 +35,17 @@ REFRESH_SECONDS = 0.1
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local st = redis.call('HMGET', KEYS[1], 'until', 'reason', 'since')
+local st = redis.call('HMGET', KEYS[1], 'until', 'reason', 'since', 'probe')
 local paused = tonumber(st[1] or '0') or 0
 local since = st[3] or ''
 if paused > now then
   return {0, tostring(paused - now), st[2] or '', since, now}
+end
+if paused > 0 and since ~= '' then
+  -- The pause is over but nothing has answered since: one call probes, the others wait.
+  local probe = tonumber(st[4] or '0') or 0
+  if probe > now then return {0, tostring(math.min(probe - now, 500)), st[2] or '', since, now} end
+  redis.call('HSET', KEYS[1], 'probe', now + tonumber(ARGV[4]))
 end
 local interval = tonumber(ARGV[1])
 if interval <= 0 then return {1, '0', '', since, now} end
@@ -60,6 +66,7 @@ local pause = tonumber(ARGV[1])
 if pause > 0 and now + pause > untl then
   untl = now + pause
   redis.call('HSET', KEYS[1], 'until', untl, 'reason', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'probe')
 end
 redis.call('HSETNX', KEYS[1], 'since', now)
 redis.call('PEXPIRE', KEYS[1], math.floor(math.max(untl - now, 0) + tonumber(ARGV[3])))
@@ -168,7 +175,12 @@ class RedisPacer:
     """The shared pacer: one state per provider in Redis, for every process and host."""
 
     def __init__(
-        self, client: aioredis.Redis[bytes], name: str, rate_limit: float, backoff_cap: float
+        self,
+        client: aioredis.Redis[bytes],
+        name: str,
+        rate_limit: float,
+        backoff_cap: float,
+        probe_timeout: float = 10.0,
     ) -> None:
         self._client = client
         self._keys = [f"tally:provider:{name}:pushback", f"tally:provider:{name}:tat"]
@@ -180,6 +192,7 @@ class RedisPacer:
         self._down_since: float | None = None  # local monotonic time, as last read
         self._fresh_until = 0.0
         self._broken_until = 0.0
+        self._probe_ms = probe_timeout * 1000
 
     async def acquire(self) -> Permit:
         now = time.monotonic()
@@ -190,13 +203,19 @@ class RedisPacer:
         try:
             granted, wait_ms, reason, since, server_now = await self._acquire(
                 keys=self._keys,
-                args=[self._interval_ms, self._tau_ms, HORIZON_SECONDS * 1000],
+                args=[
+                    self._interval_ms,
+                    self._tau_ms,
+                    HORIZON_SECONDS * 1000,
+                    self._probe_ms,
+                ],
             )
         except (RedisError, OSError) as exc:
             return await self._degrade(exc)
         self._down_since = _since_local(since, server_now)
         wait = float(wait_ms) / 1000
-        self._fresh_until = now + REFRESH_SECONDS
+        # Cache "all clear" only: while the provider is unavailable, every call asks.
+        self._fresh_until = now + REFRESH_SECONDS if self._down_since is None else 0.0
         down = 0.0 if self._down_since is None else now - self._down_since
         if not granted:
             paused = reason != b"self"
@@ -226,7 +245,7 @@ class RedisPacer:
             return
         self._down_since = None
         try:
-            await self._client.hdel(self._keys[0], "since")
+            await self._client.hdel(self._keys[0], "since", "until", "probe")
         except (RedisError, OSError) as exc:
             await self._degrade(exc)
 

@@ -138,7 +138,7 @@ def _make_pacer(name: str, policy: PushbackPolicy) -> Pacer:
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
     client = aioredis.Redis(connection_pool=pool)
-    return RedisPacer(client, name, policy.rate_limit, policy.backoff_cap)
+    return RedisPacer(client, name, policy.rate_limit, policy.backoff_cap, policy.probe_timeout)
 
 
 def _wait(future: concurrent.futures.Future[list[ItemOutcome]]) -> list[ItemOutcome]:

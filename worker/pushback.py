@@ -27,6 +27,7 @@ class PushbackPolicy:
     backoff_cap: float
     rate_limit: float
     redis_url: str
+    probe_timeout: float = 10.0  # how long one probe after a pause holds the others back
     patient_providers: frozenset[str] = PATIENT_PROVIDERS
 
     @classmethod
@@ -38,6 +39,7 @@ class PushbackPolicy:
             backoff_cap=settings.provider_backoff_max,
             rate_limit=settings.provider_rate_limit,
             redis_url=settings.redis_url,
+            probe_timeout=settings.provider_timeout + 1.0,
         )
 
 
@@ -57,9 +59,9 @@ class SliceRun:
     """One slice's run on the provider loop: its wait budget and whether it is stopping."""
 
     def __init__(self, budget: float, listener: WaitListener | None = None) -> None:
-        started = time.monotonic()
-        self._deadline = started + budget
-        self._last_call = started + MAX_SLICE_WAIT_SECONDS
+        self._budget = budget
+        self._last_call = time.monotonic() + MAX_SLICE_WAIT_SECONDS
+        self._paused_since: float | None = None
         self._listener = listener
         self.stopping = False
         self.retry_at = 0.0
@@ -69,13 +71,18 @@ class SliceRun:
     def wait(self, reason: str, seconds: float, paused: bool = True) -> bool:
         """Note a wait of `seconds`; False (and stop the slice) when it ends past the budget.
 
-        A pause the provider asked for may last until the slice's wait budget; a wait for
-        the deployment's own rate limit never stops the slice, short of the actor's limit.
+        Pauses the provider asked for may last the slice's wait budget, counted from the
+        first one since the provider last answered; a wait for the deployment's own rate
+        limit never stops the slice, short of the actor's time limit.
         """
+        now = time.monotonic()
         if seconds >= 1 or (paused and reason != self._waiting):
             self._tell(reason, time.time() + seconds)
-        ends = time.monotonic() + seconds
-        if ends <= (self._deadline if paused else self._last_call):
+        deadline = self._last_call
+        if paused:
+            self._paused_since = self._paused_since or now
+            deadline = min(deadline, self._paused_since + self._budget)
+        if now + seconds <= deadline:
             return True
         self.stopping = True
         self.retry_at = max(self.retry_at, time.time() + seconds)
@@ -84,6 +91,7 @@ class SliceRun:
 
     def answered(self) -> None:
         """The provider answered: the slice no longer waits."""
+        self._paused_since = None
         if self._waiting is not None:
             self._tell(None, None)
 
