@@ -9,6 +9,7 @@ may exist, so retry the same key until the provider answers).
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import time
 from typing import Any
@@ -32,6 +33,7 @@ UNAVAILABLE = "provider_unavailable"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Failures that happen before the request reaches the provider: nothing can exist.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+CLIENT_SHARDS = 8
 
 
 class HttpProvider:
@@ -45,13 +47,19 @@ class HttpProvider:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._url = url
         # The worker bounds calls in flight itself; the pool must not add a second bound.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits)
+        # httpx's pool slows down with its number of connections, so calls are spread over
+        # a few small pools.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        self._clients = [
+            httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits)
+            for _ in range(CLIENT_SHARDS)
+        ]
+        self._turn = itertools.cycle(self._clients)
 
     async def create_account(self, idempotency_key: str) -> CreatedAccount:
         """POST one creation request; sort the answer into account, refusal or pushback."""
         try:
-            response = await self._client.post(
+            response = await next(self._turn).post(
                 self._url,
                 json={"idempotency_key": idempotency_key},
                 headers={"Idempotency-Key": idempotency_key},
@@ -72,7 +80,8 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
