@@ -253,6 +253,7 @@ class ReconcileReport(Base):
     drift_count: Mapped[int] = mapped_column(Integer, nullable=False)
     repair: Mapped[bool] = mapped_column(Boolean, nullable=False)
     repaired_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class ReconcileDrift(Base):

@@ -203,6 +203,7 @@ class ReportSummary(Struct):
     repair: bool
     repaired_count: int
     unrepaired: int
+    orphans: int  # accounts providers may hold that no vault does (ambiguous calls)
 
 
 class Report(ReportSummary):

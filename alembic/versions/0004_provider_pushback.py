@@ -31,6 +31,10 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
+    op.add_column(
+        "reconcile_reports",
+        sa.Column("orphans", sa.Integer(), server_default="0", nullable=False),
+    )
     op.create_check_constraint(
         op.f("ck_jobs_waiting_known"),
         "jobs",
@@ -40,6 +44,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_constraint(op.f("ck_jobs_waiting_known"), "jobs", type_="check")
+    op.drop_column("reconcile_reports", "orphans")
     op.drop_column("jobs", "failure_reasons")
     op.drop_column("jobs", "orphans")
     op.drop_column("jobs", "retry_at")
