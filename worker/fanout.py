@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
 from core.errors import PermanentProviderError, ProviderPushback, TransientProviderError
+from core.metrics import observe_pause
 from core.providers.base import CreatedAccount, Provider, item_key
 from worker.pacing import UNAVAILABLE, Pacer, backoff
 from worker.pushback import SliceRun
@@ -134,6 +135,7 @@ async def _create_patiently(
             await pacer.answered()
             return ItemOutcome(index, error=str(exc), reason=REFUSED, orphans=ambiguous)
         except ProviderPushback as exc:
+            observe_pause(provider.name, exc.reason)
             pushed = await pacer.pushback(exc.retry_after, exc.reason, pause=True)
             if pushed.unavailable_for >= patience.seconds:
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.metrics import TimedProvider
+from core.metrics import TimedProvider, set_rate_limit
 from core.providers.base import Provider
 from worker.fanout import ItemOutcome, Patience, create_accounts
 from worker.pacing import LocalPacer, Pacer, RedisPacer
@@ -106,6 +106,7 @@ class ProviderLoop:
         pacer = self._pacers.get(name)
         if pacer is None:
             pacer = _make_pacer(name, policy)
+            set_rate_limit(name, policy.rate_limit)
             self._pacers[name] = pacer
         return pacer
 
