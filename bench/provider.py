@@ -27,6 +27,8 @@ LIMITED_LATENCY_MS = 20.0
 OPEN_LATENCY_MS = 50.0
 OPEN_CONCURRENCY = 8
 PROCESSES, THREADS = 2, 4
+# Slices small enough that Dramatiq's prefetch spreads them evenly over the two processes.
+SLICE_SIZE = 100
 
 
 @contextlib.contextmanager
@@ -96,8 +98,13 @@ def _run_jobs(
     bench: Bench, base: str, items: int, processes: int, **env: str
 ) -> tuple[seed.JobsOutcome, dict[str, Any]]:
     url = base + "/accounts"
-    provider_env = {"TALLY_PROVIDER": "http", "TALLY_PROVIDER_URL": url, **env}
-    settings = bench.settings(provider="http", provider_url=url)
+    provider_env = {
+        "TALLY_PROVIDER": "http",
+        "TALLY_PROVIDER_URL": url,
+        "TALLY_SLICE_SIZE": str(SLICE_SIZE),
+        **env,
+    }
+    settings = bench.settings(provider="http", provider_url=url, slice_size=SLICE_SIZE)
     bench.reset()
     owner = seed.create_users(bench, 1, credits=items + 10)[0]
     with worker(bench.env(**provider_env), bench.run_dir, processes, THREADS, name="worker-http"):
@@ -125,6 +132,7 @@ def _details(done: seed.JobsOutcome, counts: dict[str, Any]) -> dict[str, Any]:
         "provider_accounts": counts["accounts"],
         "processes": PROCESSES,
         "threads": THREADS,
+        "slice_size": SLICE_SIZE,
     }
 
 

@@ -82,10 +82,16 @@ class Ledger:
     accounts: dict[str, dict[str, object]] = field(default_factory=dict)
     per_second: Counter[int] = field(default_factory=Counter)
     created: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    busy_seconds: float = 0.0  # the sum of every request's time in the server
+    first: float | None = None
+    last: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The counts GET /_counts answers."""
         keys = self.accounts_by_key
+        span = (self.last - self.first) if self.first is not None and self.last else 0.0
         return {
             "requests": sum(self.answers.values()),
             "answers": dict(self.answers),
@@ -94,6 +100,8 @@ class Ledger:
             "keys_with_several_accounts": sum(1 for n in keys.values() if n > 1),
             "accounts_by_key": dict(keys),
             "max_requests_in_one_second": max(self.per_second.values(), default=0),
+            "peak_in_flight": self.peak_in_flight,
+            "mean_in_flight": round(self.busy_seconds / span, 2) if span else 0.0,
         }
 
 
@@ -122,6 +130,19 @@ class ReferenceProvider:
 
     async def create(self, request: Request) -> Response:
         """POST /accounts: create (or replay) the account of an Idempotency-Key."""
+        ledger = self.ledger
+        started = time.monotonic()
+        ledger.first = started if ledger.first is None else ledger.first
+        ledger.in_flight += 1
+        ledger.peak_in_flight = max(ledger.peak_in_flight, ledger.in_flight)
+        try:
+            return await self._create(request)
+        finally:
+            ledger.in_flight -= 1
+            ledger.last = time.monotonic()
+            ledger.busy_seconds += ledger.last - started
+
+    async def _create(self, request: Request) -> Response:
         self.ledger.per_second[int(time.monotonic())] += 1
         key = request.headers.get("idempotency-key", "")
         if not key:

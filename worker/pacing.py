@@ -31,6 +31,8 @@ HORIZON_SECONDS = 1.0
 IDLE_MS = 120_000
 # Without a rate limit, a process re-reads the shared pause at most this often.
 REFRESH_SECONDS = 0.1
+# After Redis failed to answer, the pacer asks it again this much later.
+REDIS_RETRY_SECONDS = 1.0
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -197,7 +199,7 @@ class RedisPacer:
     async def acquire(self) -> Permit:
         now = time.monotonic()
         if now < self._broken_until:
-            return await self._local.acquire()
+            return await self._without_redis()
         if not self._interval_ms and now < self._fresh_until:
             return await self._local.acquire()
         try:
@@ -254,8 +256,15 @@ class RedisPacer:
 
     async def _degrade(self, exc: BaseException) -> Permit:
         if time.monotonic() >= self._broken_until:
-            logger.warning("provider pacing falls back to this process: %s", exc)
-        self._broken_until = time.monotonic() + 5.0
+            logger.warning("provider pacing cannot reach Redis: %s", exc)
+        self._broken_until = time.monotonic() + REDIS_RETRY_SECONDS
+        return await self._without_redis()
+
+    async def _without_redis(self) -> Permit:
+        """Pauses hold within the process; a deployment-wide rate waits for Redis."""
+        if self._interval_ms:
+            # No process can know what the others send: calling could break the limit.
+            return Permit(False, REDIS_RETRY_SECONDS, RATE_LIMITED, 0.0, paused=False)
         return await self._local.acquire()
 
 

@@ -26,7 +26,8 @@ from worker.pushback import PushbackPolicy, SliceRun, WaitListener
 
 WAIT_SLICE_SECONDS = 0.5
 REDIS_TIMEOUT_SECONDS = 2.0
-REDIS_CONNECTIONS = 16
+REDIS_CONNECTIONS = 32
+REDIS_POOL_WAIT_SECONDS = 10.0  # lanes queue for a connection; only a dead Redis times out
 
 
 class ProviderLoop:
@@ -134,7 +135,7 @@ def _make_pacer(name: str, policy: PushbackPolicy) -> Pacer:
     pool: aioredis.BlockingConnectionPool[Any] = aioredis.BlockingConnectionPool.from_url(
         policy.redis_url,
         max_connections=REDIS_CONNECTIONS,
-        timeout=REDIS_TIMEOUT_SECONDS,
+        timeout=REDIS_POOL_WAIT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
