@@ -16,10 +16,16 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
-from core.errors import PermanentProviderError, ProviderPushback, TransientProviderError
+from core.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderPushback,
+    TransientProviderError,
+)
 from core.metrics import observe_pause
 from core.providers.base import CreatedAccount, Provider, item_key
-from worker.pacing import UNAVAILABLE, Pacer, backoff
+from worker.adaptive import AdaptiveConcurrency
+from worker.pacing import RATE_LIMITED, UNAVAILABLE, Pacer, Permit, backoff
 from worker.pushback import SliceRun
 
 BASE_BACKOFF_SECONDS = 0.05
@@ -49,6 +55,7 @@ class Patience:
     run: SliceRun
     seconds: float
     backoff_cap: float
+    window: AdaptiveConcurrency | None = None  # with no rate limit: AIMD on 429s
 
 
 async def create_accounts(
@@ -120,27 +127,25 @@ async def _create_patiently(
     ambiguous = 0
     rng = random.Random()
     while not run.stopping:
-        permit = await pacer.acquire()
-        if not permit.granted:
-            if permit.paused and permit.unavailable_for >= patience.seconds:
-                return _out_of_patience(index, permit.unavailable_for, ambiguous)
-            if run.wait(permit.reason or UNAVAILABLE, permit.wait, paused=permit.paused):
-                await asyncio.sleep(permit.wait)
+        answer = await _attempt(provider, key, gate, patience)
+        if isinstance(answer, Permit):
+            if answer.paused and answer.unavailable_for >= patience.seconds:
+                return _out_of_patience(index, answer.unavailable_for, ambiguous)
+            if run.wait(answer.reason or UNAVAILABLE, answer.wait, paused=answer.paused):
+                await asyncio.sleep(answer.wait)
             continue
-        if permit.wait:
-            await asyncio.sleep(permit.wait)
-        try:
-            account = await _call(provider, key, gate)
-        except PermanentProviderError as exc:
+        if isinstance(answer, PermanentProviderError):
             await pacer.answered()
-            return ItemOutcome(index, error=str(exc), reason=REFUSED, orphans=ambiguous)
-        except ProviderPushback as exc:
-            observe_pause(provider.name, exc.reason)
-            pushed = await pacer.pushback(exc.retry_after, exc.reason, pause=True)
+            return ItemOutcome(index, error=str(answer), reason=REFUSED, orphans=ambiguous)
+        if isinstance(answer, ProviderPushback):
+            if patience.window is not None and answer.reason == RATE_LIMITED:
+                patience.window.throttled()
+            observe_pause(provider.name, answer.reason)
+            pushed = await pacer.pushback(answer.retry_after, answer.reason, pause=True)
             if pushed.unavailable_for >= patience.seconds:
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)
             continue
-        except TransientProviderError:
+        if isinstance(answer, TransientProviderError):
             # Ambiguous (or unclassified): the account may exist; ask again with the same key.
             ambiguous += 1
             pushed = await pacer.pushback(None, UNAVAILABLE, pause=False)
@@ -148,18 +153,39 @@ async def _create_patiently(
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)
             await asyncio.sleep(backoff(ambiguous - 1, patience.backoff_cap, rng))
             continue
+        if isinstance(answer, ProviderError):
+            raise answer  # the provider cannot run at all (ProviderUnavailable)
         await pacer.answered()
         run.answered()
+        if patience.window is not None:
+            patience.window.answered()
         # Each unanswered call may have created an account; a replay says it was this one.
-        orphaned = 0 if account.replayed else ambiguous
-        return ItemOutcome(index, account=account, orphans=orphaned)
+        orphaned = 0 if answer.replayed else ambiguous
+        return ItemOutcome(index, account=answer, orphans=orphaned)
     return None
 
 
-async def _call(provider: Provider, key: str, gate: asyncio.Semaphore | None) -> CreatedAccount:
-    context: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
-    async with context:
-        return await provider.create_account(key)
+async def _attempt(
+    provider: Provider, key: str, gate: asyncio.Semaphore | None, patience: Patience
+) -> CreatedAccount | ProviderError | Permit:
+    """One call when the pacer allows it: its account or error, else the refused permit.
+
+    The adaptive window is taken before the pacer is asked, so that calls queued for the
+    window never go out after a pause they did not see.
+    """
+    window: AbstractAsyncContextManager[object] = patience.window or nullcontext()
+    async with window:
+        permit = await patience.pacer.acquire()
+        if not permit.granted:
+            return permit
+        if permit.wait:
+            await asyncio.sleep(permit.wait)
+        bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
+        try:
+            async with bound:
+                return await provider.create_account(key)
+        except ProviderError as exc:
+            return exc
 
 
 def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:

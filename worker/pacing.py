@@ -135,11 +135,20 @@ class LocalPacer:
         self._cap = backoff_cap
         self._rng = random.Random()
 
+    def paused(self) -> Permit | None:
+        """The pause in force in this process, if any."""
+        now = time.monotonic()
+        if self._until <= now:
+            return None
+        down = 0.0 if self._since is None else now - self._since
+        return Permit(False, self._until - now, self._reason, down, paused=True)
+
     async def acquire(self) -> Permit:
         now = time.monotonic()
         down = 0.0 if self._since is None else now - self._since
-        if self._until > now:
-            return Permit(False, self._until - now, self._reason, down, paused=True)
+        pause = self.paused()
+        if pause is not None:
+            return pause
         if not self._interval:
             return Permit(True, 0.0, None, down)
         tat = max(self._tat, now)
@@ -198,6 +207,10 @@ class RedisPacer:
 
     async def acquire(self) -> Permit:
         now = time.monotonic()
+        # A pause this process just met holds at once, before Redis has recorded it.
+        pause = self._local.paused()
+        if pause is not None:
+            return pause
         if now < self._broken_until:
             return await self._without_redis()
         if not self._interval_ms and now < self._fresh_until:

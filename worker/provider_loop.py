@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from core.metrics import TimedProvider, set_rate_limit
 from core.providers.base import Provider
+from worker.adaptive import AdaptiveConcurrency
 from worker.fanout import ItemOutcome, Patience, create_accounts
 from worker.pacing import LocalPacer, Pacer, RedisPacer
 from worker.pushback import PushbackPolicy, SliceRun, WaitListener
@@ -39,6 +40,7 @@ class ProviderLoop:
         self._loop = asyncio.new_event_loop()
         self._gate = asyncio.Semaphore(concurrency)
         self._pacers: dict[str, Pacer] = {}
+        self._windows: dict[str, AdaptiveConcurrency] = {}
         # Why-a-job-waits writes, in order, off the loop (worker/waiting_status.py).
         self.status_writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="tally-waiting"
@@ -100,7 +102,15 @@ class ProviderLoop:
             run=SliceRun(policy.slice_wait, listener),
             seconds=policy.patience,
             backoff_cap=policy.backoff_cap,
+            window=None if policy.rate_limit else self._window(name),
         )
+
+    def _window(self, name: str) -> AdaptiveConcurrency:
+        """The process's adaptive concurrency for a provider without a rate limit."""
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = AdaptiveConcurrency(self.concurrency)
+        return window
 
     def _pacer(self, name: str, policy: PushbackPolicy) -> Pacer:
         """The process's pacer of a provider, made on first use (on the loop's thread)."""
