@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -180,6 +181,9 @@ async def _attempt(
             return permit
         if permit.wait:
             await asyncio.sleep(permit.wait)
+        if time.monotonic() > permit.send_by:
+            # Woken too late for its slot: ask again rather than send in a burst.
+            return Permit(False, 0.0, RATE_LIMITED, permit.unavailable_for)
         bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
         try:
             async with bound:

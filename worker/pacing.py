@@ -85,6 +85,7 @@ class Permit:
     reason: str | None  # why not granted: RATE_LIMITED or UNAVAILABLE
     unavailable_for: float  # seconds since the provider stopped answering; 0 if it answers
     paused: bool = False  # not granted because the provider paused us (else: our own limit)
+    send_by: float = float("inf")  # a granted slot is lost if the call is not sent by then
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class LocalPacer:
         if wait > HORIZON_SECONDS:
             return Permit(False, wait, RATE_LIMITED, down)
         self._tat = tat + self._interval
-        return Permit(True, wait, None, down)
+        return Permit(True, wait, None, down, send_by=now + wait + _late(self._tau))
 
     async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:
         now = time.monotonic()
@@ -238,7 +239,8 @@ class RedisPacer:
             if paused:
                 await self._local.pushback(wait, why, pause=not self._interval_ms)
             return Permit(False, wait, why, down, paused=paused)
-        return Permit(True, wait, None, down)
+        send_by = now + wait + _late(self._tau_ms / 1000) if self._interval_ms else float("inf")
+        return Permit(True, wait, None, down, send_by=send_by)
 
     async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:
         local = await self._local.pushback(retry_after, reason, pause)
@@ -286,6 +288,14 @@ def _tolerance(rate_limit: float) -> float:
     if not rate_limit:
         return 0.0
     return max(1.0, rate_limit / 20) / rate_limit - 1.0 / rate_limit
+
+
+def _late(tolerance: float) -> float:
+    """How late a call may still take its rate slot: the burst tolerance, 10 ms at least.
+
+    A process starved of CPU wakes late; sending then would bunch its calls into bursts.
+    """
+    return max(tolerance, 0.01)
 
 
 def _since_local(since: Any, server_now: Any) -> float | None:
