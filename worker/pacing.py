@@ -236,8 +236,6 @@ class RedisPacer:
         if not granted:
             paused = reason != b"self"
             why = RATE_LIMITED if reason in (b"self", RATE_LIMITED.encode()) else UNAVAILABLE
-            if paused:
-                await self._local.pushback(wait, why, pause=not self._interval_ms)
             return Permit(False, wait, why, down, paused=paused)
         send_by = now + wait + _late(self._tau_ms / 1000) if self._interval_ms else float("inf")
         return Permit(True, wait, None, down, send_by=send_by)
