@@ -130,6 +130,8 @@ def _details(done: seed.JobsOutcome, counts: dict[str, Any]) -> dict[str, Any]:
         "requests": counts["requests"],
         "answers": counts["answers"],
         "provider_accounts": counts["accounts"],
+        "provider_mean_in_flight": counts["mean_in_flight"],
+        "provider_peak_in_flight": counts["peak_in_flight"],
         "processes": PROCESSES,
         "threads": THREADS,
         "slice_size": SLICE_SIZE,

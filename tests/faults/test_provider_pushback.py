@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser
+from reconcile.report import run_report
 from tests.faults.checks import assert_exact, settle, submit
 from tests.support.reference import ReferenceServer
 from tests.support.stack import WORKER_READY, Stack
@@ -124,7 +125,7 @@ def test_an_outage_longer_than_the_patience_fails_the_rest_with_its_reason(
     stack.worker(threads=2, **env)
     provider.outage(600)
     started = time.monotonic()
-    submit(url, user.token, [120, 80])
+    job_ids = submit(url, user.token, [120, 80])
     settle(db, started, "an outage past the patience", after="the submit")
 
     assert_exact(db, all_successful=False)
@@ -138,6 +139,9 @@ def test_an_outage_longer_than_the_patience_fails_the_rest_with_its_reason(
         {"provider_unavailable": 80},
     ]
     assert released_matches_failures(db)
+    answer = job_answer(url, user.token, job_ids[0])
+    assert answer["failures_by_reason"] == {"provider_unavailable": 120}
+    assert answer["waiting"] is None and answer["retry_at"] is None
     # Paused, not hammered: a handful of probes per Retry-After, not one per item and second.
     assert provider.counts()["answers"]["503"] < 200
 
@@ -162,6 +166,7 @@ def test_a_provider_that_ignores_keys_leaves_one_account_per_slot_and_counts_orp
     assert counts["answers"]["late"] > 0
     assert orphans > 0
     assert counts["accounts"] == vault_rows(db) + orphans == 200 + orphans
+    assert run_report(db.sessions, repair=False, origin="test").orphans == orphans
 
 
 def test_every_worker_restarted_mid_outage_loses_nothing_and_repeats_no_creation(
