@@ -31,6 +31,8 @@ HORIZON_SECONDS = 1.0
 IDLE_MS = 120_000
 # Without a rate limit, a process re-reads the shared pause at most this often.
 REFRESH_SECONDS = 0.1
+# A call may go this late for its slot: with the burst, within 10 % of the rate in any second.
+LATE_SECONDS = 0.04
 # After Redis failed to answer, the pacer asks it again this much later.
 REDIS_RETRY_SECONDS = 1.0
 
@@ -289,11 +291,11 @@ def _tolerance(rate_limit: float) -> float:
 
 
 def _late(tolerance: float) -> float:
-    """How late a call may still take its rate slot: the burst tolerance, 10 ms at least.
+    """How late a call may still take its rate slot: the burst tolerance, LATE_SECONDS at least.
 
     A process starved of CPU wakes late; sending then would bunch its calls into bursts.
     """
-    return max(tolerance, 0.01)
+    return max(tolerance, LATE_SECONDS)
 
 
 def _since_local(since: Any, server_now: Any) -> float | None:

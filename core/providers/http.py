@@ -9,8 +9,10 @@ may exist, so retry the same key until the provider answers).
 from __future__ import annotations
 
 import email.utils
+import functools
 import itertools
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -51,7 +53,9 @@ class HttpProvider:
         # a few small pools.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._clients = [
-            httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits)
+            httpx.AsyncClient(
+                timeout=timeout, headers=headers, limits=limits, verify=_tls_context()
+            )
             for _ in range(CLIENT_SHARDS)
         ]
         self._turn = itertools.cycle(self._clients)
@@ -82,6 +86,12 @@ class HttpProvider:
         """Close the HTTP connection pool."""
         for client in self._clients:
             await client.aclose()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one costs milliseconds, and clients are many."""
+    return ssl.create_default_context()
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
