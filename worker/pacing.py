@@ -31,8 +31,10 @@ HORIZON_SECONDS = 1.0
 IDLE_MS = 120_000
 # Without a rate limit, a process re-reads the shared pause at most this often.
 REFRESH_SECONDS = 0.1
-# A call may go this late for its slot: with the burst, within 10 % of the rate in any second.
-LATE_SECONDS = 0.04
+# A call may go this late for its slot. Calls only ever go later than their slots, so any
+# one second holds at most the slots of 1 + LATE_SECONDS seconds plus the burst (1 %):
+# within 10 % of the rate.
+LATE_SECONDS = 0.09
 # After Redis failed to answer, the pacer asks it again this much later.
 REDIS_RETRY_SECONDS = 1.0
 
@@ -284,10 +286,10 @@ class RedisPacer:
 
 
 def _tolerance(rate_limit: float) -> float:
-    """Seconds of burst the rate allows: a twentieth of a second's worth, one call at least."""
+    """Seconds of burst the rate allows: a hundredth of a second's worth, one call at least."""
     if not rate_limit:
         return 0.0
-    return max(1.0, rate_limit / 20) / rate_limit - 1.0 / rate_limit
+    return max(1.0, rate_limit / 100) / rate_limit - 1.0 / rate_limit
 
 
 def _late(tolerance: float) -> float:

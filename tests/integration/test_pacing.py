@@ -100,10 +100,10 @@ def test_the_rate_limit_holds_for_every_pacer_together(redis_url: str) -> None:
         return calls
 
     calls = sorted(on_redis(redis_url, body))
-    # Any one second holds at most the rate and its burst (a twentieth of a second's worth).
+    # Any one second holds at most the rate, its burst and its lateness: 10 % over at most.
     busiest = max(sum(1 for t in calls if start <= t < start + 1) for start in calls)
     assert busiest <= rate * 1.1
-    assert (calls[-1] - calls[0]) >= (len(calls) - rate / 20) / rate * 0.95
+    assert (calls[-1] - calls[0]) >= (len(calls) - 1) / rate * 0.9
 
 
 def test_without_redis_the_process_paces_itself() -> None:
