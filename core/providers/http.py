@@ -80,7 +80,12 @@ class HttpProvider:
         if status >= 400:
             raise PermanentProviderError(f"refused ({status})")
         replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
-        return _parse_account(response.json(), replayed)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            # A success whose body cannot be read: the account exists; ask again for it.
+            raise AmbiguousProviderError(f"http provider answered {status} without JSON") from exc
+        return _parse_account(body, replayed)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
