@@ -57,6 +57,12 @@ class Patience:
     seconds: float
     backoff_cap: float
     window: AdaptiveConcurrency | None = None  # with no rate limit: AIMD on 429s
+    job_started: float = 0.0  # monotonic; unavailability counts from then at the earliest
+
+    def exhausted(self, unavailable_for: float) -> bool:
+        """Whether the provider has been unavailable for the patience during this job."""
+        within_job = min(unavailable_for, time.monotonic() - self.job_started)
+        return within_job >= self.seconds
 
 
 async def create_accounts(
@@ -130,7 +136,7 @@ async def _create_patiently(
     while not run.stopping:
         answer = await _attempt(provider, key, gate, patience)
         if isinstance(answer, Permit):
-            if answer.paused and answer.unavailable_for >= patience.seconds:
+            if answer.paused and patience.exhausted(answer.unavailable_for):
                 return _out_of_patience(index, answer.unavailable_for, ambiguous)
             if run.wait(answer.reason or UNAVAILABLE, answer.wait, paused=answer.paused):
                 await asyncio.sleep(answer.wait)
@@ -143,14 +149,14 @@ async def _create_patiently(
                 patience.window.throttled()
             observe_pause(provider.name, answer.reason)
             pushed = await pacer.pushback(answer.retry_after, answer.reason, pause=True)
-            if pushed.unavailable_for >= patience.seconds:
+            if patience.exhausted(pushed.unavailable_for):
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)
             continue
         if isinstance(answer, TransientProviderError):
             # Ambiguous (or unclassified): the account may exist; ask again with the same key.
             ambiguous += 1
             pushed = await pacer.pushback(None, UNAVAILABLE, pause=False)
-            if pushed.unavailable_for >= patience.seconds:
+            if patience.exhausted(pushed.unavailable_for):
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)
             await asyncio.sleep(backoff(ambiguous - 1, patience.backoff_cap, rng))
             continue

@@ -19,6 +19,7 @@ from core.settings import Settings
 from worker import slices
 from worker.deferral import defer
 from worker.fanout import ItemOutcome
+from worker.job_clock import job_started
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
 from worker.pushback import SliceDeferred
@@ -105,6 +106,12 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
     )
     with keeper:
         status = WaitingStatus(context.sessions, claim.job_id, context.provider_loop.status_writer)
+        started = job_started(context.sessions, claim.job_id)
         return context.provider_loop.run(
-            provider, claim.job_id, list(claim.indices), settings.provider_attempts, status
+            provider,
+            claim.job_id,
+            list(claim.indices),
+            settings.provider_attempts,
+            status,
+            job_started=started,
         )

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -57,13 +58,17 @@ class ProviderLoop:
         indices: Sequence[int],
         attempts: int,
         listener: WaitListener | None = None,
+        job_started: float | None = None,
     ) -> list[ItemOutcome]:
         """Create the accounts of one slice on the shared loop and wait for them.
 
-        Raises SliceDeferred when the provider asks the slice to wait past its budget.
+        `job_started` (monotonic) is when the job began: the provider's unavailability
+        counts against its patience from then at the earliest. Raises SliceDeferred when
+        the provider asks the slice to wait past its budget.
         """
         future = asyncio.run_coroutine_threadsafe(
-            self._create(provider, job_id, indices, attempts, listener), self._loop
+            self._create(provider, job_id, indices, attempts, listener, job_started),
+            self._loop,
         )
         try:
             return _wait(future)
@@ -79,6 +84,7 @@ class ProviderLoop:
         indices: Sequence[int],
         attempts: int,
         listener: WaitListener | None,
+        job_started: float | None,
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
@@ -88,12 +94,14 @@ class ProviderLoop:
                 concurrency=self.concurrency,
                 attempts=max(1, attempts),
                 gate=self._gate,
-                patience=self._patience(provider.name, listener),
+                patience=self._patience(provider.name, listener, job_started),
             )
         finally:
             await provider.aclose()
 
-    def _patience(self, name: str, listener: WaitListener | None) -> Patience | None:
+    def _patience(
+        self, name: str, listener: WaitListener | None, job_started: float | None
+    ) -> Patience | None:
         policy = self.policy
         if policy is None or name not in policy.patient_providers:
             return None
@@ -103,6 +111,7 @@ class ProviderLoop:
             seconds=policy.patience,
             backoff_cap=policy.backoff_cap,
             window=None if policy.rate_limit else self._window(name),
+            job_started=time.monotonic() if job_started is None else job_started,
         )
 
     def _window(self, name: str) -> AdaptiveConcurrency:

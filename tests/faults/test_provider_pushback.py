@@ -214,3 +214,26 @@ def test_without_a_configured_limit_adaptive_concurrency_keeps_429s_rare(
     print(f"\n[pushback] adaptive concurrency: {throttled:.1%} of {counts['requests']} were 429")
     assert counts["accounts"] == vault_rows(db) == 300
     assert throttled < 0.05
+
+
+def test_patience_counts_within_each_job_not_from_an_earlier_one(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    """A job started late into an outage waits its own patience, and ends with every account."""
+    provider = ReferenceServer(stack, "--outage-retry-after", "1")
+    env = provider.env(**{**PUSHBACK_ENV, "TALLY_PROVIDER_PATIENCE": "4"})
+    stack.reconcile(**env)
+    url = stack.web(**env)
+    stack.worker(threads=2, **env)
+    provider.outage(600)
+    [early] = submit(url, user.token, [20])
+    wait_for(lambda: job_answer(url, user.token, early)["status"] == "completed", timeout=30)
+    [late] = submit(url, user.token, [20])
+    wait_for(lambda: job_answer(url, user.token, late)["waiting"], timeout=10, interval=0.05)
+    provider.reset()  # the maintenance ends while the late job is within its patience
+    started = time.monotonic()
+    settle(db, started, "patience within each job", after="the outage")
+
+    assert_exact(db, all_successful=False)
+    assert job_answer(url, user.token, early)["failures_by_reason"] == {"provider_unavailable": 20}
+    assert job_answer(url, user.token, late)["successful"] == 20

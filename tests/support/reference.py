@@ -35,6 +35,10 @@ class ReferenceServer:
         """Answer 503 with Retry-After from now for `seconds`."""
         httpx.post(self.base + "/_outage", json={"seconds": seconds}, timeout=10)
 
+    def reset(self) -> None:
+        """Forget every account, count and outage (an outage in progress ends)."""
+        httpx.post(self.base + "/_reset", timeout=10)
+
     def env(self, **extra: str) -> dict[str, str]:
         """The worker environment that sends every job to this provider."""
         return {"TALLY_PROVIDER": "http", "TALLY_PROVIDER_URL": self.url, **extra}
