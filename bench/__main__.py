@@ -30,6 +30,7 @@ BENCHMARKS = {
     "metrics": "bench.metrics",
     "recompute": "bench.recompute",
     "growth": "bench.growth",
+    "provider": "bench.provider",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

@@ -35,14 +35,18 @@ def create_users(bench: Bench, count: int, credits: int) -> list[uuid.UUID]:
 
 
 def submit_jobs(
-    bench: Bench, settings: Settings, owners: Sequence[uuid.UUID], counts: Sequence[int]
+    bench: Bench,
+    settings: Settings,
+    owners: Sequence[uuid.UUID],
+    counts: Sequence[int],
+    provider: str = "sandbox",
 ) -> list[uuid.UUID]:
     """Submit one job per (owner, count) and send its slices, as the web process does."""
     broker = make_broker(settings)
     ids = []
     try:
         for owner, count in zip(owners, counts, strict=True):
-            request = JobRequest(owner, count, "sandbox")
+            request = JobRequest(owner, count, provider)
             job = submit(bench.database.sessions, settings, request).job
             send_slices(broker, job.id, range(job.slices_total))
             ids.append(job.id)
@@ -144,10 +148,13 @@ def backend_pids(bench: Bench, application_name: str) -> list[int]:
         return [int(r.pid) for r in rows]
 
 
-def warm_up(bench: Bench, settings: Settings, owner: uuid.UUID, jobs: int = 1) -> JobsOutcome:
+def warm_up(
+    bench: Bench, settings: Settings, owner: uuid.UUID, jobs: int = 1, provider: str = "sandbox"
+) -> JobsOutcome:
     """Run one-item jobs through a freshly started worker before anything is timed.
 
     An idle Dramatiq consumer polls Redis with a backoff of up to a second, and the first
     slice of a process opens its connections and fills its caches.
     """
-    return wait_finished(bench, submit_jobs(bench, settings, [owner] * jobs, [1] * jobs), 60)
+    ids = submit_jobs(bench, settings, [owner] * jobs, [1] * jobs, provider)
+    return wait_finished(bench, ids, 60)

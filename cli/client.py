@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -151,9 +152,22 @@ def _progress(console: Console, api: Api, job: dict[str, Any]) -> dict[str, Any]
         task = progress.add_task(job["status"], total=job["requested"])
         for latest in api.follow(job):
             done = latest["successful"] + latest["failures"]
-            progress.update(task, completed=done, description=latest["status"])
+            progress.update(task, completed=done, description=describe_status(latest))
             job = latest
     return job
+
+
+def describe_status(job: dict[str, Any]) -> str:
+    """A job's status, and why it is slow when its provider pushes back."""
+    waiting = job.get("waiting")
+    if not waiting:
+        return str(job["status"])
+    until = job.get("retry_at")
+    shown = ""
+    if isinstance(until, str):
+        moment = datetime.fromisoformat(until).astimezone(UTC)
+        shown = f" until {moment:%H:%M:%S} UTC"
+    return f"{job['status']} (waiting: {waiting.replace('_', ' ')}{shown})"
 
 
 def _stats_after(api: Api, before: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:

@@ -86,3 +86,20 @@ class PermanentProviderError(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """The provider cannot run at all (misconfigured); the job cannot run."""
+
+
+class ProviderPushback(TransientProviderError):
+    """The provider asked to be called later (429, 5xx, unreachable), perhaps saying when.
+
+    `reason` is `provider_rate_limited` or `provider_unavailable`; `retry_after` is the
+    seconds the provider asked for, or None when it did not say.
+    """
+
+    def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class AmbiguousProviderError(TransientProviderError):
+    """The call may have created the account but its answer never came (a read timeout)."""

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import Engine, select, text
@@ -61,6 +61,10 @@ class JobView:
     updated_at: datetime
     cancelled: int = 0
     cancel_requested_at: datetime | None = None
+    waiting: str | None = None  # why an unfinished job is slow: provider_rate_limited, ...
+    retry_at: datetime | None = None  # when the provider said it may be called again
+    orphans: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
@@ -220,4 +224,8 @@ def _view(job: Job) -> JobView:
         updated_at=job.updated_at,
         cancelled=job.cancelled,
         cancel_requested_at=job.cancel_requested_at,
+        waiting=job.waiting,
+        retry_at=job.retry_at,
+        orphans=job.orphans,
+        failure_reasons=dict(job.failure_reasons or {}),
     )

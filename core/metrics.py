@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from core.errors import PermanentProviderError, TransientProviderError
+from core.errors import (
+    AmbiguousProviderError,
+    PermanentProviderError,
+    ProviderPushback,
+    TransientProviderError,
+)
 from core.providers.base import CreatedAccount, Provider
 
 PROVIDER_LATENCY = Histogram(
@@ -21,6 +26,24 @@ PROVIDER_LATENCY = Histogram(
     "Time of one provider call (one attempt), by provider and outcome.",
     ["provider", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PROVIDER_REQUESTS = Counter(
+    "tally_provider_requests",
+    "Provider calls by what they answered: created, replayed (an account created earlier), "
+    "refused, provider_rate_limited, provider_unavailable, ambiguous (no answer), transient.",
+    ["provider", "outcome"],
+)
+PROVIDER_PAUSES = Counter(
+    "tally_provider_pauses",
+    "Pauses of every call to a provider after its pushback, by reason.",
+    ["provider", "reason"],
+)
+PROVIDER_RATE_LIMIT = Gauge(
+    "tally_provider_rate_limit",
+    "Requests per second the deployment allows a provider (TALLY_PROVIDER_RATE_LIMIT); "
+    "0 = none. The current rate is rate(tally_provider_requests_total[1m]).",
+    ["provider"],
+    multiprocess_mode="max",
 )
 APPLY_BATCH_ROWS = Histogram(
     "tally_apply_batch_rows",
@@ -44,23 +67,40 @@ class TimedProvider:
     async def create_account(self, idempotency_key: str) -> CreatedAccount:
         """Call the wrapped provider and record how long it took."""
         started = time.perf_counter()
-        outcome = "error"
+        outcome, answer = "error", "error"
         try:
             account = await self._provider.create_account(idempotency_key)
-            outcome = "ok"
+            outcome, answer = "ok", "replayed" if account.replayed else "created"
             return account
+        except ProviderPushback as exc:
+            outcome, answer = "transient", exc.reason
+            raise
+        except AmbiguousProviderError:
+            outcome, answer = "transient", "ambiguous"
+            raise
         except TransientProviderError:
-            outcome = "transient"
+            outcome, answer = "transient", "transient"
             raise
         except PermanentProviderError:
-            outcome = "permanent"
+            outcome, answer = "permanent", "refused"
             raise
         finally:
             PROVIDER_LATENCY.labels(self.name, outcome).observe(time.perf_counter() - started)
+            PROVIDER_REQUESTS.labels(self.name, answer).inc()
 
     async def aclose(self) -> None:
         """Close the wrapped provider."""
         await self._provider.aclose()
+
+
+def observe_pause(provider: str, reason: str) -> None:
+    """Count one pause of a provider's callers after its pushback."""
+    PROVIDER_PAUSES.labels(provider, reason).inc()
+
+
+def set_rate_limit(provider: str, rate: float) -> None:
+    """Expose the rate limit a provider runs under."""
+    PROVIDER_RATE_LIMIT.labels(provider).set(rate)
 
 
 def observe_apply(rows: int, seconds: float) -> None:

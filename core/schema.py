@@ -97,6 +97,9 @@ class Job(Base):
             name="counts_within_requested",
         ),
         UniqueConstraint("user_id", "idempotency_key"),
+        CheckConstraint(
+            "waiting IN ('provider_rate_limited', 'provider_unavailable')", name="waiting_known"
+        ),
         Index("ix_jobs_user_id_created_at", "user_id", text("created_at DESC")),
         Index(
             "ix_jobs_unfinished",
@@ -128,6 +131,12 @@ class Job(Base):
     cancelled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_fingerprint: Mapped[str | None] = mapped_column(Text)
+    waiting: Mapped[str | None] = mapped_column(Text)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failure_reasons: Mapped[dict[str, int]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
 
 
 class JobSlice(Base):
@@ -257,6 +266,7 @@ class ReconcileReport(Base):
     drift_count: Mapped[int] = mapped_column(Integer, nullable=False)
     repair: Mapped[bool] = mapped_column(Boolean, nullable=False)
     repaired_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class ReconcileDrift(Base):

@@ -25,6 +25,8 @@ NotNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Milliseconds = Annotated[float, msgspec.Meta(ge=0)]
+# Dramatiq interrupts an actor after 10 minutes; a waiting slice gives back well before.
+MAX_SLICE_WAIT_SECONDS = 480.0
 
 
 def normalize_database_url(url: str) -> str:
@@ -103,6 +105,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API
     user_max_unfinished_jobs: NotNegative = 100  # queued or running jobs per user; 0 = no limit
     user_submits_per_minute: NotNegative = 120  # jobs accepted per user in any 60 s; 0 = no limit
+    provider_rate_limit: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # http calls/s; 0 = none
+    provider_patience: Seconds = 900.0  # unavailable this long, a job's remaining items fail
+    provider_backoff_max: Seconds = 30.0  # longest pause after pushback without Retry-After
+    slice_wait: Seconds = 120.0  # a slice waiting longer is given back with a delayed message
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -129,6 +135,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "http" in self.offered_providers and not self.provider_url:
             raise ConfigurationError(
                 "TALLY_PROVIDER_URL is not set but the http provider is offered"
+            )
+        if self.slice_wait > MAX_SLICE_WAIT_SECONDS:
+            raise ConfigurationError(
+                f"TALLY_SLICE_WAIT_SECONDS must be at most {MAX_SLICE_WAIT_SECONDS:.0f} "
+                "(a slice must give its message back before the actor's time limit)"
             )
         if self.environment != "development":
             if self.fernet_key in PLACEHOLDER_SECRETS:
@@ -221,6 +232,10 @@ VARIABLES: dict[str, str] = {
     "TALLY_CORS_ORIGINS": "cors_origins",
     "TALLY_USER_MAX_UNFINISHED_JOBS": "user_max_unfinished_jobs",
     "TALLY_USER_SUBMITS_PER_MINUTE": "user_submits_per_minute",
+    "TALLY_PROVIDER_RATE_LIMIT": "provider_rate_limit",
+    "TALLY_PROVIDER_PATIENCE": "provider_patience",
+    "TALLY_PROVIDER_BACKOFF_MAX": "provider_backoff_max",
+    "TALLY_SLICE_WAIT_SECONDS": "slice_wait",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

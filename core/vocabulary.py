@@ -67,3 +67,8 @@ def sql_list(values: Iterable[StrEnum]) -> str:
 
 UNFINISHED_SQL = sql_list(UNFINISHED_JOB_STATUSES)
 TERMINAL_SQL = sql_list(TERMINAL_JOB_STATUSES)
+
+
+# Why an unfinished job is slow (jobs.waiting): its provider pushes back.
+WaitingReason = Literal["provider_rate_limited", "provider_unavailable"]
+WAITING_REASONS: tuple[str, ...] = get_args(WaitingReason)

@@ -113,6 +113,11 @@ def count_users(session: Session) -> int:
     return int(session.execute(text("SELECT count(*) FROM users")).scalar_one())
 
 
+def count_orphans(session: Session) -> int:
+    """Accounts providers may hold that no vault does: unanswered calls, over every job."""
+    return int(session.execute(text("SELECT coalesce(sum(orphans), 0) FROM jobs")).scalar_one())
+
+
 def stats_drift(session: Session) -> list[Drift]:
     """Differences between user_stats and the jobs, outbox and vault."""
     drifts = []

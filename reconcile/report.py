@@ -12,7 +12,7 @@ import time
 from core.database import SessionFactory
 from outbox.backlog import outbox_backlog
 from reconcile import repair as repairs
-from reconcile.invariants import Drift, count_users, find_drift
+from reconcile.invariants import Drift, count_orphans, count_users, find_drift
 from reconcile.report_store import DriftRecord, Report, RunFigures, save_report
 from reconcile.sweep import Swept
 
@@ -40,6 +40,7 @@ def run_report(
             jobs_swept=None if swept is None else swept.jobs,
             slices_resent=None if swept is None else swept.slices,
             repair=repair,
+            orphans=count_orphans(session),
         )
         records = [_record(d, done) for d, done in zip(found, fixed, strict=True)]
         report = save_report(session, figures, records)

@@ -38,6 +38,7 @@ class RunFigures:
     jobs_swept: int | None
     slices_resent: int | None
     repair: bool
+    orphans: int = 0  # accounts providers may hold that no vault does, over every job
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Report:
     repair: bool
     repaired_count: int
     drifts: list[DriftRecord] = field(default_factory=list)
+    orphans: int = 0
 
     @property
     def unrepaired(self) -> int:
@@ -143,6 +145,7 @@ def _view(row: ReconcileReport, drifts: list[DriftRecord]) -> Report:
         repair=row.repair,
         repaired_count=row.repaired_count,
         drifts=drifts,
+        orphans=row.orphans,
     )
 
 

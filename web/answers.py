@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import cast
 
 import msgspec
 from starlette.responses import Response
@@ -12,7 +13,7 @@ from core.credits import CreditsView
 from core.jobs import JobView
 from core.stats import StatsView
 from core.vault import AccountView
-from core.vocabulary import LedgerKind
+from core.vocabulary import LedgerKind, WaitingReason
 from reconcile.report_store import Report
 from web import bodies
 
@@ -52,6 +53,10 @@ def job_body(job: JobView) -> bodies.Job:
         error=job.error,
         cancelled=job.cancelled,
         cancel_requested_at=_time(job.cancel_requested_at),
+        waiting=None if job.terminal else cast(WaitingReason | None, job.waiting),
+        retry_at=None if job.terminal else _time(job.retry_at),
+        failures_by_reason=job.failure_reasons,
+        orphans=job.orphans,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
 
 from core.stats import STAT_NAMES
-from core.vocabulary import JobStatus, LedgerKind
+from core.vocabulary import JobStatus, LedgerKind, WaitingReason
 
 # An ISO 8601 timestamp with its UTC offset, as datetime.isoformat() writes it.
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
@@ -68,6 +68,11 @@ class Job(Struct):
     error: str | None
     cancelled: Annotated[int, Meta(description="Items never attempted: the job was cancelled.")]
     cancel_requested_at: Timestamp | None
+    # Why an unfinished job is slow, and when its provider may be called again.
+    waiting: WaitingReason | None = None
+    retry_at: Timestamp | None = None
+    failures_by_reason: dict[str, int] = {}
+    orphans: int = 0  # accounts the provider may hold that the vault does not
 
 
 class JobPage(Struct):
@@ -200,6 +205,7 @@ class ReportSummary(Struct):
     repair: bool
     repaired_count: int
     unrepaired: int
+    orphans: int  # accounts providers may hold that no vault does (ambiguous calls)
 
 
 class Report(ReportSummary):

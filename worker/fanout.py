@@ -1,17 +1,40 @@
-"""Calling a provider for many items at once, with bounded concurrency and retries."""
+"""Calling a provider for many items at once, with bounded concurrency and retries.
+
+Two ways to treat a transient error. Without a pacer (the sandbox), an item is retried
+`attempts` times, then counted as a failure. With one (a provider that pushes back),
+pushback pauses every caller through the pacer, an ambiguous outcome is retried with the
+same key after a backoff, and an item fails only once the provider has been unavailable
+for the patience; only permanent refusals fail it sooner.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
-from core.errors import PermanentProviderError, TransientProviderError
+from core.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderPushback,
+    TransientProviderError,
+)
+from core.metrics import observe_pause
 from core.providers.base import CreatedAccount, Provider, item_key
+from worker.adaptive import AdaptiveConcurrency
+from worker.pacing import RATE_LIMITED, UNAVAILABLE, Pacer, Permit, backoff
+from worker.pushback import SliceRun
 
 BASE_BACKOFF_SECONDS = 0.05
+
+REFUSED = "refused"
+GAVE_UP = "gave_up"
+RETRIES_EXHAUSTED = "retries_exhausted"
+PATIENCE_EXHAUSTED = "provider_unavailable"
 
 
 @dataclass(frozen=True)
@@ -21,6 +44,25 @@ class ItemOutcome:
     item_index: int
     account: CreatedAccount | None = None
     error: str | None = None
+    reason: str | None = None  # a failure's kind: REFUSED, PATIENCE_EXHAUSTED, ...
+    orphans: int = 0  # accounts the provider may hold for this slot beyond the vault's
+
+
+@dataclass(frozen=True)
+class Patience:
+    """What a paced fan-out needs: the shared pacer, the slice's run and the patience."""
+
+    pacer: Pacer
+    run: SliceRun
+    seconds: float
+    backoff_cap: float
+    window: AdaptiveConcurrency | None = None  # with no rate limit: AIMD on 429s
+    job_started: float = 0.0  # monotonic; unavailability counts from then at the earliest
+
+    def exhausted(self, unavailable_for: float) -> bool:
+        """Whether the provider has been unavailable for the patience during this job."""
+        within_job = min(unavailable_for, time.monotonic() - self.job_started)
+        return within_job >= self.seconds
 
 
 async def create_accounts(
@@ -31,12 +73,16 @@ async def create_accounts(
     concurrency: int,
     attempts: int,
     gate: asyncio.Semaphore | None = None,
+    patience: Patience | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[ItemOutcome]:
     """Create one account per index; at most `concurrency` calls are in flight.
 
     A shared `gate` bounds the calls of every slice running on the same loop together.
-    Once `stop()` is true no new call starts: the items not attempted have no outcome.
+    With `patience`, a slice the provider asks to wait past its budget raises
+    SliceDeferred once its calls in flight have ended. Once `stop()` is true no new call
+    starts (a slot whose call may have created an account is still asked until it answers):
+    the items not attempted have no outcome.
     """
     stopped = stop or _never
     outcomes: dict[int, ItemOutcome] = {}
@@ -48,15 +94,21 @@ async def create_accounts(
         for position, index in pending:
             if stopped():
                 return
-            if gate is None:
-                outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
+            if patience is not None:
+                outcome = await _create_patiently(provider, job_id, index, gate, patience, stopped)
+                if outcome is None:
+                    return
+                outcomes[position] = outcome
                 continue
-            async with gate:
+            async with gate or nullcontext():
                 if stopped():
                     return
                 outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
 
     await asyncio.gather(*(lane() for _ in range(min(concurrency, len(indices)))))
+    deferred = None if patience is None else patience.run.deferred()
+    if deferred is not None:
+        raise deferred
     return [outcomes[position] for position in range(len(indices)) if position in outcomes]
 
 
@@ -72,9 +124,109 @@ async def _create_with_retries(
         try:
             return ItemOutcome(index, account=await provider.create_account(key))
         except PermanentProviderError as exc:
-            return ItemOutcome(index, error=str(exc))
+            return ItemOutcome(index, error=str(exc), reason=REFUSED)
         except TransientProviderError as exc:
             if attempt == attempts:
-                return ItemOutcome(index, error=f"{exc} (after {attempts} attempts)")
+                error = f"{exc} (after {attempts} attempts)"
+                return ItemOutcome(index, error=error, reason=RETRIES_EXHAUSTED)
             await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
     raise AssertionError("unreachable: attempts must be at least 1")
+
+
+async def _create_patiently(
+    provider: Provider,
+    job_id: uuid.UUID,
+    index: int,
+    gate: asyncio.Semaphore | None,
+    patience: Patience,
+    stopped: Callable[[], bool],
+) -> ItemOutcome | None:
+    """One slot's outcome, or None when the slice stopped (to wait elsewhere, or cancelled)."""
+    key = item_key(job_id, index)
+    pacer, run = patience.pacer, patience.run
+    ambiguous = 0
+    rng = random.Random()
+
+    def may_stop() -> bool:
+        # A slot with an unanswered call is asked again even after a cancel, so that an
+        # account the provider may have created reaches the vault.
+        return ambiguous == 0 and stopped()
+
+    while not run.stopping and not may_stop():
+        answer = await _attempt(provider, key, gate, patience, may_stop)
+        if answer is None:
+            return None
+        if isinstance(answer, Permit):
+            if answer.paused and patience.exhausted(answer.unavailable_for):
+                return _out_of_patience(index, answer.unavailable_for, ambiguous)
+            if run.wait(answer.reason or UNAVAILABLE, answer.wait, paused=answer.paused):
+                await asyncio.sleep(answer.wait)
+            continue
+        if isinstance(answer, PermanentProviderError):
+            await pacer.answered()
+            return ItemOutcome(index, error=str(answer), reason=REFUSED, orphans=ambiguous)
+        if isinstance(answer, ProviderPushback):
+            if patience.window is not None and answer.reason == RATE_LIMITED:
+                patience.window.throttled()
+            observe_pause(provider.name, answer.reason)
+            pushed = await pacer.pushback(answer.retry_after, answer.reason, pause=True)
+            if patience.exhausted(pushed.unavailable_for):
+                return _out_of_patience(index, pushed.unavailable_for, ambiguous)
+            continue
+        if isinstance(answer, TransientProviderError):
+            # Ambiguous (or unclassified): the account may exist; ask again with the same key.
+            ambiguous += 1
+            pushed = await pacer.pushback(None, UNAVAILABLE, pause=False)
+            if patience.exhausted(pushed.unavailable_for):
+                return _out_of_patience(index, pushed.unavailable_for, ambiguous)
+            await asyncio.sleep(backoff(ambiguous - 1, patience.backoff_cap, rng))
+            continue
+        if isinstance(answer, ProviderError):
+            raise answer  # the provider cannot run at all (ProviderUnavailable)
+        await pacer.answered()
+        run.answered()
+        if patience.window is not None:
+            patience.window.answered()
+        # Each unanswered call may have created an account; a replay says it was this one.
+        orphaned = 0 if answer.replayed else ambiguous
+        return ItemOutcome(index, account=answer, orphans=orphaned)
+    return None
+
+
+async def _attempt(
+    provider: Provider,
+    key: str,
+    gate: asyncio.Semaphore | None,
+    patience: Patience,
+    may_stop: Callable[[], bool],
+) -> CreatedAccount | ProviderError | Permit | None:
+    """One call when the pacer allows it: its account or error, else the refused permit;
+    None when the slot stopped before its call was sent.
+
+    The adaptive window is taken before the pacer is asked, so that calls queued for the
+    window never go out after a pause they did not see.
+    """
+    window: AbstractAsyncContextManager[object] = patience.window or nullcontext()
+    async with window:
+        permit = await patience.pacer.acquire()
+        if not permit.granted:
+            return permit
+        if permit.wait:
+            await asyncio.sleep(permit.wait)
+        if time.monotonic() > permit.send_by:
+            # Woken too late for its slot: ask again rather than send in a burst.
+            return Permit(False, 0.0, RATE_LIMITED, permit.unavailable_for)
+        bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
+        try:
+            async with bound:
+                if may_stop():
+                    return None
+                return await provider.create_account(key)
+        except ProviderError as exc:
+            return exc
+
+
+def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:
+    error = f"the provider was unavailable for {seconds:.0f} s"
+    # An unanswered call may have created an account the vault will never hold.
+    return ItemOutcome(index, error=error, reason=PATIENCE_EXHAUSTED, orphans=ambiguous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +20,19 @@ from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
 from worker.cancellation import CancelWatcher
+from worker.deferral import defer
 from worker.fanout import ItemOutcome
+from worker.job_clock import job_started
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
+from worker.pushback import SliceDeferred
+from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[str, Settings], Provider]
+# Sends a slice's message again after a delay in seconds (the worker's broker).
+Resend = Callable[[uuid.UUID, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class SliceContext:
     box: SecretBox
     providers: ProviderFactory
     provider_loop: ProviderLoop
+    resend: Resend | None = None  # None: the sweep re-sends a deferred slice
     cancellations: CancelWatcher | None = None  # None: slices are not stopped on cancel
 
 
@@ -62,11 +70,24 @@ def _run_claimed(context: SliceContext, claim: slices.SliceClaim) -> slices.Slic
         return slices.record(context.sessions, claim, given_up, context.box)
     try:
         outcomes = _create(context, claim)
+    except SliceDeferred as deferred:
+        _defer(context, claim, deferred)
+        return slices.SliceResult(recorded=False)
     except (ProviderUnavailable, UnknownProvider) as exc:
         logger.error("job %s cannot run: %s", job_id, exc)
         fail_job(context.sessions, job_id, str(exc))
         return slices.SliceResult(recorded=False)
     return slices.record(context.sessions, claim, outcomes, context.box)
+
+
+def _defer(context: SliceContext, claim: slices.SliceClaim, deferred: SliceDeferred) -> None:
+    """Give the slice back until the provider's retry time and send its message for then."""
+    logger.info("slice %s/%s waits for the provider: %s", claim.job_id, claim.slice_index, deferred)
+    if not defer(context.sessions, claim, deferred.retry_at, deferred.reason):
+        return  # no longer ours: whoever took it over runs it
+    if context.resend is not None:
+        delay = max(0.0, deferred.retry_at - time.time())
+        context.resend(claim.job_id, claim.slice_index, delay)
 
 
 def _give_back(context: SliceContext, claim: slices.SliceClaim) -> None:
@@ -88,11 +109,15 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
     with keeper, _cancel_flag(context, claim) as cancelled:
+        status = WaitingStatus(context.sessions, claim.job_id, context.provider_loop.status_writer)
+        started = job_started(context.sessions, claim.job_id)
         return context.provider_loop.run(
             provider,
             claim.job_id,
             list(claim.indices),
             settings.provider_attempts,
+            status,
+            job_started=started,
             stop=None if cancelled is None else cancelled.is_set,
         )
 

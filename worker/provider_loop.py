@@ -1,31 +1,51 @@
 """One event loop per worker process on which every slice's provider calls run.
 
 The loop's gate bounds the calls in flight across all the slices a process runs at once,
-so while one slice records its outcomes, the others keep the provider busy.
+so while one slice records its outcomes, the others keep the provider busy. Providers that
+push back are paced by one pacer per provider name, shared by every slice of the process
+and, through Redis, by every process (worker/pacing.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from core.metrics import TimedProvider
+import redis.asyncio as aioredis
+
+from core.metrics import TimedProvider, set_rate_limit
 from core.providers.base import Provider
-from worker.fanout import ItemOutcome, create_accounts
+from worker.adaptive import AdaptiveConcurrency
+from worker.fanout import ItemOutcome, Patience, create_accounts
+from worker.pacing import LocalPacer, Pacer, RedisPacer
+from worker.pushback import PushbackPolicy, SliceRun, WaitListener
 
 WAIT_SLICE_SECONDS = 0.5
+REDIS_TIMEOUT_SECONDS = 2.0
+REDIS_CONNECTIONS = 32
+REDIS_POOL_WAIT_SECONDS = 10.0  # lanes queue for a connection; only a dead Redis times out
 
 
 class ProviderLoop:
     """A daemon thread running an asyncio loop, shared by a worker process's threads."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, policy: PushbackPolicy | None = None) -> None:
         self.concurrency = concurrency
+        self.policy = policy
         self._loop = asyncio.new_event_loop()
         self._gate = asyncio.Semaphore(concurrency)
+        self._pacers: dict[str, Pacer] = {}
+        self._windows: dict[str, AdaptiveConcurrency] = {}
+        # Why-a-job-waits writes, in order, off the loop (worker/waiting_status.py).
+        self.status_writer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="tally-waiting"
+        )
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tally-provider-loop", daemon=True
         )
@@ -37,14 +57,20 @@ class ProviderLoop:
         job_id: uuid.UUID,
         indices: Sequence[int],
         attempts: int,
+        listener: WaitListener | None = None,
+        job_started: float | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> list[ItemOutcome]:
         """Create the accounts of one slice on the shared loop and wait for them.
 
-        Once `stop()` is true no new call starts (create_accounts).
+        `job_started` (monotonic) is when the job began: the provider's unavailability
+        counts against its patience from then at the earliest. Raises SliceDeferred when
+        the provider asks the slice to wait past its budget. Once `stop()` is true no new
+        call starts (create_accounts).
         """
         future = asyncio.run_coroutine_threadsafe(
-            self._create(provider, job_id, indices, attempts, stop), self._loop
+            self._create(provider, job_id, indices, attempts, listener, job_started, stop),
+            self._loop,
         )
         try:
             return _wait(future)
@@ -59,6 +85,8 @@ class ProviderLoop:
         job_id: uuid.UUID,
         indices: Sequence[int],
         attempts: int,
+        listener: WaitListener | None,
+        job_started: float | None,
         stop: Callable[[], bool] | None,
     ) -> list[ItemOutcome]:
         try:
@@ -69,17 +97,73 @@ class ProviderLoop:
                 concurrency=self.concurrency,
                 attempts=max(1, attempts),
                 gate=self._gate,
+                patience=self._patience(provider.name, listener, job_started),
                 stop=stop,
             )
         finally:
             await provider.aclose()
 
+    def _patience(
+        self, name: str, listener: WaitListener | None, job_started: float | None
+    ) -> Patience | None:
+        policy = self.policy
+        if policy is None or name not in policy.patient_providers:
+            return None
+        return Patience(
+            pacer=self._pacer(name, policy),
+            run=SliceRun(policy.slice_wait, listener),
+            seconds=policy.patience,
+            backoff_cap=policy.backoff_cap,
+            window=None if policy.rate_limit else self._window(name),
+            job_started=time.monotonic() if job_started is None else job_started,
+        )
+
+    def _window(self, name: str) -> AdaptiveConcurrency:
+        """The process's adaptive concurrency for a provider without a rate limit."""
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = AdaptiveConcurrency(self.concurrency)
+        return window
+
+    def _pacer(self, name: str, policy: PushbackPolicy) -> Pacer:
+        """The process's pacer of a provider, made on first use (on the loop's thread)."""
+        pacer = self._pacers.get(name)
+        if pacer is None:
+            pacer = _make_pacer(name, policy)
+            set_rate_limit(name, policy.rate_limit)
+            self._pacers[name] = pacer
+        return pacer
+
     def close(self) -> None:
         """Stop the loop and its thread."""
+        if self._pacers:
+            closing = asyncio.run_coroutine_threadsafe(self._close_pacers(), self._loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, OSError):
+                closing.result(timeout=REDIS_TIMEOUT_SECONDS)
+        self.status_writer.shutdown(wait=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+
+    async def _close_pacers(self) -> None:
+        for pacer in self._pacers.values():
+            await pacer.aclose()
+
+
+def _make_pacer(name: str, policy: PushbackPolicy) -> Pacer:
+    if not policy.redis_url:
+        return LocalPacer(policy.rate_limit, policy.backoff_cap)
+    # Every lane of every slice asks the pacer: they queue for a few connections.
+    pool: aioredis.BlockingConnectionPool[Any] = aioredis.BlockingConnectionPool.from_url(
+        policy.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    return RedisPacer(client, name, policy.rate_limit, policy.backoff_cap, policy.probe_timeout)
 
 
 def _wait(future: concurrent.futures.Future[list[ItemOutcome]]) -> list[ItemOutcome]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import dramatiq
@@ -10,9 +11,11 @@ import dramatiq
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
+from core.slice_messages import slice_message
 from worker.cancellation import CancelWatcher
-from worker.processing import SliceContext
+from worker.processing import Resend, SliceContext
 from worker.provider_loop import ProviderLoop
+from worker.pushback import PushbackPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,15 @@ def pool_size(settings: Settings, threads: int) -> int:
     return settings.worker_pool_size or threads + 2
 
 
+def resend_after(broker: dramatiq.Broker) -> Resend:
+    """Send a slice's message again after a delay, on this process's broker."""
+
+    def resend(job_id: uuid.UUID, slice_index: int, delay: float) -> None:
+        broker.enqueue(slice_message(job_id, slice_index), delay=int(delay * 1000))
+
+    return resend
+
+
 class ProcessResources(dramatiq.Middleware):
     """Creates the database engine when a worker boots and disposes it at shutdown."""
 
@@ -51,7 +63,9 @@ class ProcessResources(dramatiq.Middleware):
             pool_size=pool_size(self.settings, threads),
             application_name="tally-worker",
         )
-        self.provider_loop = ProviderLoop(self.settings.provider_concurrency)
+        self.provider_loop = ProviderLoop(
+            self.settings.provider_concurrency, PushbackPolicy.from_settings(self.settings)
+        )
         self.cancellations = CancelWatcher(self.database.sessions)
         self.cancellations.start()
         _context = SliceContext(
@@ -60,6 +74,7 @@ class ProcessResources(dramatiq.Middleware):
             box=self.settings.secret_box(),
             providers=build_provider,
             provider_loop=self.provider_loop,
+            resend=resend_after(broker),
             cancellations=self.cancellations,
         )
         logger.info("worker resources ready (%d threads)", threads)

@@ -15,6 +15,7 @@ from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_job, notify_progress
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 from worker.fanout import ItemOutcome
+from worker.outcome_counts import add_outcome_counts
 
 # A slice's accounts travel as one array per column: building them costs the worker far
 # less than one parameter set per row. Slots a redelivery already stored are skipped.
@@ -140,6 +141,7 @@ def record(
         failures = sum(1 for o in outcomes if o.account is None)
         counts = SliceCounts(created, failures, len(claim.indices) - len(outcomes))
         _close_slice(session, claim, counts)
+        add_outcome_counts(session, claim.job_id, outcomes)
         finished = _count_slice_in_job(session, claim.job_id, counts)
         notify_progress(session, claim.job_id)
         return SliceResult(True, created, failures, finished, counts.cancelled)

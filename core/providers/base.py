@@ -14,6 +14,7 @@ class CreatedAccount:
     username: str
     secret: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False  # the provider said it answered an account created earlier
 
 
 class Provider(Protocol):

@@ -151,12 +151,31 @@ function progressCell(job) {
   return el("div", { class: "progress" }, bar, pct);
 }
 
+// Why a running job is slow: its provider pushes back, and when it may be called again.
+const WAITING_TEXT = {
+  provider_rate_limited: "provider rate limit",
+  provider_unavailable: "provider unavailable",
+};
+
+function waitingNote(job) {
+  if (!job.waiting) return null;
+  const until = job.retry_at ? ` until ${new Date(job.retry_at).toLocaleTimeString()}` : "";
+  const text = `waiting: ${WAITING_TEXT[job.waiting] || job.waiting}${until}`;
+  return el("div", { class: "muted waiting", "data-waiting": job.waiting, text });
+}
+
+function statusCell(job) {
+  const badge = el("span", { class: `badge ${job.status}`, text: job.status });
+  const note = waitingNote(job);
+  return note ? el("td", {}, badge, note) : el("td", {}, badge);
+}
+
 function jobRow(job) {
   const row = el(
     "tr",
     { "data-job": job.id, "data-status": job.status },
     el("td", {}, el("span", { class: "mono", text: shortId(job.id), title: job.id })),
-    el("td", {}, el("span", { class: `badge ${job.status}`, text: job.status })),
+    statusCell(job),
     el("td", {}, progressCell(job)),
     el("td", { class: "num", text: fmt(job.requested) }),
     el("td", { class: "num", text: fmt(job.successful) }),
