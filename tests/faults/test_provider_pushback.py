@@ -237,3 +237,34 @@ def test_patience_counts_within_each_job_not_from_an_earlier_one(
     assert_exact(db, all_successful=False)
     assert job_answer(url, user.token, early)["failures_by_reason"] == {"provider_unavailable": 20}
     assert job_answer(url, user.token, late)["successful"] == 20
+
+
+def test_a_cancel_during_an_outage_ends_the_job_without_waiting_for_the_patience(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    """A cancelled job stops waiting for its provider; every account it made is kept."""
+    provider = ReferenceServer(stack, "--latency-ms", "20", "--outage-retry-after", "1")
+    # The slice would wait 60 s before being given back: only the cancel can end it sooner.
+    waits = {"TALLY_PROVIDER_PATIENCE": "600", "TALLY_SLICE_WAIT_SECONDS": "60"}
+    env = provider.env(**{**PUSHBACK_ENV, **waits})
+    stack.reconcile(**env)
+    url = stack.web(**env)
+    stack.worker(threads=2, **env)
+    [job_id] = submit(url, user.token, [2000])
+    wait_for(lambda: provider.counts()["accounts"] >= 50, timeout=30)
+    provider.outage(600)
+    wait_for(lambda: job_answer(url, user.token, job_id)["waiting"] is not None, 10, 0.05)
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {user.token}"}
+    cancel = httpx.post(f"{url}/api/job/{job_id}/cancel", headers=headers, timeout=10)
+    assert cancel.status_code in (200, 202), cancel.text
+    # Well before the slice's 60 s wait would have given it back.
+    wait_for(lambda: job_answer(url, user.token, job_id)["status"] == "cancelled", 20, 0.05)
+    settle(db, started, "a cancel during an outage", after="the cancel")
+
+    assert_exact(db, all_successful=False)
+    answer = job_answer(url, user.token, job_id)
+    assert answer["status"] == "cancelled"
+    assert answer["successful"] == provider.counts()["accounts"] == vault_rows(db) > 0
+    assert answer["cancelled"] == 2000 - answer["successful"] - answer["failures"] > 0
+    assert answer["orphans"] == 0
