@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
     ready_max_outbox_age: Seconds = 60.0
     auth_failures_per_minute: Positive = 20  # per client address, per web process
+    user_concurrency: Positive = 10_000  # provider calls in flight per user, every worker
+    fair_turns: bool = True  # false: slices are served oldest first, whoever's they are
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -192,6 +194,8 @@ VARIABLES: dict[str, str] = {
     "TALLY_METRICS_TOKEN": "metrics_token",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
     "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
+    "TALLY_USER_CONCURRENCY": "user_concurrency",
+    "TALLY_FAIR_TURNS": "fair_turns",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

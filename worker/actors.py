@@ -8,17 +8,22 @@ import uuid
 import dramatiq
 
 from core.logs import log_context
-from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE
+from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, slice_message
 from worker import resources
-from worker.processing import run_slice
+from worker.processing import SliceContext, run_slice
+from worker.turns import TurnPolicy, owed_turn
 
 logger = logging.getLogger(__name__)
 
 
 def process_slice(job_id: str, slice_index: int) -> None:
-    """Process one slice of a job; safe to run any number of times."""
+    """Take one turn (the slice named is the one it was sent for); safe to run any number
+    of times."""
     with log_context(job_id=job_id, slice_index=slice_index):
-        result = run_slice(resources.current(), uuid.UUID(job_id), slice_index)
+        context = resources.current()
+        result = run_slice(context, uuid.UUID(job_id), slice_index)
+        if result.user_id is not None:
+            send_owed_turn(context, resources.broker(), result.user_id)
         if result.finished is not None:
             logger.info(
                 "job %s %s: %d created, %d failed",
@@ -28,6 +33,18 @@ def process_slice(job_id: str, slice_index: int) -> None:
                 result.finished.failures,
                 extra={"user_id": result.finished.user_id},
             )
+
+
+def send_owed_turn(context: SliceContext, broker: dramatiq.Broker, user_id: uuid.UUID) -> None:
+    """Send the user a turn when its limit may have made an earlier turn run nothing."""
+    policy = TurnPolicy.from_settings(context.settings)
+    owed = owed_turn(context.sessions, policy, user_id)
+    if owed is None:
+        return
+    try:
+        broker.enqueue(slice_message(*owed))
+    except Exception:
+        logger.warning("could not send an owed turn; the sweep will", exc_info=True)
 
 
 def declare_actors(broker: dramatiq.Broker) -> dramatiq.Actor[..., None]:

@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from core.errors import PermanentProviderError, TransientProviderError
@@ -30,7 +31,7 @@ async def create_accounts(
     *,
     concurrency: int,
     attempts: int,
-    gate: asyncio.Semaphore | None = None,
+    gate: AbstractAsyncContextManager[object] | None = None,
 ) -> list[ItemOutcome]:
     """Create one account per index; at most `concurrency` calls are in flight.
 

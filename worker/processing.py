@@ -19,6 +19,7 @@ from worker import slices
 from worker.fanout import ItemOutcome
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
+from worker.turns import TurnPolicy, take_turn
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ class SliceContext:
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
-    """Claim a slice, create its accounts and record them; a no-op if already done."""
-    claim = slices.claim(context.sessions, job_id, slice_index, context.settings.intervals.lease)
+    """Take a turn: claim the fairest waiting slice (a slice message is a turn, see
+    worker/turns.py), create its accounts and record them; a no-op if none may run."""
+    policy = TurnPolicy.from_settings(context.settings)
+    claim = take_turn(context.sessions, policy, context.settings.intervals.lease)
     if claim is None:
         return slices.SliceResult(recorded=False)
     try:
@@ -85,5 +88,10 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
     )
     with keeper:
         return context.provider_loop.run(
-            provider, claim.job_id, list(claim.indices), settings.provider_attempts
+            provider,
+            claim.job_id,
+            list(claim.indices),
+            settings.provider_attempts,
+            user=claim.user_id if settings.fair_turns else None,
+            lanes=claim.lanes,
         )

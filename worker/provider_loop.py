@@ -10,11 +10,12 @@ import asyncio
 import concurrent.futures
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from core.metrics import TimedProvider
 from core.providers.base import Provider
 from worker.fanout import ItemOutcome, create_accounts
+from worker.gate import FairGate
 
 WAIT_SLICE_SECONDS = 0.5
 
@@ -25,18 +26,30 @@ class ProviderLoop:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self._loop = asyncio.new_event_loop()
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = FairGate(concurrency)  # users take turns at it when it runs short
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tally-provider-loop", daemon=True
         )
         self._thread.start()
 
     def run(
-        self, provider: Provider, job_id: uuid.UUID, indices: Sequence[int], attempts: int
+        self,
+        provider: Provider,
+        job_id: uuid.UUID,
+        indices: Sequence[int],
+        attempts: int,
+        *,
+        user: Hashable = None,
+        lanes: int = 0,
     ) -> list[ItemOutcome]:
-        """Create the accounts of one slice on the shared loop and wait for them."""
+        """Create the accounts of one slice on the shared loop and wait for them.
+
+        At most `lanes` calls of the slice are in flight (0: the loop's bound), and the
+        slices of different `user`s take turns at the shared bound.
+        """
         future = asyncio.run_coroutine_threadsafe(
-            self._create(provider, job_id, indices, attempts), self._loop
+            self._create(provider, job_id, indices, attempts, user, lanes or self.concurrency),
+            self._loop,
         )
         try:
             return _wait(future)
@@ -46,16 +59,22 @@ class ProviderLoop:
             raise
 
     async def _create(
-        self, provider: Provider, job_id: uuid.UUID, indices: Sequence[int], attempts: int
+        self,
+        provider: Provider,
+        job_id: uuid.UUID,
+        indices: Sequence[int],
+        attempts: int,
+        user: Hashable,
+        lanes: int,
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
                 TimedProvider(provider),
                 job_id,
                 indices,
-                concurrency=self.concurrency,
+                concurrency=min(lanes, self.concurrency),
                 attempts=max(1, attempts),
-                gate=self._gate,
+                gate=self._gate.lane(user),
             )
         finally:
             await provider.aclose()

@@ -41,6 +41,7 @@ class SliceClaim:
     start_index: int
     stop_index: int
     attempt: int
+    lanes: int = 0  # provider calls this attempt may have in flight; 0: the process's bound
 
     @property
     def indices(self) -> range:
@@ -56,6 +57,7 @@ class SliceResult:
     successful: int = 0
     failures: int = 0
     finished: FinishedJob | None = None
+    user_id: uuid.UUID | None = None
 
 
 def claim(
@@ -63,31 +65,40 @@ def claim(
 ) -> SliceClaim | None:
     """Take a pending slice, or one whose lease expired; None if it is not ours to run."""
     with sessions() as session, session.begin():
-        row = session.execute(
-            text(
-                f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
-                "attempts = s.attempts + 1, "
-                "lease_expires_at = now() + make_interval(secs => :lease) "
-                "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
-                f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
-                f"AND (s.status = '{SliceStatus.PENDING}' "
-                f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
-                "RETURNING j.user_id, j.provider, s.start_index, s.stop_index, s.attempts"
-            ),
-            {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
-        ).first()
-        if row is None:
-            return None
+        return claim_in(session, job_id, slice_index, lease_seconds)
+
+
+def claim_in(
+    session: Session, job_id: uuid.UUID, slice_index: int, lease_seconds: float
+) -> SliceClaim | None:
+    """Claim one slice inside the caller's transaction (see `claim`)."""
+    row = session.execute(
+        text(
+            f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
+            "attempts = s.attempts + 1, "
+            "lease_expires_at = now() + make_interval(secs => :lease) "
+            "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
+            f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
+            f"AND (s.status = '{SliceStatus.PENDING}' "
+            f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
+            "RETURNING j.user_id, j.provider, j.status AS job_status, "
+            "s.start_index, s.stop_index, s.attempts"
+        ),
+        {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
+    ).first()
+    if row is None:
+        return None
+    if row.job_status == JobStatus.QUEUED:
         _mark_job_running(session, job_id)
-        return SliceClaim(
-            job_id,
-            slice_index,
-            row.user_id,
-            row.provider,
-            row.start_index,
-            row.stop_index,
-            row.attempts,
-        )
+    return SliceClaim(
+        job_id,
+        slice_index,
+        row.user_id,
+        row.provider,
+        row.start_index,
+        row.stop_index,
+        row.attempts,
+    )
 
 
 def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: float) -> bool:
@@ -135,7 +146,7 @@ def record(
         _close_slice(session, claim, created, failures)
         finished = _count_slice_in_job(session, claim.job_id, created, failures)
         notify_progress(session, claim.job_id)
-        return SliceResult(True, created, failures, finished)
+        return SliceResult(True, created, failures, finished, claim.user_id)
 
 
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
