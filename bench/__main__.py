@@ -30,6 +30,7 @@ BENCHMARKS = {
     "metrics": "bench.metrics",
     "recompute": "bench.recompute",
     "growth": "bench.growth",
+    "fairness": "bench.fairness",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 
