@@ -7,7 +7,6 @@ import uuid
 
 import dramatiq
 
-from core.logs import log_context
 from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, slice_message
 from worker import resources
 from worker.processing import SliceContext, run_slice
@@ -19,20 +18,19 @@ logger = logging.getLogger(__name__)
 def process_slice(job_id: str, slice_index: int) -> None:
     """Take one turn (the slice named is the one it was sent for); safe to run any number
     of times."""
-    with log_context(job_id=job_id, slice_index=slice_index):
-        context = resources.current()
-        result = run_slice(context, uuid.UUID(job_id), slice_index)
-        if result.user_id is not None:
-            send_owed_turn(context, resources.broker(), result.user_id)
-        if result.finished is not None:
-            logger.info(
-                "job %s %s: %d created, %d failed",
-                job_id,
-                result.finished.status,
-                result.finished.successful,
-                result.finished.failures,
-                extra={"user_id": result.finished.user_id},
-            )
+    context = resources.current()
+    result = run_slice(context, uuid.UUID(job_id), slice_index)
+    if result.finished is not None:
+        logger.info(
+            "job %s %s: %d created, %d failed",
+            result.finished.job_id,
+            result.finished.status,
+            result.finished.successful,
+            result.finished.failures,
+            extra={"job_id": result.finished.job_id, "user_id": result.finished.user_id},
+        )
+    if result.user_id is not None:
+        send_owed_turn(context, resources.broker(), result.user_id)
 
 
 def send_owed_turn(context: SliceContext, broker: dramatiq.Broker, user_id: uuid.UUID) -> None:

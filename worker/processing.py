@@ -13,6 +13,7 @@ from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import ProviderUnavailable, UnknownProvider
 from core.finish import fail_job
+from core.logs import log_context
 from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
@@ -45,7 +46,8 @@ def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> sli
     if claim is None:
         return slices.SliceResult(recorded=False)
     try:
-        return _run_claimed(context, claim)
+        with log_context(job_id=claim.job_id, slice_index=claim.slice_index, user_id=claim.user_id):
+            return _run_claimed(context, claim)
     except BaseException:
         # The message will be retried (or re-sent by the sweep): let that attempt claim the
         # slice now instead of after the lease runs out.
