@@ -1,12 +1,13 @@
 """Fair turns: each slice message is a turn at the fairest slice waiting, not at its own.
 
 One message is still sent per slice (and the sweep re-sends for stale slices), so there
-are at least as many turns as slices to run; a duplicate turn finds nothing and costs one
-query. A turn takes, under one advisory lock, the pending (or lease-expired) slice whose
-user has the fewest slices running, oldest job first; a user whose running slices already
-hold `TALLY_USER_CONCURRENCY` provider calls is skipped until one of them finishes, and
-the worker that records it then sends that user a turn of its own (`owed_turn`).
-With fair turns off, a turn takes the oldest slice waiting, whoever's it is.
+are at least as many turns as slices to run; a duplicate turn finds nothing and costs a
+query. A turn takes the next waiting (or lease-expired) slice of the job whose user has
+the fewest slices running, oldest job first, skipping slices other turns are taking
+(`FOR UPDATE SKIP LOCKED`). A user whose running slices already hold
+`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes, and
+the worker that records that slice then sends the user a turn of its own (`owed_turn`).
+With fair turns off, a turn takes the oldest job's next slice, whoever's it is.
 """
 
 from __future__ import annotations
@@ -14,77 +15,18 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.settings import Settings
-from core.vocabulary import UNFINISHED_SQL, SliceStatus
 from worker import slices
+from worker.turn_queries import FAIREST_JOBS, NEXT_SLICE, OLDEST_JOBS, OWED, USER_LANES, USER_LOCK
 
-# A user's turns are claimed one at a time (advisory lock TURN_LOCK, hash of the user),
-# so each sees the calls its predecessors claimed and the limit holds exactly.
-TURN_LOCK = 7_300_002
-USER_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
-
-# Provider calls a user's running (lease-held) slices may have in flight, per user.
-USER_RUNNING = f"""
-    SELECT j.user_id, count(*) AS slices,
-           sum(least(r.stop_index - r.start_index, :cap)) AS lanes
-    FROM job_slices r JOIN jobs j ON j.id = r.job_id
-    WHERE r.status = '{SliceStatus.RUNNING}' AND r.lease_expires_at >= now()
-    GROUP BY j.user_id
-"""
-
-# The calls one user's running slices may have in flight, read under its lock.
-USER_LANES = text(
-    f"""
-    SELECT coalesce(sum(least(r.stop_index - r.start_index, :cap)), 0)
-    FROM job_slices r JOIN jobs j ON j.id = r.job_id
-    WHERE j.user_id = :user_id AND r.status = '{SliceStatus.RUNNING}'
-      AND r.lease_expires_at >= now()
-    """
-)
-
-FAIREST_FIRST = "coalesce(u.slices, 0), j.created_at, s.job_id, s.slice_index"
-OLDEST_FIRST = "j.created_at, s.job_id, s.slice_index"
-
-
-def _pick(order: str) -> str:
-    return f"""
-    WITH running AS ({USER_RUNNING})
-    SELECT s.job_id, s.slice_index, j.user_id,
-           least(s.stop_index - s.start_index, :cap) AS lanes
-    FROM job_slices s JOIN jobs j ON j.id = s.job_id
-    LEFT JOIN running u ON u.user_id = j.user_id
-    WHERE j.status IN {UNFINISHED_SQL}
-      AND NOT (j.user_id = ANY(CAST(:passed_over AS uuid[])))
-      AND (s.status = '{SliceStatus.PENDING}'
-           OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now()))
-      AND coalesce(u.lanes, 0) + least(s.stop_index - s.start_index, :cap) <= :limit
-    ORDER BY {order}
-    LIMIT 1
-    FOR UPDATE OF s SKIP LOCKED
-    """
-
-
-PICK_FAIREST = text(_pick(FAIREST_FIRST))
-PICK_OLDEST = text(_pick(OLDEST_FIRST))
-
-# The user's oldest waiting slice, when its running slices hold so many calls that a
-# full slice might not have fitted before the one just recorded finished.
-OWED = text(
-    f"""
-    SELECT s.job_id, s.slice_index
-    FROM job_slices s JOIN jobs j ON j.id = s.job_id
-    WHERE j.user_id = :user_id AND j.status IN {UNFINISHED_SQL}
-      AND s.status = '{SliceStatus.PENDING}'
-      AND ({USER_LANES.text}) + 2 * :cap > :limit
-    ORDER BY j.created_at, s.slice_index
-    LIMIT 1
-    """
-)
+TURN_LOCK = 7_300_002  # advisory lock class of the per-user turn locks
+JOBS_PER_LOOK = 50  # jobs a turn reads at once, in turn order
 
 
 @dataclass(frozen=True)
@@ -110,23 +52,42 @@ def take_turn(
     sessions: SessionFactory, policy: TurnPolicy, lease_seconds: float
 ) -> slices.SliceClaim | None:
     """Claim the slice this turn should run; None when no slice may run now."""
-    pick = PICK_FAIREST if policy.fair else PICK_OLDEST
-    passed_over: list[str] = []  # users found at their limit once their lock was held
     with sessions() as session, session.begin():
         # A claim lost with a crash of the database is claimed again: at-least-once calls.
         session.execute(text("SET LOCAL synchronous_commit = off"))
-        while True:
-            limits = {"cap": policy.slice_cap, "limit": policy.user_limit}
-            picked = session.execute(pick, {**limits, "passed_over": passed_over}).first()
+        claim = _claim_fairest(session, policy, lease_seconds)
+    return None if claim is None else dataclasses.replace(claim, lanes=policy.lanes(claim))
+
+
+def _claim_fairest(
+    session: Session, policy: TurnPolicy, lease_seconds: float
+) -> slices.SliceClaim | None:
+    limits = {"cap": policy.slice_cap, "limit": policy.user_limit}
+    passed_over: list[str] = []  # users found at their limit once their lock was held
+    while True:
+        jobs = _jobs_in_order(session, policy, limits, passed_over)
+        for job in jobs:
+            if str(job.user_id) in passed_over:
+                continue
+            picked = session.execute(NEXT_SLICE, {**limits, "job_id": job.job_id}).first()
             if picked is None:
-                return None
-            if _fits(session, picked.user_id, picked.lanes, limits):
-                break
-            passed_over.append(str(picked.user_id))
-        claim = slices.claim_in(session, picked.job_id, picked.slice_index, lease_seconds)
-    if claim is None:
-        return None
-    return dataclasses.replace(claim, lanes=policy.lanes(claim))
+                continue  # its slices are being taken by other turns
+            if not _fits(session, job.user_id, picked.lanes, limits):
+                passed_over.append(str(job.user_id))
+                continue
+            claim = slices.claim_in(session, job.job_id, picked.slice_index, lease_seconds)
+            if claim is not None:
+                return claim
+        if len(jobs) < JOBS_PER_LOOK or not passed_over:
+            return None
+
+
+def _jobs_in_order(
+    session: Session, policy: TurnPolicy, limits: dict[str, int], passed_over: list[str]
+) -> list[Any]:
+    order = FAIREST_JOBS if policy.fair else OLDEST_JOBS
+    given = {**limits, "passed_over": passed_over, "jobs": JOBS_PER_LOOK}
+    return list(session.execute(order, given).all())
 
 
 def _fits(session: Session, user_id: uuid.UUID, lanes: int, limits: dict[str, int]) -> bool:
