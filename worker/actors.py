@@ -9,8 +9,7 @@ import dramatiq
 
 from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, slice_message
 from worker import resources
-from worker.processing import SliceContext, run_slice
-from worker.turns import TurnPolicy, owed_turn
+from worker.processing import run_slice
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +28,14 @@ def process_slice(job_id: str, slice_index: int) -> None:
             result.finished.failures,
             extra={"job_id": result.finished.job_id, "user_id": result.finished.user_id},
         )
-    if result.user_id is not None:
-        send_owed_turn(context, resources.broker(), result.user_id)
+    if result.owed_turn is not None:
+        send_owed_turn(resources.broker(), *result.owed_turn)
 
 
-def send_owed_turn(context: SliceContext, broker: dramatiq.Broker, user_id: uuid.UUID) -> None:
-    """Send the user a turn when its limit may have made an earlier turn run nothing."""
-    policy = TurnPolicy.from_settings(context.settings)
-    owed = owed_turn(context.sessions, policy, user_id)
-    if owed is None:
-        return
+def send_owed_turn(broker: dramatiq.Broker, job_id: uuid.UUID, slice_index: int) -> None:
+    """Send a turn owed to a user whose limit made an earlier turn run nothing."""
     try:
-        broker.enqueue(slice_message(*owed))
+        broker.enqueue(slice_message(job_id, slice_index))
     except Exception:
         logger.warning("could not send an owed turn; the sweep will", exc_info=True)
 

@@ -15,6 +15,7 @@ from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_job, notify_progress
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 from worker.fanout import ItemOutcome
+from worker.owed_turns import repay_turn
 
 # A slice's accounts travel as one array per column: building them costs the worker far
 # less than one parameter set per row. Slots a redelivery already stored are skipped.
@@ -57,7 +58,7 @@ class SliceResult:
     successful: int = 0
     failures: int = 0
     finished: FinishedJob | None = None
-    user_id: uuid.UUID | None = None
+    owed_turn: tuple[uuid.UUID, int] | None = None  # a turn to send (worker/owed_turns.py)
 
 
 def claim(
@@ -146,7 +147,8 @@ def record(
         _close_slice(session, claim, created, failures)
         finished = _count_slice_in_job(session, claim.job_id, created, failures)
         notify_progress(session, claim.job_id)
-        return SliceResult(True, created, failures, finished, claim.user_id)
+        owed = (claim.job_id, claim.slice_index) if repay_turn(session) else None
+        return SliceResult(True, created, failures, finished, owed)
 
 
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:

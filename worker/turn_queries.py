@@ -16,13 +16,14 @@ CLAIMABLE = (
 )
 
 # The calls one user's running (lease-held) slices may have in flight.
-USER_LANES_SQL = f"""
+USER_LANES = text(
+    f"""
     SELECT coalesce(sum(least(r.stop_index - r.start_index, :cap)), 0)
     FROM job_slices r JOIN jobs rj ON rj.id = r.job_id
     WHERE rj.user_id = :user_id AND r.status = '{SliceStatus.RUNNING}'
       AND r.lease_expires_at >= now()
-"""
-USER_LANES = text(USER_LANES_SQL)
+    """
+)
 
 # A user's turns are claimed one at a time, so each sees the calls its predecessors hold.
 USER_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
@@ -32,12 +33,11 @@ OLDEST_FIRST = "j.created_at, j.id"
 
 
 def jobs_in_turn_order(order: str) -> TextClause:
-    """Unfinished jobs with a slice that may run, their users below the limit, in order."""
+    """Unfinished jobs with a slice that may run, in turn order."""
     return text(
         f"""
         WITH running AS (
-            SELECT rj.user_id, count(*) AS slices,
-                   sum(least(r.stop_index - r.start_index, :cap)) AS lanes
+            SELECT rj.user_id, count(*) AS slices
             FROM job_slices r JOIN jobs rj ON rj.id = r.job_id
             WHERE r.status = '{SliceStatus.RUNNING}' AND r.lease_expires_at >= now()
             GROUP BY rj.user_id
@@ -46,7 +46,6 @@ def jobs_in_turn_order(order: str) -> TextClause:
         FROM jobs j LEFT JOIN running u ON u.user_id = j.user_id
         WHERE j.status IN {UNFINISHED_SQL}
           AND NOT (j.user_id = ANY(CAST(:passed_over AS uuid[])))
-          AND coalesce(u.lanes, 0) < :limit
           AND EXISTS (SELECT 1 FROM job_slices s WHERE s.job_id = j.id AND {CLAIMABLE})
         ORDER BY {order}
         LIMIT :jobs
@@ -66,19 +65,5 @@ NEXT_SLICE = text(
     ORDER BY s.slice_index
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-    """
-)
-
-# The user's oldest waiting slice, when its running slices hold so many calls that a
-# full slice might not have fitted before the one just recorded finished.
-OWED = text(
-    f"""
-    SELECT s.job_id, s.slice_index
-    FROM job_slices s JOIN jobs j ON j.id = s.job_id
-    WHERE j.user_id = :user_id AND j.status IN {UNFINISHED_SQL}
-      AND s.status = '{SliceStatus.PENDING}'
-      AND ({USER_LANES_SQL}) + 2 * :cap > :limit
-    ORDER BY j.created_at, s.slice_index
-    LIMIT 1
     """
 )

@@ -5,8 +5,9 @@ are at least as many turns as slices to run; a duplicate turn finds nothing and 
 query. A turn takes the next waiting (or lease-expired) slice of the job whose user has
 the fewest slices running, oldest job first, skipping slices other turns are taking
 (`FOR UPDATE SKIP LOCKED`). A user whose running slices already hold
-`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes, and
-the worker that records that slice then sends the user a turn of its own (`owed_turn`).
+`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes; a turn
+that found only such users is owed and sent again when a running slice finishes
+(worker/owed_turns.py).
 With fair turns off, a turn takes the oldest job's next slice, whoever's it is.
 """
 
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 from core.database import SessionFactory
 from core.settings import Settings
 from worker import slices
-from worker.turn_queries import FAIREST_JOBS, NEXT_SLICE, OLDEST_JOBS, OWED, USER_LANES, USER_LOCK
+from worker.owed_turns import owe_turn
+from worker.turn_queries import FAIREST_JOBS, NEXT_SLICE, OLDEST_JOBS, USER_LANES, USER_LOCK
 
 TURN_LOCK = 7_300_002  # advisory lock class of the per-user turn locks
 JOBS_PER_LOOK = 50  # jobs a turn reads at once, in turn order
@@ -65,6 +67,7 @@ def _claim_fairest(
     limits = {"cap": policy.slice_cap, "limit": policy.user_limit}
     passed_over: list[str] = []  # users found at their limit once their lock was held
     while True:
+        known = len(passed_over)
         jobs = _jobs_in_order(session, policy, limits, passed_over)
         for job in jobs:
             if str(job.user_id) in passed_over:
@@ -72,13 +75,18 @@ def _claim_fairest(
             picked = session.execute(NEXT_SLICE, {**limits, "job_id": job.job_id}).first()
             if picked is None:
                 continue  # its slices are being taken by other turns
-            if not _fits(session, job.user_id, picked.lanes, limits):
+            held = _lanes_held(session, job.user_id, limits)
+            if held + picked.lanes > policy.user_limit:
                 passed_over.append(str(job.user_id))
                 continue
             claim = slices.claim_in(session, job.job_id, picked.slice_index, lease_seconds)
             if claim is not None:
                 return claim
-        if len(jobs) < JOBS_PER_LOOK or not passed_over:
+        if len(jobs) < JOBS_PER_LOOK or len(passed_over) == known:  # read every job there is
+            if jobs:
+                # Slices wait, but their users are at their limit or other turns hold them
+                # (and may pass them over): this turn is owed, so none of them is left out.
+                owe_turn(session, uuid.UUID(passed_over[0]) if passed_over else jobs[0].user_id)
             return None
 
 
@@ -90,22 +98,7 @@ def _jobs_in_order(
     return list(session.execute(order, given).all())
 
 
-def _fits(session: Session, user_id: uuid.UUID, lanes: int, limits: dict[str, int]) -> bool:
-    """Under the user's lock (until commit), whether its running slices leave room."""
+def _lanes_held(session: Session, user_id: uuid.UUID, limits: dict[str, int]) -> int:
+    """Take the user's turn lock (until commit) and read the calls its running slices hold."""
     session.execute(USER_LOCK, {"key": TURN_LOCK, "user_id": user_id})
-    held = session.execute(USER_LANES, {**limits, "user_id": user_id}).scalar_one()
-    return int(held) + lanes <= limits["limit"]
-
-
-def owed_turn(
-    sessions: SessionFactory, policy: TurnPolicy, user_id: uuid.UUID
-) -> tuple[uuid.UUID, int] | None:
-    """The slice to send a turn for after one of the user's slices finished, if one is owed.
-
-    A turn that found every waiting slice of its users at their limit ran nothing; the
-    first of those users' slices to finish makes up for it.
-    """
-    limits = {"cap": policy.slice_cap, "limit": policy.user_limit, "user_id": user_id}
-    with sessions() as session, session.begin():
-        row = session.execute(OWED, limits).first()
-    return None if row is None else (row.job_id, row.slice_index)
+    return int(session.execute(USER_LANES, {**limits, "user_id": user_id}).scalar_one())
