@@ -5,10 +5,10 @@ are at least as many turns as slices to run; a duplicate turn finds nothing and 
 query. A turn takes the next waiting (or lease-expired) slice of the job whose user has
 the fewest slices running, oldest job first, skipping slices other turns are taking
 (`FOR UPDATE SKIP LOCKED`). A user whose running slices already hold
-`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes; a turn
-that found only such users is owed and sent again when a running slice finishes
-(worker/owed_turns.py).
-With fair turns off, a turn takes the oldest job's next slice, whoever's it is.
+`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes. A turn
+that finds slices waiting but claims none is owed, and sent again when a running slice
+finishes (worker/owed_turns.py). With fair turns off, a turn takes the oldest job's next
+slice, whoever's it is.
 """
 
 from __future__ import annotations
