@@ -40,7 +40,7 @@ class Run:
 
 def run(bench: Bench) -> list[Row]:
     """Big job of user A running; user B's small jobs submitted one by one behind it."""
-    big, smalls = bench.size(100_000, 30_000), bench.size(10, 5)
+    big, smalls = bench.size(100_000, 30_000), bench.size(20, 5)
     fair = _measure(bench, True, big, smalls)
     fifo = _measure(bench, False, big, smalls)
     bench.reset()
