@@ -26,7 +26,10 @@ USER_LANES = text(
 )
 
 # A user's turns are claimed one at a time, so each sees the calls its predecessors hold.
+# A turn waits for the first user's lock it needs; holding one, it only tries others (a
+# turn never waits while it holds a user's lock, so turns cannot deadlock).
 USER_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
+TRY_USER_LOCK = text("SELECT pg_try_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
 
 FAIREST_FIRST = "coalesce(u.slices, 0), j.created_at, j.id"
 OLDEST_FIRST = "j.created_at, j.id"

@@ -25,7 +25,14 @@ from core.database import SessionFactory
 from core.settings import Settings
 from worker import slices
 from worker.owed_turns import owe_turn
-from worker.turn_queries import FAIREST_JOBS, NEXT_SLICE, OLDEST_JOBS, USER_LANES, USER_LOCK
+from worker.turn_queries import (
+    FAIREST_JOBS,
+    NEXT_SLICE,
+    OLDEST_JOBS,
+    TRY_USER_LOCK,
+    USER_LANES,
+    USER_LOCK,
+)
 
 TURN_LOCK = 7_300_002  # advisory lock class of the per-user turn locks
 JOBS_PER_LOOK = 50  # jobs a turn reads at once, in turn order
@@ -75,9 +82,9 @@ def _claim_fairest(
             picked = session.execute(NEXT_SLICE, {**limits, "job_id": job.job_id}).first()
             if picked is None:
                 continue  # its slices are being taken by other turns
-            held = _lanes_held(session, job.user_id, limits)
-            if held + picked.lanes > policy.user_limit:
-                passed_over.append(str(job.user_id))
+            held = _lanes_held(session, job.user_id, limits, wait=not passed_over)
+            if held is None or held + picked.lanes > policy.user_limit:
+                passed_over.append(str(job.user_id))  # at its limit, or another turn's now
                 continue
             claim = slices.claim_in(session, job.job_id, picked.slice_index, lease_seconds)
             if claim is not None:
@@ -98,7 +105,16 @@ def _jobs_in_order(
     return list(session.execute(order, given).all())
 
 
-def _lanes_held(session: Session, user_id: uuid.UUID, limits: dict[str, int]) -> int:
-    """Take the user's turn lock (until commit) and read the calls its running slices hold."""
-    session.execute(USER_LOCK, {"key": TURN_LOCK, "user_id": user_id})
+def _lanes_held(
+    session: Session, user_id: uuid.UUID, limits: dict[str, int], *, wait: bool
+) -> int | None:
+    """Take the user's turn lock (until commit) and read the calls its running slices hold.
+
+    None when `wait` is false and another turn holds the lock.
+    """
+    lock = {"key": TURN_LOCK, "user_id": user_id}
+    if wait:
+        session.execute(USER_LOCK, lock)
+    elif not session.execute(TRY_USER_LOCK, lock).scalar_one():
+        return None
     return int(session.execute(USER_LANES, {**limits, "user_id": user_id}).scalar_one())

@@ -12,7 +12,10 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from core.broker import make_broker
 from core.database import Database
+from core.settings import Settings
+from core.slice_messages import send_slices
 from core.users import NewUser, create_user
 from tests.faults.checks import assert_exact, submit
 from tests.support.counting_provider import counting_provider
@@ -88,8 +91,22 @@ LIMIT = 75
 PROVIDER_PAUSE = 0.02
 
 
+def send_every_slice_again(
+    db: Database, settings: Settings, redis_url: str, job_ids: list[uuid.UUID]
+) -> int:
+    """Send each slice's message once more, as a redelivery or the sweep would."""
+    query = text("SELECT id, slices_total FROM jobs WHERE id = ANY(:ids)")
+    with db.engine.connect() as connection:
+        totals = {row.id: row.slices_total for row in connection.execute(query, {"ids": job_ids})}
+    broker = make_broker(settings.with_changes(redis_url=redis_url))
+    try:
+        return sum(send_slices(broker, job, range(total)) for job, total in totals.items())
+    finally:
+        broker.close()
+
+
 def test_no_user_ever_has_more_calls_in_flight_than_its_limit(
-    stack: Stack, db: Database, user: NewUser
+    stack: Stack, db: Database, user: NewUser, settings: Settings
 ) -> None:
     others = [create_user(db.sessions, f"user-{n}", credits=10_000) for n in range(2)]
     with counting_provider(PROVIDER_PAUSE) as (provider_url, calls):
@@ -110,6 +127,9 @@ def test_no_user_ever_has_more_calls_in_flight_than_its_limit(
             others[0].user_id: submit(url, others[0].token, [1000]),
             others[1].user_id: submit(url, others[1].token, [300]),
         }
+        # Every message a second time, while the jobs run: the surplus turns change nothing.
+        every_job = [job for jobs in jobs_of.values() for job in jobs]
+        assert send_every_slice_again(db, settings, stack.env["REDIS_URL"], every_job) == 47
         wait_for(lambda: unfinished_jobs(db) == 0, timeout=60)
     peaks = {owner: calls.peak(jobs) for owner, jobs in jobs_of.items()}
     print(f"\n[user concurrency] limit {LIMIT}, peaks in flight per user {sorted(peaks.values())}")
