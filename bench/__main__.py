@@ -31,6 +31,7 @@ BENCHMARKS = {
     "recompute": "bench.recompute",
     "growth": "bench.growth",
     "provider": "bench.provider",
+    "fairness": "bench.fairness",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

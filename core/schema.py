@@ -308,3 +308,14 @@ class ReconcileLeader(Base):
     leader_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     elected_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class UserTurnsOwed(Base):
+    """Turns a user's limit made run nothing, sent again as its running slices finish."""
+
+    __tablename__ = "user_turns_owed"
+    __table_args__ = (CheckConstraint("owed >= 0", name="owed_not_negative"),)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    owed: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

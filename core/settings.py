@@ -109,6 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_patience: Seconds = 900.0  # unavailable this long, a job's remaining items fail
     provider_backoff_max: Seconds = 30.0  # longest pause after pushback without Retry-After
     slice_wait: Seconds = 120.0  # a slice waiting longer is given back with a delayed message
+    user_concurrency: Positive = 10_000  # provider calls in flight per user, every worker
+    fair_turns: bool = True  # false: slices are served oldest first, whoever's they are
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +238,8 @@ VARIABLES: dict[str, str] = {
     "TALLY_PROVIDER_PATIENCE": "provider_patience",
     "TALLY_PROVIDER_BACKOFF_MAX": "provider_backoff_max",
     "TALLY_SLICE_WAIT_SECONDS": "slice_wait",
+    "TALLY_USER_CONCURRENCY": "user_concurrency",
+    "TALLY_FAIR_TURNS": "fair_turns",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

@@ -72,7 +72,7 @@ async def create_accounts(
     *,
     concurrency: int,
     attempts: int,
-    gate: asyncio.Semaphore | None = None,
+    gate: AbstractAsyncContextManager[object] | None = None,
     patience: Patience | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[ItemOutcome]:
@@ -137,7 +137,7 @@ async def _create_patiently(
     provider: Provider,
     job_id: uuid.UUID,
     index: int,
-    gate: asyncio.Semaphore | None,
+    gate: AbstractAsyncContextManager[object] | None,
     patience: Patience,
     stopped: Callable[[], bool],
 ) -> ItemOutcome | None:
@@ -196,7 +196,7 @@ async def _create_patiently(
 async def _attempt(
     provider: Provider,
     key: str,
-    gate: asyncio.Semaphore | None,
+    gate: AbstractAsyncContextManager[object] | None,
     patience: Patience,
     may_stop: Callable[[], bool],
 ) -> CreatedAccount | ProviderError | Permit | None:

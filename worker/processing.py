@@ -16,6 +16,7 @@ from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import ProviderUnavailable, UnknownProvider
 from core.finish import fail_job
+from core.logs import log_context
 from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
@@ -26,6 +27,7 @@ from worker.job_clock import job_started
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
 from worker.pushback import SliceDeferred
+from worker.turns import TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
@@ -49,12 +51,15 @@ class SliceContext:
 
 
 def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> slices.SliceResult:
-    """Claim a slice, create its accounts and record them; a no-op if already done."""
-    claim = slices.claim(context.sessions, job_id, slice_index, context.settings.intervals.lease)
+    """Take a turn: claim the fairest waiting slice (a slice message is a turn, see
+    worker/turns.py), create its accounts and record them; a no-op if none may run."""
+    policy = TurnPolicy.from_settings(context.settings)
+    claim = take_turn(context.sessions, policy, context.settings.intervals.lease)
     if claim is None:
         return slices.SliceResult(recorded=False)
     try:
-        return _run_claimed(context, claim)
+        with log_context(job_id=claim.job_id, slice_index=claim.slice_index, user_id=claim.user_id):
+            return _run_claimed(context, claim)
     except BaseException:
         # The message will be retried (or re-sent by the sweep): let that attempt claim the
         # slice now instead of after the lease runs out.
@@ -119,6 +124,8 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
             status,
             job_started=started,
             stop=None if cancelled is None else cancelled.is_set,
+            user=claim.user_id if settings.fair_turns else None,
+            lanes=claim.lanes,
         )
 
 

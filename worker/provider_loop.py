@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,6 +23,7 @@ from core.metrics import TimedProvider, set_rate_limit
 from core.providers.base import Provider
 from worker.adaptive import AdaptiveConcurrency
 from worker.fanout import ItemOutcome, Patience, create_accounts
+from worker.gate import FairGate
 from worker.pacing import LocalPacer, Pacer, RedisPacer
 from worker.pushback import PushbackPolicy, SliceRun, WaitListener
 
@@ -39,7 +40,7 @@ class ProviderLoop:
         self.concurrency = concurrency
         self.policy = policy
         self._loop = asyncio.new_event_loop()
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = FairGate(concurrency)  # users take turns at it when it runs short
         self._pacers: dict[str, Pacer] = {}
         self._windows: dict[str, AdaptiveConcurrency] = {}
         # Why-a-job-waits writes, in order, off the loop (worker/waiting_status.py).
@@ -60,16 +61,31 @@ class ProviderLoop:
         listener: WaitListener | None = None,
         job_started: float | None = None,
         stop: Callable[[], bool] | None = None,
+        *,
+        user: Hashable = None,
+        lanes: int = 0,
     ) -> list[ItemOutcome]:
         """Create the accounts of one slice on the shared loop and wait for them.
 
         `job_started` (monotonic) is when the job began: the provider's unavailability
         counts against its patience from then at the earliest. Raises SliceDeferred when
         the provider asks the slice to wait past its budget. Once `stop()` is true no new
-        call starts (create_accounts).
+        call starts (create_accounts). At most `lanes` calls of the slice are in flight
+        (0: the loop's bound), and the slices of different `user`s take turns at the shared
+        bound.
         """
         future = asyncio.run_coroutine_threadsafe(
-            self._create(provider, job_id, indices, attempts, listener, job_started, stop),
+            self._create(
+                provider,
+                job_id,
+                indices,
+                attempts,
+                listener,
+                job_started,
+                stop,
+                user,
+                lanes or self.concurrency,
+            ),
             self._loop,
         )
         try:
@@ -88,15 +104,17 @@ class ProviderLoop:
         listener: WaitListener | None,
         job_started: float | None,
         stop: Callable[[], bool] | None,
+        user: Hashable,
+        lanes: int,
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
                 TimedProvider(provider),
                 job_id,
                 indices,
-                concurrency=self.concurrency,
+                concurrency=min(lanes, self.concurrency),
                 attempts=max(1, attempts),
-                gate=self._gate,
+                gate=self._gate.lane(user),
                 patience=self._patience(provider.name, listener, job_started),
                 stop=stop,
             )

@@ -20,6 +20,7 @@ from worker.pushback import PushbackPolicy
 logger = logging.getLogger(__name__)
 
 _context: SliceContext | None = None
+_broker: dramatiq.Broker | None = None
 
 
 def current() -> SliceContext:
@@ -27,6 +28,13 @@ def current() -> SliceContext:
     if _context is None:
         raise RuntimeError("worker resources are not set up in this process")
     return _context
+
+
+def broker() -> dramatiq.Broker:
+    """Return the broker this process's worker consumes from; set up by ProcessResources."""
+    if _broker is None:
+        raise RuntimeError("worker resources are not set up in this process")
+    return _broker
 
 
 def pool_size(settings: Settings, threads: int) -> int:
@@ -56,7 +64,8 @@ class ProcessResources(dramatiq.Middleware):
         self.cancellations: CancelWatcher | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        global _context
+        global _context, _broker
+        _broker = broker
         threads = int(getattr(worker, "worker_threads", 8))
         self.database = Database.from_settings(
             self.settings,
@@ -80,8 +89,8 @@ class ProcessResources(dramatiq.Middleware):
         logger.info("worker resources ready (%d threads)", threads)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        global _context
-        _context = None
+        global _context, _broker
+        _context = _broker = None
         if self.cancellations is not None:
             self.cancellations.close()
             self.cancellations = None

@@ -16,6 +16,7 @@ from core.finish import FinishedJob, finish_locked_job, notify_progress
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 from worker.fanout import ItemOutcome
 from worker.outcome_counts import add_outcome_counts
+from worker.owed_turns import repay_turn
 
 # A slice's accounts travel as one array per column: building them costs the worker far
 # less than one parameter set per row. Slots a redelivery already stored are skipped.
@@ -42,6 +43,7 @@ class SliceClaim:
     start_index: int
     stop_index: int
     attempt: int
+    lanes: int = 0  # provider calls this attempt may have in flight; 0: the process's bound
 
     @property
     def indices(self) -> range:
@@ -58,6 +60,7 @@ class SliceResult:
     failures: int = 0
     finished: FinishedJob | None = None
     cancelled: int = 0
+    owed_turn: tuple[uuid.UUID, int] | None = None  # a turn to send (worker/owed_turns.py)
 
 
 def claim(
@@ -65,32 +68,41 @@ def claim(
 ) -> SliceClaim | None:
     """Take a pending slice, or one whose lease expired; None if it is not ours to run."""
     with sessions() as session, session.begin():
-        row = session.execute(
-            text(
-                f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
-                "attempts = s.attempts + 1, "
-                "lease_expires_at = now() + make_interval(secs => :lease) "
-                "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
-                f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
-                "AND j.cancel_requested_at IS NULL "
-                f"AND (s.status = '{SliceStatus.PENDING}' "
-                f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
-                "RETURNING j.user_id, j.provider, s.start_index, s.stop_index, s.attempts"
-            ),
-            {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
-        ).first()
-        if row is None:
-            return None
+        return claim_in(session, job_id, slice_index, lease_seconds)
+
+
+def claim_in(
+    session: Session, job_id: uuid.UUID, slice_index: int, lease_seconds: float
+) -> SliceClaim | None:
+    """Claim one slice inside the caller's transaction (see `claim`)."""
+    row = session.execute(
+        text(
+            f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
+            "attempts = s.attempts + 1, "
+            "lease_expires_at = now() + make_interval(secs => :lease) "
+            "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
+            f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
+            "AND j.cancel_requested_at IS NULL "
+            f"AND (s.status = '{SliceStatus.PENDING}' "
+            f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
+            "RETURNING j.user_id, j.provider, j.status AS job_status, "
+            "s.start_index, s.stop_index, s.attempts"
+        ),
+        {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
+    ).first()
+    if row is None:
+        return None
+    if row.job_status == JobStatus.QUEUED:
         _mark_job_running(session, job_id)
-        return SliceClaim(
-            job_id,
-            slice_index,
-            row.user_id,
-            row.provider,
-            row.start_index,
-            row.stop_index,
-            row.attempts,
-        )
+    return SliceClaim(
+        job_id,
+        slice_index,
+        row.user_id,
+        row.provider,
+        row.start_index,
+        row.stop_index,
+        row.attempts,
+    )
 
 
 def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: float) -> bool:
@@ -144,7 +156,8 @@ def record(
         add_outcome_counts(session, claim.job_id, outcomes)
         finished = _count_slice_in_job(session, claim.job_id, counts)
         notify_progress(session, claim.job_id)
-        return SliceResult(True, created, failures, finished, counts.cancelled)
+        owed = (claim.job_id, claim.slice_index) if repay_turn(session) else None
+        return SliceResult(True, created, failures, finished, counts.cancelled, owed)
 
 
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:

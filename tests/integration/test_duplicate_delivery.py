@@ -150,16 +150,21 @@ def test_messages_repeated_while_the_job_runs_count_once(
     assert_invariants(db)
 
 
-def test_run_slice_twice_records_once(db: Database, job_settings: Settings) -> None:
+def test_every_message_twice_records_each_slice_once(db: Database, job_settings: Settings) -> None:
+    # A message is a turn at the fairest waiting slice: twice as many turns as slices
+    # record each slice exactly once, and the surplus turns find nothing to run.
     submitted = submit_jobs(db, job_settings, [120, 1])
     with slice_context(db, job_settings) as context:
-        for job in submitted.jobs:
-            for index in range(job.slices_total):
-                first = run_slice(context, job.id, index)
-                second = run_slice(context, job.id, index)
-                assert first.recorded and not second.recorded
-                assert second.finished is None
+        results = [
+            run_slice(context, job.id, index)
+            for job in submitted.jobs
+            for index in range(job.slices_total)
+            for _ in range(2)
+        ]
         again = [run_slice(context, j.id, 0).recorded for j in submitted.jobs]
+    slices_total = sum(job.slices_total for job in submitted.jobs)
+    assert sum(result.recorded for result in results) == slices_total
+    assert sum(result.finished is not None for result in results) == len(submitted.jobs)
     assert again == [False, False]
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)

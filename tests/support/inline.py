@@ -47,9 +47,15 @@ def slice_context(
 
 
 def process_job(db: Database, settings: Settings, job_id: uuid.UUID) -> list[SliceResult]:
-    """Run every unfinished slice of a job once, in order."""
+    """Take turns until no slice of the job waits (a turn runs the fairest waiting slice,
+    which may be another job's); stop early at a turn that records nothing."""
+    results: list[SliceResult] = []
     with slice_context(db, settings) as context:
-        return [run_slice(context, job_id, i) for i in unfinished_slices(db, job_id)]
+        while waiting := unfinished_slices(db, job_id):
+            results.append(run_slice(context, job_id, waiting[0]))
+            if not results[-1].recorded:
+                break
+    return results
 
 
 def unfinished_slices(db: Database, job_id: uuid.UUID) -> list[int]:

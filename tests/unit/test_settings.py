@@ -245,3 +245,14 @@ def test_short_identity_secrets_are_refused_without_showing_them() -> None:
     with pytest.raises(ConfigurationError, match="TALLY_RLS") as bad_flag:
         settings_from(TALLY_RLS="maybe")
     assert "maybe" in str(bad_flag.value)
+
+
+def test_turn_settings_default_and_refuse_a_limit_below_one() -> None:
+    defaults = settings_from()
+    assert (defaults.user_concurrency, defaults.fair_turns) == (10_000, True)
+    chosen = settings_from(TALLY_USER_CONCURRENCY="75", TALLY_FAIR_TURNS="false")
+    assert (chosen.user_concurrency, chosen.fair_turns) == (75, False)
+    with pytest.raises(ConfigurationError, match="TALLY_USER_CONCURRENCY must be an integer >= 1"):
+        settings_from(TALLY_USER_CONCURRENCY="0")
+    with pytest.raises(ConfigurationError, match="TALLY_FAIR_TURNS must be true or false"):
+        settings_from(TALLY_FAIR_TURNS="sometimes")
