@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -15,6 +16,7 @@ from core.settings import Settings
 from core.users import create_user
 from tests.support.state import assert_invariants
 from worker import slices
+from worker.deferral import defer
 from worker.fanout import ItemOutcome
 from worker.turns import TurnPolicy, take_turn
 
@@ -99,3 +101,44 @@ def test_a_slice_whose_lease_ran_out_is_taken_by_the_next_turn(
     assert finish(db, small_slices, fresh).recorded
     assert not finish(db, small_slices, stale).recorded
     assert_invariants(db)
+
+
+def test_a_slice_waiting_for_its_provider_is_not_taken_before_its_retry_time(
+    db: Database, small_slices: Settings
+) -> None:
+    job = submit(db, small_slices, "waiting", 2 * SLICE)
+    policy = TurnPolicy(fair=True, user_limit=1000, slice_cap=100)
+    first = take_turn(db.sessions, policy, lease_seconds=30)
+    assert first is not None and first.slice_index == 0
+    assert defer(db.sessions, first, time.time() + 3600, "provider_unavailable")
+    # Slice 0 waits an hour for its provider: the next turns take slice 1, then nothing.
+    assert turn(db, policy) == (job.id, 1)
+    assert turn(db, policy) is None
+    assert defer_until_now(db, job.id, 0) == 1
+    assert turn(db, policy) == (job.id, 0)
+
+
+def test_no_turn_takes_a_slice_of_a_job_whose_cancel_was_asked(
+    db: Database, small_slices: Settings
+) -> None:
+    job = submit(db, small_slices, "cancelling", 2 * SLICE)
+    policy = TurnPolicy(fair=True, user_limit=1000, slice_cap=100)
+    assert turn(db, policy) == (job.id, 0)
+    with db.sessions() as session, session.begin():
+        session.execute(
+            text("UPDATE jobs SET cancel_requested_at = now() WHERE id = :id"), {"id": job.id}
+        )
+    assert turn(db, policy) is None
+
+
+def defer_until_now(db: Database, job_id: uuid.UUID, slice_index: int) -> int:
+    """Bring a waiting slice's retry time to now, as if the provider's wait were over."""
+    with db.sessions() as session, session.begin():
+        moved = session.execute(
+            text(
+                "UPDATE job_slices SET enqueued_at = now() "
+                "WHERE job_id = :job_id AND slice_index = :slice_index"
+            ),
+            {"job_id": job_id, "slice_index": slice_index},
+        )
+        return int(moved.rowcount)  # type: ignore[attr-defined]
