@@ -25,7 +25,7 @@ from core.errors import (
 )
 from core.metrics import observe_pause
 from core.providers.base import CreatedAccount, Provider, item_key
-from worker.adaptive import AdaptiveConcurrency
+from worker.adaptive import AdaptiveRate
 from worker.pacing import RATE_LIMITED, UNAVAILABLE, Pacer, Permit, backoff
 from worker.pushback import SliceRun
 
@@ -56,7 +56,7 @@ class Patience:
     run: SliceRun
     seconds: float
     backoff_cap: float
-    window: AdaptiveConcurrency | None = None  # with no rate limit: AIMD on 429s
+    rate: AdaptiveRate | None = None  # with no configured rate limit: AIMD on 429s
     job_started: float = 0.0  # monotonic; unavailability counts from then at the earliest
 
     def exhausted(self, unavailable_for: float) -> bool:
@@ -166,8 +166,8 @@ async def _create_patiently(
             await pacer.answered()
             return ItemOutcome(index, error=str(answer), reason=REFUSED, orphans=ambiguous)
         if isinstance(answer, ProviderPushback):
-            if patience.window is not None and answer.reason == RATE_LIMITED:
-                patience.window.throttled()
+            if patience.rate is not None and answer.reason == RATE_LIMITED:
+                patience.rate.throttled()
             observe_pause(provider.name, answer.reason)
             pushed = await pacer.pushback(answer.retry_after, answer.reason, pause=True)
             if patience.exhausted(pushed.unavailable_for):
@@ -185,8 +185,8 @@ async def _create_patiently(
             raise answer  # the provider cannot run at all (ProviderUnavailable)
         await pacer.answered()
         run.answered()
-        if patience.window is not None:
-            patience.window.answered()
+        if patience.rate is not None:
+            patience.rate.answered()
         # Each unanswered call may have created an account; a replay says it was this one.
         orphaned = 0 if answer.replayed else ambiguous
         return ItemOutcome(index, account=answer, orphans=orphaned)
@@ -203,27 +203,27 @@ async def _attempt(
     """One call when the pacer allows it: its account or error, else the refused permit;
     None when the slot stopped before its call was sent.
 
-    The adaptive window is taken before the pacer is asked, so that calls queued for the
-    window never go out after a pause they did not see.
+    The adaptive rate's place is taken before the pacer is asked, so that calls queued for
+    the rate never go out after a pause they did not see.
     """
-    window: AbstractAsyncContextManager[object] = patience.window or nullcontext()
-    async with window:
-        permit = await patience.pacer.acquire()
-        if not permit.granted:
-            return permit
-        if permit.wait:
-            await asyncio.sleep(permit.wait)
-        if time.monotonic() > permit.send_by:
-            # Woken too late for its slot: ask again rather than send in a burst.
-            return Permit(False, 0.0, RATE_LIMITED, permit.unavailable_for)
-        bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
-        try:
-            async with bound:
-                if may_stop():
-                    return None
-                return await provider.create_account(key)
-        except ProviderError as exc:
-            return exc
+    if patience.rate is not None:
+        await patience.rate.pace()
+    permit = await patience.pacer.acquire()
+    if not permit.granted:
+        return permit
+    if permit.wait:
+        await asyncio.sleep(permit.wait)
+    if time.monotonic() > permit.send_by:
+        # Woken too late for its slot: ask again rather than send in a burst.
+        return Permit(False, 0.0, RATE_LIMITED, permit.unavailable_for)
+    bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
+    try:
+        async with bound:
+            if may_stop():
+                return None
+            return await provider.create_account(key)
+    except ProviderError as exc:
+        return exc
 
 
 def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from core.metrics import TimedProvider, set_rate_limit
 from core.providers.base import Provider
-from worker.adaptive import AdaptiveConcurrency
+from worker.adaptive import AdaptiveRate
 from worker.fanout import ItemOutcome, Patience, create_accounts
 from worker.gate import FairGate
 from worker.pacing import LocalPacer, Pacer, RedisPacer
@@ -42,7 +42,7 @@ class ProviderLoop:
         self._loop = asyncio.new_event_loop()
         self._gate = FairGate(concurrency)  # users take turns at it when it runs short
         self._pacers: dict[str, Pacer] = {}
-        self._windows: dict[str, AdaptiveConcurrency] = {}
+        self._rates: dict[str, AdaptiveRate] = {}
         # Why-a-job-waits writes, in order, off the loop (worker/waiting_status.py).
         self.status_writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="tally-waiting"
@@ -132,16 +132,16 @@ class ProviderLoop:
             run=SliceRun(policy.slice_wait, listener),
             seconds=policy.patience,
             backoff_cap=policy.backoff_cap,
-            window=None if policy.rate_limit else self._window(name),
+            rate=None if policy.rate_limit else self._adaptive_rate(name),
             job_started=time.monotonic() if job_started is None else job_started,
         )
 
-    def _window(self, name: str) -> AdaptiveConcurrency:
-        """The process's adaptive concurrency for a provider without a rate limit."""
-        window = self._windows.get(name)
-        if window is None:
-            window = self._windows[name] = AdaptiveConcurrency(self.concurrency)
-        return window
+    def _adaptive_rate(self, name: str) -> AdaptiveRate:
+        """The process's adaptive rate for a provider without a configured rate limit."""
+        rate = self._rates.get(name)
+        if rate is None:
+            rate = self._rates[name] = AdaptiveRate()
+        return rate
 
     def _pacer(self, name: str, policy: PushbackPolicy) -> Pacer:
         """The process's pacer of a provider, made on first use (on the loop's thread)."""

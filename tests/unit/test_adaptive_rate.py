@@ -1,0 +1,72 @@
+"""The adaptive rate: slow start, a cut on 429, additive increase, and pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from worker.adaptive import (
+    BURST_SECONDS,
+    DECREASE,
+    INCREASE_INTERVAL_SECONDS,
+    START_RATE,
+    AdaptiveRate,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def busy(rate: AdaptiveRate, clock: Clock) -> None:
+    """Send at the full rate for one increase interval, then answer."""
+    sends = max(1, round(rate.rate * INCREASE_INTERVAL_SECONDS * 2))
+    for _ in range(sends):
+        rate.record_sent(clock.now)
+    clock.now += INCREASE_INTERVAL_SECONDS
+    rate.answered()
+
+
+def test_the_rate_doubles_while_busy_until_the_first_429_then_grows_by_a_little() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    assert rate.rate == START_RATE
+    busy(rate, clock)
+    busy(rate, clock)
+    assert rate.rate == START_RATE * 4
+    rate.throttled()
+    cut = START_RATE * 4 * DECREASE
+    assert rate.rate == cut and not rate.slow_start
+    rate.throttled()  # the same burst of 429s cuts once
+    assert rate.rate == cut
+    busy(rate, clock)
+    assert cut < rate.rate < cut * 1.2
+
+
+def test_an_idle_rate_does_not_grow() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    for _ in range(5):
+        clock.now += INCREASE_INTERVAL_SECONDS
+        rate.answered()
+    assert rate.rate == START_RATE
+
+
+def test_pace_spaces_calls_at_the_rate_beyond_a_short_burst() -> None:
+    rate = AdaptiveRate()
+    rate.rate = 200.0
+
+    async def send(n: int) -> float:
+        started = time.monotonic()
+        for _ in range(n):
+            await rate.pace()
+        return time.monotonic() - started
+
+    burst = int(200 * BURST_SECONDS)
+    elapsed = asyncio.run(send(burst + 40))
+    # 40 calls past the burst take at least 40 places of 5 ms each.
+    assert elapsed >= 40 / 200 * 0.9
