@@ -17,7 +17,6 @@ from core.database import SessionFactory
 from core.errors import ProviderUnavailable, UnknownProvider
 from core.finish import fail_job
 from core.logs import log_context
-from core.providers.base import Provider
 from core.settings import Settings
 from worker import slices
 from worker.cancellation import CancelWatcher
@@ -27,12 +26,12 @@ from worker.job_clock import job_started
 from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
 from worker.pushback import SliceDeferred
+from worker.shared_providers import ProviderFactory
 from worker.turns import TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
 
-ProviderFactory = Callable[[str, Settings], Provider]
 # Sends a slice's message again after a delay in seconds (the worker's broker).
 Resend = Callable[[uuid.UUID, int, float], None]
 

@@ -26,6 +26,7 @@ from worker.fanout import ItemOutcome, Patience, create_accounts
 from worker.gate import FairGate
 from worker.pacing import LocalPacer, Pacer, RedisPacer
 from worker.pushback import PushbackPolicy, SliceRun, WaitListener
+from worker.shared_providers import ProviderFactory, SharedProviders
 
 WAIT_SLICE_SECONDS = 0.5
 REDIS_TIMEOUT_SECONDS = 2.0
@@ -43,6 +44,7 @@ class ProviderLoop:
         self._gate = FairGate(concurrency)  # users take turns at it when it runs short
         self._pacers: dict[str, Pacer] = {}
         self._rates: dict[str, AdaptiveRate] = {}
+        self._shared: list[SharedProviders] = []
         # Why-a-job-waits writes, in order, off the loop (worker/waiting_status.py).
         self.status_writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="tally-waiting"
@@ -152,10 +154,17 @@ class ProviderLoop:
             self._pacers[name] = pacer
         return pacer
 
+    def shared_providers(self, build: ProviderFactory) -> SharedProviders:
+        """A factory lending each named provider, built once, to every slice of the process;
+        the providers are closed with the loop."""
+        shared = SharedProviders(build)
+        self._shared.append(shared)
+        return shared
+
     def close(self) -> None:
         """Stop the loop and its thread."""
-        if self._pacers:
-            closing = asyncio.run_coroutine_threadsafe(self._close_pacers(), self._loop)
+        if self._pacers or self._shared:
+            closing = asyncio.run_coroutine_threadsafe(self._close_resources(), self._loop)
             with contextlib.suppress(concurrent.futures.TimeoutError, OSError):
                 closing.result(timeout=REDIS_TIMEOUT_SECONDS)
         self.status_writer.shutdown(wait=True)
@@ -164,7 +173,9 @@ class ProviderLoop:
         if not self._thread.is_alive():
             self._loop.close()
 
-    async def _close_pacers(self) -> None:
+    async def _close_resources(self) -> None:
+        for shared in self._shared:
+            await shared.aclose()
         for pacer in self._pacers.values():
             await pacer.aclose()
 

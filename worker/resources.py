@@ -81,7 +81,8 @@ class ProcessResources(dramatiq.Middleware):
             sessions=self.database.sessions,
             settings=self.settings,
             box=self.settings.secret_box(),
-            providers=build_provider,
+            # Connections to a provider outlive slices: one provider per name per process.
+            providers=self.provider_loop.shared_providers(build_provider),
             provider_loop=self.provider_loop,
             resend=resend_after(broker),
             cancellations=self.cancellations,

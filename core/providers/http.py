@@ -35,7 +35,11 @@ UNAVAILABLE = "provider_unavailable"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Failures that happen before the request reaches the provider: nothing can exist.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-CLIENT_SHARDS = 8
+# httpx's pool slows down with its number of connections, so calls are spread over a few
+# small pools, one per this many calls in flight; below it, one pool serves best (its
+# connections stay warm).
+CALLS_PER_CLIENT = 32
+MAX_CLIENTS = 8
 
 
 class HttpProvider:
@@ -43,20 +47,19 @@ class HttpProvider:
 
     name = "http"
 
-    def __init__(self, url: str, timeout: float, token: str = "") -> None:
+    def __init__(self, url: str, timeout: float, token: str = "", concurrency: int = 256) -> None:
         if not url:
             raise ProviderUnavailable("TALLY_PROVIDER_URL is not set")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._url = url
-        # The worker bounds calls in flight itself; the pool must not add a second bound.
-        # httpx's pool slows down with its number of connections, so calls are spread over
-        # a few small pools.
+        # The worker bounds calls in flight itself (`concurrency` at most); the pools must
+        # not add a second bound.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._clients = [
             httpx.AsyncClient(
                 timeout=timeout, headers=headers, limits=limits, verify=_tls_context()
             )
-            for _ in range(CLIENT_SHARDS)
+            for _ in range(client_count(concurrency))
         ]
         self._turn = itertools.cycle(self._clients)
 
@@ -91,6 +94,11 @@ class HttpProvider:
         """Close the HTTP connection pool."""
         for client in self._clients:
             await client.aclose()
+
+
+def client_count(concurrency: int) -> int:
+    """How many pools carry `concurrency` calls in flight: one per CALLS_PER_CLIENT."""
+    return max(1, min(MAX_CLIENTS, -(-concurrency // CALLS_PER_CLIENT)))
 
 
 @functools.cache

@@ -37,6 +37,9 @@ def build_provider(name: str, settings: Settings) -> Provider:
     check_provider_name(name)
     if name == "http":
         return HttpProvider(
-            settings.provider_url, settings.provider_timeout, settings.provider_token
+            settings.provider_url,
+            settings.provider_timeout,
+            settings.provider_token,
+            concurrency=settings.provider_concurrency,
         )
     return SandboxProvider(settings.sandbox)

@@ -272,3 +272,51 @@ def test_a_cancel_during_an_outage_ends_the_job_without_waiting_for_the_patience
     assert answer["successful"] == provider.counts()["accounts"] == vault_rows(db) > 0
     assert answer["cancelled"] == 2000 - answer["successful"] - answer["failures"] > 0
     assert answer["orphans"] == 0
+
+
+def test_an_outage_with_a_hundred_queued_jobs_ends_with_every_job_and_all_its_accounts(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    """An outage longer than TALLY_SLICE_WAIT_SECONDS over 100 queued jobs, scaled to seconds:
+    the slices waiting on it are given back with delayed messages, and every job then
+    finishes with all its accounts, none created twice, no slice's attempts used up."""
+    provider = ReferenceServer(stack, "--latency-ms", "2", "--outage-retry-after", "1")
+    env = provider.env(**PUSHBACK_ENV, TALLY_SLICE_MAX_ATTEMPTS="2")
+    limits = {"TALLY_USER_MAX_UNFINISHED_JOBS": "0", "TALLY_USER_SUBMITS_PER_MINUTE": "0"}
+    stack.reconcile(**env)
+    url = stack.web(**env, **limits)
+    worker = stack.worker(threads=2, processes=2, **env)
+    worker.wait_for_log(WORKER_READY, count=2, timeout=60)
+    outage = 5.0  # seconds, against a 1 s slice wait
+    outage_ends = time.time() + outage  # the provider starts it after this clock reading
+    provider.outage(outage)
+    job_ids = submit(url, user.token, [3] * 100)
+    wait_for(lambda: deferred_slices(db) > 0, timeout=10, interval=0.05)
+    assert time.time() < outage_ends, "the jobs were not queued within the outage"
+    started = time.monotonic()
+    settle(db, started, "100 queued jobs through an outage", after="the last submit")
+
+    assert_exact(db, all_successful=True)
+    counts = provider.counts()
+    assert counts["answers"].get("503", 0) > 0, "the outage was never met"
+    assert counts["accounts"] == vault_rows(db) == 300
+    assert counts["keys_with_several_accounts"] == 0
+    rows = jobs_table(db)
+    assert len(rows) == len(job_ids) == 100
+    assert all(row.failure_reasons == {} and row.orphans == 0 for row in rows)
+    assert earliest_finish(db) > outage_ends
+    assert max_slice_attempts(db) < 2  # each wait handed its attempt back
+
+
+def earliest_finish(db: Database) -> float:
+    """When the first job finished, in epoch seconds."""
+    query = text("SELECT extract(epoch FROM min(finished_at)) FROM jobs")
+    with db.engine.connect() as connection:
+        return float(connection.execute(query).scalar_one())
+
+
+def max_slice_attempts(db: Database) -> int:
+    """The most claims any slice has counted."""
+    with db.engine.connect() as connection:
+        query = text("SELECT max(attempts) FROM job_slices")
+        return int(connection.execute(query).scalar_one())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,22 @@ def test_close_stops_the_loop_thread() -> None:
     shared = ProviderLoop(concurrency=2)
     shared.close()
     assert not any(t.name == "tally-provider-loop" and t.is_alive() for t in threading.enumerate())
+
+
+def test_shared_providers_are_built_once_and_outlive_each_slice() -> None:
+    built: list[FakeProvider] = []
+
+    def build(name: str, settings: object) -> FakeProvider:
+        built.append(FakeProvider())
+        return built[-1]
+
+    shared_loop = ProviderLoop(concurrency=4)
+    factory = shared_loop.shared_providers(build)
+    settings: Any = None
+    for start in (0, 10):
+        outcomes = shared_loop.run(factory("fake", settings), JOB, range(start, start + 5), 1)
+        assert all(o.account is not None for o in outcomes)
+    assert len(built) == 1  # both slices called the one provider
+    assert not built[0].closed  # a slice's end leaves its connections open
+    shared_loop.close()
+    assert built[0].closed  # closed with the loop
