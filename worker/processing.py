@@ -113,8 +113,11 @@ def _create(context: SliceContext, claim: slices.SliceClaim) -> list[ItemOutcome
         context.sessions, claim, settings.intervals.lease, settings.intervals.heartbeat
     )
     with keeper, _cancel_flag(context, claim) as cancelled:
-        status = WaitingStatus(context.sessions, claim.job_id, context.provider_loop.status_writer)
-        started = job_started(context.sessions, claim.job_id)
+        loop = context.provider_loop
+        # Only a provider that pushes back needs the job's clock and its waiting status.
+        paced = loop.paces(claim.provider)
+        status = WaitingStatus(context.sessions, claim.job_id, loop.status_writer)
+        started = job_started(context.sessions, claim.job_id) if paced else None
         return context.provider_loop.run(
             provider,
             claim.job_id,

@@ -123,6 +123,10 @@ class ProviderLoop:
         finally:
             await provider.aclose()
 
+    def paces(self, name: str) -> bool:
+        """Whether calls to this provider wait out its pushback (patience, pauses, rate)."""
+        return self.policy is not None and name in self.policy.patient_providers
+
     def _patience(
         self, name: str, listener: WaitListener | None, job_started: float | None
     ) -> Patience | None:
