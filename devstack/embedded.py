@@ -190,7 +190,12 @@ class EmbeddedPostgres:
         self._stopped = True
         _forget_handle(self._server)
         if _is_running(self.pid, str(self.pgdata)):
-            self._pg_ctl_stop()
+            try:
+                self._pg_ctl_stop()
+            except OSError:
+                # pg_ctl cannot run as the server's user here (a folder it may not enter):
+                # SIGINT is the postmaster's own fast shutdown.
+                _kill(self.pid, signal.SIGINT)
         if not _wait_gone(self.pid, str(self.pgdata), STOP_TIMEOUT):
             _kill(self.pid, signal.SIGKILL)
             _wait_gone(self.pid, str(self.pgdata), 5.0)

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
+from devstack import embedded
 from devstack.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
 from tests.support.waiting import wait_for
 
@@ -63,6 +64,22 @@ def test_postgres_answers_and_stops_without_leftovers(tmp_path: Path) -> None:
     server = EmbeddedPostgres.start(tmp_path)
     assert query(server.url, "SELECT 1") == 1
     assert server_processes(str(server.pgdata))
+    server.stop()
+    assert server_processes(str(server.pgdata)) == []
+    assert not (server.pgdata / "postmaster.pid").exists()
+
+
+@needs_wheels
+def test_postgres_stops_even_where_pg_ctl_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = EmbeddedPostgres.start(tmp_path)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "pg_ctl")
+
+    # As when the server's user may not enter the folder the wheel's binaries live in.
+    monkeypatch.setattr(embedded.subprocess, "run", refused)
     server.stop()
     assert server_processes(str(server.pgdata)) == []
     assert not (server.pgdata / "postmaster.pid").exists()
