@@ -105,17 +105,11 @@ def api_url(
         "TALLY_CORS_ORIGINS": f"https://app.example, {pages[0].origin}",
         "TALLY_APPLY_INTERVAL": "0.2",
     }
-    stack = Stack(env, tmp_path / "logs")
-    try:
+    with Stack(env, tmp_path / "logs") as stack:
         url = stack.web()
         stack.worker(threads=2)
         stack.reconcile()
         yield url
-    except BaseException:
-        print(stack.report())
-        raise
-    finally:
-        stack.stop_all()
 
 
 def count(db: Database, entity: type[Any]) -> int:

@@ -143,17 +143,11 @@ def web_url(
         "TALLY_APPLY_INTERVAL": "0.2",
         "PYTHONUNBUFFERED": "1",
     }
-    stack = Stack(env, tmp_path / "logs")
-    try:
+    with Stack(env, tmp_path / "logs") as stack:
         url = stack.web()
         stack.worker(threads=2)
         stack.reconcile()
         yield url
-    except BaseException:
-        print(stack.report())
-        raise
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture

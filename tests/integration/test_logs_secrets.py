@@ -69,17 +69,11 @@ def test_a_full_run_logs_json_with_ids_and_never_a_token_or_secret(
 ) -> None:
     user = create_user(db.sessions, "logged", credits=1000)
     env = {**process_env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
-    stack = Stack(env, tmp_path / "logs")
-    try:
+    with Stack(env, tmp_path / "logs") as stack:
         url = stack.web(log_level=None)  # as the Procfile runs it: access log on
         stack.worker(threads=2, TALLY_SANDBOX_FAILURE_RATE="0.1")
         stack.reconcile(TALLY_APPLY_INTERVAL="0.2")
         job_id = _run_a_job(url, user.token)
-    except BaseException:
-        print(stack.report())
-        raise
-    finally:
-        stack.stop_all()
     secrets = _secrets(db, settings)
     assert len(secrets) > COUNT // 2
 

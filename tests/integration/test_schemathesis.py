@@ -60,17 +60,11 @@ def api(
         # Schemathesis sends one bearer token everywhere: the probes accept it too.
         "TALLY_METRICS_TOKEN": admin.token,
     }
-    stack = Stack(env, tmp_path_factory.mktemp("schemathesis-logs"))
-    try:
+    with Stack(env, tmp_path_factory.mktemp("schemathesis-logs")) as stack:
         stack.worker(threads=2)
         daemon = stack.reconcile()  # /readyz is ready only while a daemon beats
         daemon.wait_for_log(DAEMON_STARTED)
         yield Api(stack.web(), admin.token)
-    except BaseException:
-        print(stack.report())
-        raise
-    finally:
-        stack.stop_all()
 
 
 def run_schemathesis(api: Api) -> list[str]:

@@ -7,6 +7,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 import redis
@@ -73,6 +74,20 @@ class Stack:
         wait_for(lambda: _answers(url + ready) or not child.running, timeout=30)
         assert child.running, child.tail()
         return url
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop every process; print their logs first when the block failed."""
+        if exc is not None:
+            print(self.report())
+        self.stop_all()
 
     def stop_all(self) -> None:
         """Stop every process this stack started, all at once."""
