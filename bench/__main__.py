@@ -32,6 +32,7 @@ BENCHMARKS = {
     "growth": "bench.growth",
     "provider": "bench.provider",
     "fairness": "bench.fairness",
+    "crowd": "bench.crowd",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

@@ -103,7 +103,7 @@ def _measure(bench: Bench, fair: bool, big: int, smalls: int) -> Run:
         big_done = seed.outcome(bench, [big_id])
     return Run(
         fair=fair,
-        small_seconds=_job_seconds(bench, small_ids),
+        small_seconds=seed.job_seconds(bench, small_ids),
         big_items_per_second=big_done.items_per_second,
         big_pending_slices=pending,
         completed=done.completed == smalls + 1,
@@ -135,14 +135,3 @@ def _slices_pending(bench: Bench, job_id: uuid.UUID) -> int:
 def _count(bench: Bench, query: str, job_id: uuid.UUID) -> int:
     with bench.database.engine.connect() as connection:
         return int(connection.execute(text(query), {"id": job_id}).scalar_one())
-
-
-def _job_seconds(bench: Bench, job_ids: list[uuid.UUID]) -> list[float]:
-    """Each job's created_at → finished_at, by the database clock."""
-    query = text(
-        "SELECT extract(epoch FROM finished_at - created_at) AS seconds FROM jobs "
-        "WHERE id = ANY(:ids) ORDER BY created_at"
-    )
-    with bench.database.engine.connect() as connection:
-        rows = connection.execute(query, {"ids": job_ids})
-        return [float(r.seconds) if r.seconds is not None else float("nan") for r in rows]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 
 from bench import parallel, profiling, seed
 from bench.context import Bench
 from bench.processes import pids_cpu, tree_cpu, worker
 from bench.report import Row, Target
-from devstack.processes import Child
 
 PROCESSES, THREADS = 2, 8
 OWNERS = 4
@@ -27,7 +24,7 @@ def run(bench: Bench) -> list[Row]:
     owners = seed.create_users(bench, OWNERS, credits=jobs * per_job + PROCESSES)
     with (
         worker(bench.env(), bench.run_dir, PROCESSES, THREADS) as service,
-        _profiled(bench, service),
+        profiling.profiled(bench, service.pid, "pipeline"),
     ):
         seed.warm_up(bench, settings, owners[0], jobs=PROCESSES)
         cpu_before = tree_cpu(service.pid)
@@ -117,17 +114,3 @@ def _stats_rows(bench: Bench, owners: list[uuid.UUID]) -> None:
             text("INSERT INTO user_stats (user_id) SELECT unnest(CAST(:ids AS uuid[]))"),
             {"ids": [str(o) for o in owners]},
         )
-
-
-@contextlib.contextmanager
-def _profiled(bench: Bench, service: Child) -> Iterator[None]:
-    if not bench.profile:
-        yield
-        return
-    out = bench.run_dir / "pipeline-profile.txt"
-    with profiling.sampled(service.pid, out) as written:
-        yield
-    if written is not None and written.exists():
-        summary = profiling.summarize(written)
-        (bench.run_dir / "pipeline-profile-summary.txt").write_text(summary + "\n")
-        print(summary)

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.context import Bench
+
 # Frames from these folders are the product's own code.
 OWN_CODE = ("(core/", "(worker/", "(outbox/", "(reconcile/", "(web/")
 
@@ -72,3 +74,18 @@ def summarize(raw: Path, top: int = 15) -> str:
     lines.append("self (leaf frames):")
     lines += [f"  {n / busy:6.1%}  {frame}" for frame, n in leaves.most_common(top)]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def profiled(bench: Bench, pid: int, name: str) -> Iterator[None]:
+    """With --profile, sample a service's process tree while the block runs and summarize."""
+    if not bench.profile:
+        yield
+        return
+    out = bench.run_dir / f"{name}-profile.txt"
+    with sampled(pid, out) as written:
+        yield
+    if written is not None and written.exists():
+        summary = summarize(written)
+        (bench.run_dir / f"{name}-profile-summary.txt").write_text(summary + "\n")
+        print(summary)

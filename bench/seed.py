@@ -95,7 +95,7 @@ def wait_finished(
 ) -> JobsOutcome:
     """Wait until every job is terminal (or the timeout passes) and return how they ended."""
     deadline = time.monotonic() + timeout
-    while _unfinished(bench, job_ids) and time.monotonic() < deadline:
+    while unfinished(bench, job_ids) and time.monotonic() < deadline:
         time.sleep(interval)
     return outcome(bench, job_ids)
 
@@ -122,7 +122,8 @@ def outcome(bench: Bench, job_ids: Sequence[uuid.UUID]) -> JobsOutcome:
     )
 
 
-def _unfinished(bench: Bench, job_ids: Sequence[uuid.UUID]) -> int:
+def unfinished(bench: Bench, job_ids: Sequence[uuid.UUID]) -> int:
+    """How many of these jobs are not terminal yet."""
     with bench.database.engine.connect() as connection:
         return int(
             connection.execute(
@@ -158,3 +159,39 @@ def warm_up(
     """
     ids = submit_jobs(bench, settings, [owner] * jobs, [1] * jobs, provider)
     return wait_finished(bench, ids, 60)
+
+
+def drain_rate(bench: Bench, job_ids: Sequence[uuid.UUID]) -> float:
+    """Accounts with an outcome per second, from the first slice claimed to the last finish.
+
+    A worker started after the jobs were queued is timed from its first claim (the first
+    job's `started_at`), not from the submits, by the database clock.
+    """
+    with bench.database.engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT extract(epoch FROM max(finished_at) - min(started_at)) AS seconds, "
+                "sum(successful + failures) AS items FROM jobs WHERE id = ANY(:ids)"
+            ),
+            {"ids": list(job_ids)},
+        ).one()
+    seconds = float(row.seconds or 0.0)
+    return float(row.items or 0) / seconds if seconds else 0.0
+
+
+def slices_of(bench: Bench, job_ids: Sequence[uuid.UUID]) -> int:
+    """How many slices these jobs were cut into."""
+    with bench.database.engine.connect() as connection:
+        query = text("SELECT coalesce(sum(slices_total), 0) FROM jobs WHERE id = ANY(:ids)")
+        return int(connection.execute(query, {"ids": list(job_ids)}).scalar_one())
+
+
+def job_seconds(bench: Bench, job_ids: Sequence[uuid.UUID]) -> list[float]:
+    """Each job's created_at → finished_at, by the database clock, in submit order."""
+    query = text(
+        "SELECT extract(epoch FROM finished_at - created_at) AS seconds FROM jobs "
+        "WHERE id = ANY(:ids) ORDER BY created_at"
+    )
+    with bench.database.engine.connect() as connection:
+        rows = connection.execute(query, {"ids": list(job_ids)})
+        return [float(r.seconds) if r.seconds is not None else float("nan") for r in rows]
