@@ -13,7 +13,7 @@ from bench.context import Bench
 from core.broker import make_broker
 from core.jobs import JobRequest, submit
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_slices
 
 
 def create_users(bench: Bench, count: int, credits: int) -> list[uuid.UUID]:

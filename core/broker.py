@@ -7,7 +7,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.settings import Settings
-from core.slice_messages import SLICE_QUEUE
+from core.turn_messages import SLICE_QUEUE
 
 
 def redis_client(settings: Settings) -> redis.Redis[bytes]:

@@ -9,7 +9,7 @@ from core.broker import make_broker
 from core.entry import settings_or_exit
 from core.logs import configure_logging
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_slices
 from reconcile.daemon import run
 
 

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from core.broker import make_broker
 from core.database import Database
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_slices
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi, operator, tokens
 from web.auth import TokenBackend, answer_failure
 from web.errors import EXCEPTION_HANDLERS

@@ -7,7 +7,7 @@ import uuid
 
 import dramatiq
 
-from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, slice_message
+from core.turn_messages import PROCESS_SLICE, SLICE_QUEUE, slice_message
 from worker import resources
 from worker.processing import run_slice
 

@@ -11,7 +11,7 @@ import dramatiq
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
-from core.slice_messages import slice_message
+from core.turn_messages import slice_message
 from worker.cancellation import CancelWatcher
 from worker.processing import Resend, SliceContext
 from worker.provider_loop import ProviderLoop

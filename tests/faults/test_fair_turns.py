@@ -15,7 +15,7 @@ from sqlalchemy import text
 from core.broker import make_broker
 from core.database import Database
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_slices
 from core.users import NewUser, create_user
 from tests.faults.checks import assert_exact, submit
 from tests.support.counting_provider import counting_provider

@@ -19,7 +19,7 @@ from core.jobs import JobRequest
 from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
-from core.slice_messages import SLICE_QUEUE, send_slices
+from core.turn_messages import SLICE_QUEUE, send_slices
 from core.users import create_user
 from tests.integration.conftest import WorkerRunner
 from tests.support.inline import slice_context

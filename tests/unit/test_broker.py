@@ -15,7 +15,7 @@ from dramatiq.middleware.prometheus import Prometheus
 from core.broker import make_broker
 from core.errors import ConfigurationError
 from core.settings import Settings
-from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, send_slices
+from core.turn_messages import PROCESS_SLICE, SLICE_QUEUE, send_slices
 from worker.broker import worker_broker
 from worker.resources import ProcessResources
 
