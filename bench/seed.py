@@ -13,7 +13,7 @@ from bench.context import Bench
 from core.broker import make_broker
 from core.jobs import JobRequest, submit
 from core.settings import Settings
-from core.turn_messages import send_slices
+from core.turn_messages import send_turns
 
 
 def create_users(bench: Bench, count: int, credits: int) -> list[uuid.UUID]:
@@ -41,15 +41,15 @@ def submit_jobs(
     counts: Sequence[int],
     provider: str = "sandbox",
 ) -> list[uuid.UUID]:
-    """Submit one job per (owner, count) and send its slices, as the web process does."""
+    """Submit one job per (owner, count) and send its turns, as the web process does."""
     broker = make_broker(settings)
     ids = []
     try:
         for owner, count in zip(owners, counts, strict=True):
             request = JobRequest(owner, count, provider)
-            job = submit(bench.database.sessions, settings, request).job
-            send_slices(broker, job.id, range(job.slices_total))
-            ids.append(job.id)
+            submission = submit(bench.database.sessions, settings, request)
+            send_turns(broker, submission.turns)
+            ids.append(submission.job.id)
     finally:
         broker.close()
     return ids

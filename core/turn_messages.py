@@ -1,34 +1,27 @@
-"""Slice messages: what the web process and the sweep send, and the worker's actor receives.
+"""Turn messages: what the web process, the sweep and a worker send to ask for a turn.
 
-Sending needs only a broker and the actor's name, never the worker's code.
+A turn message names no job or slice: the worker that takes it serves the user at the
+front of the turn queue (core/turn_queue.py). Sending needs only a broker and the actor's
+name, never the worker's code.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
-
 import dramatiq
 
-SLICE_QUEUE = "slices"
-PROCESS_SLICE = "process_slice"
+TURN_QUEUE = "turns"
+TAKE_TURN = "take_turn"
 
 
-def slice_message(job_id: uuid.UUID, slice_index: int) -> dramatiq.Message[None]:
-    """The message that asks a worker to process one slice of a job."""
+def turn_message() -> dramatiq.Message[None]:
+    """The message that asks a worker to take one turn."""
     return dramatiq.Message(
-        queue_name=SLICE_QUEUE,
-        actor_name=PROCESS_SLICE,
-        args=(str(job_id), slice_index),
-        kwargs={},
-        options={},
+        queue_name=TURN_QUEUE, actor_name=TAKE_TURN, args=(), kwargs={}, options={}
     )
 
 
-def send_slices(broker: dramatiq.Broker, job_id: uuid.UUID, slice_indices: Iterable[int]) -> int:
-    """Send one message per slice; return how many were sent."""
-    sent = 0
-    for index in slice_indices:
-        broker.enqueue(slice_message(job_id, index))
-        sent += 1
-    return sent
+def send_turns(broker: dramatiq.Broker, count: int, delay_ms: int | None = None) -> int:
+    """Send `count` turn messages (after `delay_ms`, if given); return how many were sent."""
+    for _ in range(count):
+        broker.enqueue(turn_message(), delay=delay_ms)
+    return max(count, 0)
