@@ -104,9 +104,7 @@ class Job(Base):
         CheckConstraint(
             "waiting IN ('provider_rate_limited', 'provider_unavailable')", name="waiting_known"
         ),
-        Index(
-            "ix_jobs_user_id_created_at_id", "user_id", text("created_at DESC"), text("id DESC")
-        ),
+        Index("ix_jobs_user_id_created_at_id", "user_id", text("created_at DESC"), text("id DESC")),
         Index(
             "ix_jobs_unfinished",
             "status",
@@ -277,6 +275,7 @@ class ReconcileReport(Base):
     repair: Mapped[bool] = mapped_column(Boolean, nullable=False)
     repaired_count: Mapped[int] = mapped_column(Integer, nullable=False)
     orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    outbox_quarantined: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class ReconcileDrift(Base):

@@ -176,6 +176,8 @@ class Ready(Struct):
     outbox_backlog: int
     outbox_oldest_pending_seconds: float
     reconcile: Heartbeat | None
+    # Rows the apply set aside: shown, not a reason to be unready (every other row applies).
+    outbox_quarantined: int = 0
 
 
 class Drift(Struct):
@@ -206,6 +208,7 @@ class ReportSummary(Struct):
     repaired_count: int
     unrepaired: int
     orphans: int  # accounts providers may hold that no vault does (ambiguous calls)
+    outbox_quarantined: int  # outbox rows the apply set aside (`tally outbox list`)
 
 
 class Report(ReportSummary):

@@ -11,7 +11,8 @@ Create Date: 2026-12-03 08:00:00.000000
   add no lock and no lock order of their own; list pages read their total there.
 - `user_stats` counters and the job counters become BIGINT (a rewrite of both tables
   under an exclusive lock: run it in a quiet moment on a large database).
-- An outbox row the apply cannot apply is set aside: `quarantined_at` and `error`.
+- An outbox row the apply cannot apply is set aside: `quarantined_at` and `error`; each
+  reconciliation report says how many were (`outbox_quarantined`).
 """
 
 from collections.abc import Sequence
@@ -46,6 +47,10 @@ def upgrade() -> None:
     _widen("bigint")
     op.add_column("outbox", sa.Column("quarantined_at", sa.DateTime(timezone=True)))
     op.add_column("outbox", sa.Column("error", sa.Text()))
+    op.add_column(
+        "reconcile_reports",
+        sa.Column("outbox_quarantined", sa.Integer(), server_default="0", nullable=False),
+    )
     op.drop_index("ix_jobs_user_id_created_at", table_name="jobs")
     op.create_index(
         "ix_jobs_user_id_created_at_id",
@@ -101,6 +106,7 @@ def downgrade() -> None:
     op.create_index(
         "ix_jobs_user_id_created_at", "jobs", ["user_id", sa.literal_column("created_at DESC")]
     )
+    op.drop_column("reconcile_reports", "outbox_quarantined")
     op.drop_column("outbox", "error")
     op.drop_column("outbox", "quarantined_at")
     _widen("integer")
