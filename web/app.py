@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from core.broker import make_broker
+from core.cursors import CursorBox
 from core.database import Database
 from core.settings import Settings
 from core.slice_messages import send_slices
@@ -100,6 +101,7 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.authentication = authentication
+    app.state.cursors = CursorBox(settings.fernet_key)
     return app
 
 
