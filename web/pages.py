@@ -52,7 +52,7 @@ def window(request: Request) -> Window:
         )
     cursor = request.query_params.get("cursor")
     if cursor == "":
-        raise InvalidInput("cursor must not be empty: leave it out for the first page")
+        raise InvalidInput("cursor must not be empty: leave it out for the first page", "cursor")
     return Window(query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE), cursor)
 
 
