@@ -20,6 +20,9 @@ from core.errors import InvalidInput
 
 TAG_BYTES = 16
 MAX_CURSOR_LENGTH = 512
+# The shape of every cursor (base64url payload, a dot, base64url tag); only the service's
+# own signature makes one valid.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+$"
 Position = tuple[str | int, ...]
 
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from core.cursors import MAX_CURSOR_LENGTH
+from core.cursors import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
 from core.settings import Settings
 from web import bodies
@@ -76,7 +76,11 @@ CURSOR_PARAMS = [
         "description": "Opaque: the `next_cursor` of the previous page (or follow `next`, or "
         'the `Link: <...>; rel="next"` header). A cursor that was altered, or issued for '
         "another list or user, is a 400. `offset` is not accepted on this list (400).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CURSOR_LENGTH},
+        "schema": {
+            "type": "string",
+            "maxLength": MAX_CURSOR_LENGTH,
+            "pattern": CURSOR_PATTERN,
+        },
     },
 ]
 LINK = {
