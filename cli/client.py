@@ -58,8 +58,9 @@ def register(commands: Any) -> None:
     stats.set_defaults(handler=run_stats)
     for name, handler, what in (("jobs", run_jobs, "jobs"), ("accounts", run_accounts, "vault")):
         listing = commands.add_parser(name, parents=[server], help=f"list your {what}")
-        listing.add_argument("--limit", type=int, default=20)
-        listing.add_argument("--offset", type=int, default=0)
+        listing.add_argument("--limit", type=int, default=20, help="rows per page (1-100)")
+        listing.add_argument("--cursor", help="resume where a previous page said `more:`")
+        listing.add_argument("--all", action="store_true", help="follow every page to the end")
         listing.set_defaults(handler=handler)
 
 
@@ -213,15 +214,25 @@ def _print_page(args: argparse.Namespace, path: str, name: str, table: PageTable
         return 0
     console = _console()
     console.print(table(page["items"], page_title(name, page), console.width))
+    if page["next_cursor"]:
+        console.print(
+            f"more: tally {args.command} --limit {args.limit} --cursor {page['next_cursor']}"
+        )
     return 0
 
 
 def _page(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    """One page (the first, or the one at --cursor), or with --all every page in one."""
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.cursor:
+        params["cursor"] = args.cursor
     api = _api(args)
     try:
-        page: dict[str, Any] = api.call(
-            "GET", path, params={"limit": args.limit, "offset": args.offset}
-        )
+        page: dict[str, Any] = api.call("GET", path, params=params)
+        items = list(page["items"])
+        while args.all and page["next"]:
+            page = api.call("GET", page["next"])
+            items.extend(page["items"])
     finally:
         api.close()
-    return page
+    return {**page, "items": items} if args.all else page

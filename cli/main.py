@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "cli.admin",
     "cli.client",
     "cli.report",
+    "cli.outbox",
     "cli.environment",
 )
 

@@ -103,6 +103,7 @@ def summary_table(report: Report) -> Table:
     table.add_row("swept since last report", swept)
     table.add_row("drift", _drift_summary(report))
     table.add_row("orphans", f"{report.orphans} accounts a provider may hold outside the vault")
+    table.add_row("quarantined", f"{report.outbox_quarantined} outbox rows set aside")
     return table
 
 

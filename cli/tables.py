@@ -114,8 +114,7 @@ def stats_table(stats: Row, credits: Row) -> Table:
 
 
 def page_title(name: str, page: Row) -> str:
-    """`Jobs 1-20 of 53`, or `Jobs: none` for an empty list."""
+    """`Jobs: 20 of 53`, or `Jobs: none` for an empty list."""
     if not page["items"]:
-        return f"{name}: none" if page["total"] == 0 else f"{name}: none past {page['offset']}"
-    first = page["offset"] + 1
-    return f"{name} {first}-{page['offset'] + len(page['items'])} of {page['total']}"
+        return f"{name}: none" if page["total"] == 0 else f"{name}: none further"
+    return f"{name}: {len(page['items'])} of {page['total']}"

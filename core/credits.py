@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
 from core.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
-from core.pages import fetch_page
+from core.pages import fetch_keyset
 from core.schema import CreditLedger, UserCredits
 from core.vocabulary import LedgerKind
 
@@ -35,7 +35,8 @@ class CreditsView:
 
     balance: int
     entries: list[LedgerEntry]
-    total: int  # every ledger entry of the user
+    total: int  # every ledger entry of the user (the counter kept beside the balance)
+    last: int | None = None  # the id the next page starts after, when there is one
 
 
 def hold(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> None:
@@ -152,17 +153,24 @@ def balance_of(session: Session, user_id: uuid.UUID) -> int:
 
 
 def view(
-    sessions: SessionFactory, user_id: uuid.UUID, limit: int = 20, offset: int = 0
+    sessions: SessionFactory, user_id: uuid.UUID, limit: int = 20, after: int | None = None
 ) -> CreditsView:
-    """Return a user's balance with one page of their ledger, newest first."""
+    """A user's balance with one page of their ledger (newest first, ids below `after`)."""
+    ledger = CreditLedger.__table__.c
+    columns = (ledger.id, ledger.kind, ledger.amount, ledger.job_id, ledger.note, ledger.created_at)
+    mine = CreditLedger.user_id == user_id
+    position = None if after is None else (after,)
     with sessions() as session, session.begin():
-        order = [CreditLedger.id.desc()]
-        mine = CreditLedger.user_id == user_id
-        rows, total = fetch_page(session, CreditLedger, mine, order, limit, offset)
-        entries = [
-            LedgerEntry(r.id, r.kind, r.amount, r.job_id, r.note, r.created_at) for r in rows
-        ]
-        return CreditsView(balance_of(session, user_id), entries, total)
+        page = fetch_keyset(session, columns, mine, (ledger.id,), position, limit)
+        counters = session.execute(
+            select(UserCredits.balance, UserCredits.ledger_total).where(
+                UserCredits.user_id == user_id
+            )
+        ).first()
+    entries = [LedgerEntry(**row._mapping) for row in page.rows]
+    balance, total = (0, 0) if counters is None else (int(counters[0]), int(counters[1]))
+    last = None if page.last is None else int(page.last[0])
+    return CreditsView(balance, entries, total, last)
 
 
 def _add_to_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:

@@ -17,7 +17,6 @@ from core import credits, reads, turn_queue
 from core.database import SessionFactory
 from core.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from core.limits import UserLimits, check_submit
-from core.pages import fetch_page
 from core.providers.registry import check_offered
 from core.schema import Job
 from core.settings import Settings
@@ -142,17 +141,6 @@ def read_job(engine: Engine, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     if row is None:
         raise NotFound("no such job")
     return JobView(**row._mapping)
-
-
-def list_for_user(
-    sessions: SessionFactory, user_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[JobView], int]:
-    """Return one page of the caller's jobs, newest first, and their total count."""
-    with sessions() as session, session.begin():
-        found, total = fetch_page(
-            session, Job, Job.user_id == user_id, [Job.created_at.desc(), Job.id], limit, offset
-        )
-        return [_view(j) for j in found], total
 
 
 def view_in(session: Session, job_id: uuid.UUID) -> JobView:

@@ -84,6 +84,10 @@ class UserCredits(Base):
     )
     balance: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     updated_at: Mapped[datetime] = _created()
+    # The user's jobs and ledger entries, counted by insert triggers (migration 0009): every
+    # write of either already locks this row, so the lists' totals cost no count(*).
+    jobs_total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    ledger_total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 class Job(Base):
@@ -100,7 +104,7 @@ class Job(Base):
         CheckConstraint(
             "waiting IN ('provider_rate_limited', 'provider_unavailable')", name="waiting_known"
         ),
-        Index("ix_jobs_user_id_created_at", "user_id", text("created_at DESC")),
+        Index("ix_jobs_user_id_created_at_id", "user_id", text("created_at DESC"), text("id DESC")),
         Index(
             "ix_jobs_unfinished",
             "status",
@@ -116,9 +120,9 @@ class Job(Base):
     user_id: Mapped[uuid.UUID] = _user_fk()
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default=JobStatus.QUEUED.value)
     provider: Mapped[str] = mapped_column(Text, nullable=False)
-    requested: Mapped[int] = mapped_column(Integer, nullable=False)
-    successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    requested: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    successful: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     price: Mapped[int] = mapped_column(Integer, nullable=False)
     slices_total: Mapped[int] = mapped_column(Integer, nullable=False)
     slices_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -128,12 +132,12 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _created()
-    cancelled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cancelled: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_fingerprint: Mapped[str | None] = mapped_column(Text)
     waiting: Mapped[str | None] = mapped_column(Text)
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    orphans: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     failure_reasons: Mapped[dict[str, int]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
@@ -215,7 +219,8 @@ class UserAccount(Base):
         Index(
             "ix_user_accounts_live",
             "user_id",
-            "created_at",
+            text("created_at DESC"),
+            text("id DESC"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
     )
@@ -249,6 +254,9 @@ class Outbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = _created()
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set aside by the apply with the database's error; `tally outbox retry` applies it again.
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class UserStats(Base):
@@ -258,10 +266,10 @@ class UserStats(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    requested: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    successful: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    business_centers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    requested: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    successful: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    business_centers: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -283,6 +291,7 @@ class ReconcileReport(Base):
     repair: Mapped[bool] = mapped_column(Boolean, nullable=False)
     repaired_count: Mapped[int] = mapped_column(Integer, nullable=False)
     orphans: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    outbox_quarantined: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class ReconcileDrift(Base):

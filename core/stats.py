@@ -37,7 +37,7 @@ class Effect:
 
     def sql(self) -> str:
         """The addend as SQL over an outbox row's `payload`."""
-        value = f"(payload->>'{self.figure}')::int"
+        value = f"(payload->>'{self.figure}')::bigint"
         return value if self.sign > 0 else f"-{value}"
 
 

@@ -13,8 +13,8 @@ from core import outbox
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.errors import NotFound
-from core.pages import fetch_page
-from core.schema import UserAccount
+from core.pages import fetch_keyset
+from core.schema import UserAccount, UserStats
 from core.vocabulary import Topic
 
 
@@ -32,18 +32,44 @@ class AccountView:
     created_at: datetime
 
 
+# What a list shows (never the secret), in AccountView's names; the order of
+# ix_user_accounts_live.
+_COLUMNS = UserAccount.__table__.c
+LIST_COLUMNS = (
+    *(_COLUMNS[name] for name in ("id", "job_id", "item_index", "provider", "external_id")),
+    _COLUMNS.username,
+    _COLUMNS["metadata"].label("metadata"),
+    _COLUMNS.created_at,
+)
+KEYS = (_COLUMNS.created_at, _COLUMNS.id)
+AccountPosition = tuple[datetime, uuid.UUID]
+
+
 def _live(user_id: uuid.UUID) -> Any:
     return (UserAccount.user_id == user_id) & UserAccount.deleted_at.is_(None)
 
 
+@dataclass(frozen=True)
+class AccountList:
+    """One page of the vault, the live accounts it holds, and where the next page starts."""
+
+    accounts: list[AccountView]
+    total: int  # the stats card's business_centers: right once the apply has caught up
+    last: AccountPosition | None
+
+
 def list_accounts(
-    sessions: SessionFactory, user_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[AccountView], int]:
-    """Return one page of the caller's live accounts, newest first, and their total."""
-    order = [UserAccount.created_at.desc(), UserAccount.id]
+    sessions: SessionFactory, user_id: uuid.UUID, limit: int, after: AccountPosition | None = None
+) -> AccountList:
+    """One page of the caller's live accounts after `after`, newest first, and their total."""
     with sessions() as session, session.begin():
-        found, total = fetch_page(session, UserAccount, _live(user_id), order, limit, offset)
-        return [_view(r) for r in found], total
+        page = fetch_keyset(session, LIST_COLUMNS, _live(user_id), KEYS, after, limit)
+        total = session.scalar(
+            select(UserStats.business_centers).where(UserStats.user_id == user_id)
+        )
+    views = [AccountView(**row._mapping) for row in page.rows]
+    last = None if page.last is None else (page.last[0], page.last[1])
+    return AccountList(views, max(0, int(total or 0)), last)
 
 
 def delete_account(sessions: SessionFactory, user_id: uuid.UUID, account_id: uuid.UUID) -> None:
@@ -72,16 +98,3 @@ def reveal_secret(
     if sealed is None:
         raise NotFound("no such account")
     return box.open(sealed)
-
-
-def _view(row: UserAccount) -> AccountView:
-    return AccountView(
-        id=row.id,
-        job_id=row.job_id,
-        item_index=row.item_index,
-        provider=row.provider,
-        external_id=row.external_id,
-        username=row.username,
-        metadata=row.metadata_,
-        created_at=row.created_at,
-    )

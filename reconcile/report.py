@@ -41,6 +41,7 @@ def run_report(
             slices_resent=None if swept is None else swept.slices,
             repair=repair,
             orphans=count_orphans(session),
+            outbox_quarantined=backlog.quarantined,
         )
         records = [_record(d, done) for d, done in zip(found, fixed, strict=True)]
         report = save_report(session, figures, records)

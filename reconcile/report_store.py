@@ -39,6 +39,7 @@ class RunFigures:
     slices_resent: int | None
     repair: bool
     orphans: int = 0  # accounts providers may hold that no vault does, over every job
+    outbox_quarantined: int = 0  # outbox rows the apply set aside
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Report:
     repaired_count: int
     drifts: list[DriftRecord] = field(default_factory=list)
     orphans: int = 0
+    outbox_quarantined: int = 0
 
     @property
     def unrepaired(self) -> int:
@@ -146,6 +148,7 @@ def _view(row: ReconcileReport, drifts: list[DriftRecord]) -> Report:
         repaired_count=row.repaired_count,
         drifts=drifts,
         orphans=row.orphans,
+        outbox_quarantined=row.outbox_quarantined,
     )
 
 

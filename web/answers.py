@@ -65,7 +65,9 @@ def stats_body(stats: StatsView) -> msgspec.Struct:
     return bodies.Stats(user_id=stats.user_id, **stats.counters)
 
 
-def credits_body(view: CreditsView, limit: int, offset: int) -> bodies.Credits:
+def credits_body(
+    view: CreditsView, limit: int, next_url: str | None, next_cursor: str | None
+) -> bodies.Credits:
     """The balance and one page of the ledger."""
     entries = [
         bodies.LedgerEntry(
@@ -78,7 +80,7 @@ def credits_body(view: CreditsView, limit: int, offset: int) -> bodies.Credits:
         )
         for e in view.entries
     ]
-    return bodies.Credits(view.balance, entries, view.total, limit, offset)
+    return bodies.Credits(view.balance, entries, view.total, limit, next_url, next_cursor)
 
 
 def account_body(account: AccountView) -> bodies.Account:

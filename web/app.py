@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from core.broker import make_broker
+from core.cursors import CursorBox
 from core.database import Database
 from core.settings import Settings
 from core.turn_messages import send_turns
@@ -99,6 +100,7 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.authentication = authentication
+    app.state.cursors = CursorBox(settings.fernet_key)
     return app
 
 

@@ -79,9 +79,10 @@ class JobPage(Struct):
     """One page of the caller's jobs."""
 
     items: list[Job]
-    total: int
+    total: int  # every job of the caller
     limit: int
-    offset: int
+    next: str | None  # the URL of the next page (also in the Link header), or null
+    next_cursor: str | None  # the `cursor` that URL carries
 
 
 # The stats card: exactly the user_stats counters, so a new stat needs no change here.
@@ -108,9 +109,10 @@ class Credits(Struct):
 
     balance: int
     entries: list[LedgerEntry]
-    total: int
+    total: int  # every ledger entry of the caller
     limit: int
-    offset: int
+    next: str | None  # the URL of the next page (also in the Link header), or null
+    next_cursor: str | None  # the `cursor` that URL carries
 
 
 class Account(Struct):
@@ -130,9 +132,10 @@ class AccountPage(Struct):
     """One page of the caller's vault."""
 
     items: list[Account]
-    total: int
+    total: int  # live accounts: the stats card's business_centers
     limit: int
-    offset: int
+    next: str | None  # the URL of the next page (also in the Link header), or null
+    next_cursor: str | None  # the `cursor` that URL carries
 
 
 class Secret(Struct):
@@ -176,6 +179,8 @@ class Ready(Struct):
     outbox_backlog: int
     outbox_oldest_pending_seconds: float
     reconcile: Heartbeat | None
+    # Rows the apply set aside: shown, not a reason to be unready (every other row applies).
+    outbox_quarantined: int = 0
 
 
 class Drift(Struct):
@@ -206,6 +211,7 @@ class ReportSummary(Struct):
     repaired_count: int
     unrepaired: int
     orphans: int  # accounts providers may hold that no vault does (ambiguous calls)
+    outbox_quarantined: int  # outbox rows the apply set aside (`tally outbox list`)
 
 
 class Report(ReportSummary):

@@ -71,5 +71,6 @@ def _ready(backlog: Backlog, daemon: dict[str, Any] | None, access: Access) -> b
         status="ok",
         outbox_backlog=backlog.rows,
         outbox_oldest_pending_seconds=backlog.oldest_seconds,
+        outbox_quarantined=backlog.quarantined,
         reconcile=None if daemon is None else msgspec.convert(daemon, bodies.Heartbeat),
     )

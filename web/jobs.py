@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from core import jobs
 from core.cancel import cancel_job
+from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
 from core.limits import UserLimits
 from web import bodies
@@ -17,7 +18,8 @@ from web.auth import caller_of
 from web.etags import etags, job_etag
 from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job
-from web.params import page, path_uuid, query_int, read_body
+from web.pages import next_page, time_id, time_id_after, window
+from web.params import path_uuid, query_int, read_body
 
 TERMINAL_CACHE = "private, max-age=3600"
 LIVE_CACHE = "no-cache"
@@ -73,14 +75,15 @@ async def cancel(request: Request) -> Response:
 
 
 def list_jobs(request: Request) -> Response:
-    """GET /api/jobs: the caller's jobs, newest first."""
+    """GET /api/jobs[?limit=&cursor=]: one page of the caller's jobs, newest first."""
     caller = caller_of(request)
-    window = page(request)
-    found, total = jobs.list_for_user(
-        request.app.state.database.sessions, caller.user_id, window.limit, window.offset
-    )
-    items = [job_body(j) for j in found]
-    return json_response(bodies.JobPage(items, total, window.limit, window.offset))
+    asked = window(request)
+    after = time_id_after(request, asked, "jobs", caller.user_id)
+    found = list_jobs_of(request.app.state.database.sessions, caller.user_id, asked.limit, after)
+    following = next_page(request, asked, "jobs", caller.user_id, time_id(found.last))
+    items = [job_body(j) for j in found.jobs]
+    body = bodies.JobPage(items, found.total, asked.limit, following.url, following.cursor)
+    return json_response(body, headers=following.headers)
 
 
 def status_response(request: Request, job: JobView) -> Response:

@@ -11,7 +11,8 @@ from core.stats import get_stats
 from web import bodies
 from web.answers import account_body, credits_body, json_response, stats_body
 from web.auth import caller_of
-from web.params import page, path_uuid
+from web.pages import id_after, next_page, time_id, time_id_after, window
+from web.params import path_uuid
 
 
 def whoami(request: Request) -> Response:
@@ -29,23 +30,28 @@ def stats(request: Request) -> Response:
 
 
 def credits_view(request: Request) -> Response:
-    """GET /api/credits: the balance and one page of the ledger, newest first."""
+    """GET /api/credits[?limit=&cursor=]: the balance and one page of the ledger, newest first."""
     caller = caller_of(request)
-    window = page(request)
-    sessions = request.app.state.database.sessions
-    view = credits.view(sessions, caller.user_id, window.limit, window.offset)
-    return json_response(credits_body(view, window.limit, window.offset))
+    asked = window(request)
+    after = id_after(request, asked, "credits", caller.user_id)
+    view = credits.view(request.app.state.database.sessions, caller.user_id, asked.limit, after)
+    last = None if view.last is None else (view.last,)
+    following = next_page(request, asked, "credits", caller.user_id, last)
+    body = credits_body(view, asked.limit, following.url, following.cursor)
+    return json_response(body, headers=following.headers)
 
 
 def accounts(request: Request) -> Response:
-    """GET /api/accounts: the caller's vault, without secrets."""
+    """GET /api/accounts[?limit=&cursor=]: one page of the caller's vault, without secrets."""
     caller = caller_of(request)
-    window = page(request)
-    found, total = vault.list_accounts(
-        request.app.state.database.sessions, caller.user_id, window.limit, window.offset
-    )
-    items = [account_body(a) for a in found]
-    return json_response(bodies.AccountPage(items, total, window.limit, window.offset))
+    asked = window(request)
+    after = time_id_after(request, asked, "accounts", caller.user_id)
+    sessions = request.app.state.database.sessions
+    found = vault.list_accounts(sessions, caller.user_id, asked.limit, after)
+    following = next_page(request, asked, "accounts", caller.user_id, time_id(found.last))
+    items = [account_body(a) for a in found.accounts]
+    body = bodies.AccountPage(items, found.total, asked.limit, following.url, following.cursor)
+    return json_response(body, headers=following.headers)
 
 
 def delete_account(request: Request) -> Response:

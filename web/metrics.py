@@ -56,7 +56,8 @@ SNAPSHOT = text(
       (SELECT coalesce(sum(successful), 0) FROM user_stats) AS created,
       (SELECT coalesce(sum(failures), 0) FROM user_stats) AS failed,
       backlog.rows AS backlog,
-      backlog.oldest AS oldest
+      backlog.oldest AS oldest,
+      backlog.quarantined AS quarantined
     FROM ({BACKLOG.text}) AS backlog
     """
 )
@@ -98,6 +99,11 @@ class DatabaseCollector(Collector):
         yield _gauge("tally_outbox_backlog", "Outbox rows not applied yet.", row.backlog)
         yield _gauge(
             "tally_outbox_oldest_pending_seconds", "Age of the oldest unapplied row.", row.oldest
+        )
+        yield _gauge(
+            "tally_outbox_quarantined",
+            "Outbox rows the apply set aside (they wait for `tally outbox retry`).",
+            row.quarantined,
         )
         yield _gauge(
             "tally_vault_accounts",

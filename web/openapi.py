@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from core.cursors import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
 from core.settings import Settings
 from web import bodies
@@ -64,6 +65,36 @@ PAGE_PARAMS = [
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
     },
 ]
+# The jobs, vault and ledger lists page by cursor only (keyset: a deep page costs what the
+# first does); `offset` there is a 400. Reconciliation reports, which retention keeps few,
+# still page by limit/offset.
+CURSOR_PARAMS = [
+    LIMIT_PARAM,
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "Opaque: the `next_cursor` of the previous page (or follow `next`, or "
+        'the `Link: <...>; rel="next"` header). A cursor that was altered, or issued for '
+        "another list or user, is a 400. `offset` is not accepted on this list (400).",
+        "schema": {
+            "type": "string",
+            "maxLength": MAX_CURSOR_LENGTH,
+            "pattern": CURSOR_PATTERN,
+        },
+    },
+]
+LINK = {
+    "Link": {
+        "description": 'RFC 8288 `<URL>; rel="next"` when another page follows.',
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _cursor_page(schema: Schema, description: str) -> dict[str, Any]:
+    return {**_body(schema, description), "headers": LINK}
+
+
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
 COMMON_ERRORS = {
     "401": _error("No valid bearer token."),
@@ -182,9 +213,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         requestBody={"required": True, "content": _content(bodies.JobRequest)},
     ),
     ("/api/jobs", "get"): _op(
-        "The caller's jobs, newest first.",
-        {"200": _body(bodies.JobPage, "One page.")},
-        parameters=PAGE_PARAMS,
+        "The caller's jobs, newest first, by cursor; `total` is every job of the caller.",
+        {"200": _cursor_page(bodies.JobPage, "One page.")},
+        parameters=CURSOR_PARAMS,
     ),
     ("/api/job/{job_id}", "get"): STATUS_OP,
     ("/api/jobs/{job_id}", "get"): {**STATUS_OP, "summary": "Same as /api/job/{job_id}."},
@@ -219,14 +250,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
     ("/api/credits", "get"): _op(
-        "The balance and one page of the ledger, newest first.",
-        {"200": _body(bodies.Credits, "Credits.")},
-        parameters=PAGE_PARAMS,
+        "The balance and one page of the ledger, newest first, by cursor.",
+        {"200": _cursor_page(bodies.Credits, "Credits.")},
+        parameters=CURSOR_PARAMS,
     ),
     ("/api/accounts", "get"): _op(
-        "The caller's vault, without secrets.",
-        {"200": _body(bodies.AccountPage, "One page.")},
-        parameters=PAGE_PARAMS,
+        "The caller's vault, without secrets, newest first, by cursor; `total` is the stats "
+        "card's `business_centers` (right once the outbox apply has caught up).",
+        {"200": _cursor_page(bodies.AccountPage, "One page.")},
+        parameters=CURSOR_PARAMS,
     ),
     ("/api/accounts/{account_id}", "delete"): _op(
         "Remove an account from the caller's vault.",

@@ -279,10 +279,18 @@ def test_a_new_user_sees_nothing_of_anyone_else(
         "items": [],
         "total": 0,
         "limit": 20,
-        "offset": 0,
+        "next": None,
+        "next_cursor": None,
     }
     assert get_json(client, "/api/accounts", carol)["items"] == []
-    empty = {"balance": 0, "entries": [], "total": 0, "limit": 20, "offset": 0}
+    empty = {
+        "balance": 0,
+        "entries": [],
+        "total": 0,
+        "limit": 20,
+        "next": None,
+        "next_cursor": None,
+    }
     assert get_json(client, "/api/credits", carol) == empty
     assert get_json(client, "/api/stats", carol) == {
         "user_id": str(carol.user.user_id),

@@ -83,10 +83,12 @@ def test_stats_jobs_and_accounts_print_tables(
     rows = {cells[0]: cells[1] for cells in _rows(capsys.readouterr().out) if len(cells) == 2}
     assert rows["business_centers"] == "30"
     assert main(["jobs", "--url", server.url]) == 0
-    assert "Jobs 1-1 of 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Jobs: 1 of 1" in out and "more:" not in out
     assert main(["accounts", "--url", server.url, "--limit", "5"]) == 0
     out = capsys.readouterr().out
-    assert "Vault 1-5 of 30" in out and out.count("sbx_") == 5
+    assert "Vault: 5 of 30" in out and out.count("sbx_") == 5
+    assert "more: tally accounts --limit 5 --cursor " in out
 
 
 def test_json_output_is_the_api_answer_for_scripts(
@@ -108,6 +110,15 @@ def test_json_output_is_the_api_answer_for_scripts(
     accounts = json.loads(capsys.readouterr().out)
     assert accounts["total"] == 12 and len(accounts["items"]) == 3
     assert all("secret" not in a for a in accounts["items"])
+    cursor = accounts["next_cursor"]
+    assert (
+        main(["accounts", "--json", "--limit", "3", "--cursor", cursor, "--url", server.url]) == 0
+    )
+    second = json.loads(capsys.readouterr().out)["items"]
+    assert len(second) == 3 and not {a["id"] for a in second} & {a["id"] for a in accounts["items"]}
+    assert main(["accounts", "--json", "--limit", "5", "--all", "--url", server.url]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert len({a["id"] for a in every["items"]}) == 12 and every["next"] is None
 
 
 def test_client_errors_are_printed_not_raised(

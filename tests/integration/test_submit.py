@@ -13,6 +13,7 @@ from sqlalchemy import text
 from core import jobs
 from core.database import Database
 from core.errors import InsufficientCredits, InvalidInput, UnknownProvider
+from core.job_list import list_jobs
 from core.jobs import JobRequest, Submission
 from core.settings import Settings
 from core.users import create_user
@@ -109,7 +110,8 @@ def test_refused_submits_create_nothing(
     with pytest.raises(error):
         jobs.submit(db.sessions, settings, JobRequest(user.user_id, **fields))  # type: ignore[arg-type]
     assert totals(db) == before
-    assert jobs.list_for_user(db.sessions, user.user_id, 10, 0) == ([], 0)
+    listed = list_jobs(db.sessions, user.user_id, 10)
+    assert (listed.jobs, listed.total) == ([], 0)
 
 
 def test_concurrent_submits_with_one_key_create_one_job(db: Database, settings: Settings) -> None:
@@ -120,7 +122,7 @@ def test_concurrent_submits_with_one_key_create_one_job(db: Database, settings: 
     assert len(submissions) == 8, results
     assert len({s.job.id for s in submissions}) == 1
     assert sum(s.created for s in submissions) == 1
-    assert jobs.list_for_user(db.sessions, user.user_id, 10, 0)[1] == 1
+    assert list_jobs(db.sessions, user.user_id, 10).total == 1
     assert_invariants(db)
 
 

@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 // storage), so that a refresh of the vault keeps them shown until the user hides them.
 // armedCancels: jobs whose Cancel was clicked once, until when (rows are redrawn on progress).
 const state = {
-  jobsOffset: 0, vaultOffset: 0, streams: new Map(), timer: null, secrets: new Map(),
+  jobsPages: [null], vaultPages: [null], vaultPage: null, streams: new Map(), timer: null, secrets: new Map(),
   armedCancels: new Map(),
 };
 
@@ -130,6 +130,11 @@ async function refreshCards() {
     setCard(name, stats[name]);
   }
   setCard("credits", credits.balance);
+  // The vault's total is this card's business_centers: keep the pager's "of N" with it.
+  if (state.vaultPage && state.vaultPage.total !== stats.business_centers) {
+    state.vaultPage = { ...state.vaultPage, total: stats.business_centers };
+    setPager("vault", state.vaultPage, state.vaultPages);
+  }
   $("whoami").textContent = `user ${shortId(stats.user_id)}`;
 }
 
@@ -243,12 +248,12 @@ function updateJob(job) {
 }
 
 async function refreshJobs() {
-  const page = await api(`/api/jobs?limit=${PAGE_SIZE}&offset=${state.jobsOffset}`);
+  const page = await api(pageUrl("/api/jobs", state.jobsPages));
   const body = $("jobs-table").querySelector("tbody");
   body.replaceChildren(...page.items.map(jobRow));
   $("jobs-empty").hidden = page.total > 0;
   $("jobs-table").hidden = page.total === 0;
-  setPager("jobs", page);
+  setPager("jobs", page, state.jobsPages);
   for (const job of page.items) if (!isTerminal(job)) follow(job.id);
 }
 
@@ -331,7 +336,7 @@ async function submitJob(event) {
       body: { count },
       headers: { "Idempotency-Key": crypto.randomUUID() },
     });
-    state.jobsOffset = 0;
+    state.jobsPages = [null];
     await refreshJobs();
     follow(job.id);
     refreshCards().catch(() => {});
@@ -448,28 +453,39 @@ async function copySecret(secret, code, button) {
 }
 
 async function refreshVault() {
-  const page = await api(`/api/accounts?limit=${PAGE_SIZE}&offset=${state.vaultOffset}`);
-  if (page.items.length === 0 && state.vaultOffset > 0) {
-    state.vaultOffset = Math.max(0, state.vaultOffset - PAGE_SIZE);
+  const page = await api(pageUrl("/api/accounts", state.vaultPages));
+  if (page.items.length === 0 && state.vaultPages.length > 1) {
+    state.vaultPages.pop();
     return refreshVault();
   }
   $("vault-table").querySelector("tbody").replaceChildren(...page.items.map(vaultRow));
   $("vault-empty").hidden = page.total > 0;
   $("vault-table").hidden = page.total === 0;
-  setPager("vault", page);
+  state.vaultPage = page;
+  setPager("vault", page, state.vaultPages);
 }
 
 // ---------- paging ----------
 
+// Lists page by cursor: `pages` holds the cursor of each page seen so far (null for the
+// first); "Older" follows the answer's next_cursor, "Newer" goes back one.
+function pageUrl(path, pages) {
+  const cursor = pages[pages.length - 1];
+  const query = new URLSearchParams({ limit: PAGE_SIZE });
+  if (cursor) query.set("cursor", cursor);
+  return `${path}?${query}`;
+}
+
 // An empty list has no pager: the line under its panel says it is empty.
-function setPager(name, page) {
+function setPager(name, page, pages) {
   const pager = document.querySelector(`[data-pager="${name}"]`);
   pager.hidden = page.total === 0;
-  const first = page.offset + 1;
-  const last = page.offset + page.items.length;
+  const first = (pages.length - 1) * PAGE_SIZE + 1;
+  const last = first + page.items.length - 1;
   $(`${name}-page`).textContent = `${fmt(first)}–${fmt(last)} of ${fmt(page.total)}`;
-  pager.querySelector('[data-page="prev"]').disabled = page.offset === 0;
-  pager.querySelector('[data-page="next"]').disabled = last >= page.total;
+  pager.querySelector('[data-page="prev"]').disabled = pages.length === 1;
+  pager.querySelector('[data-page="next"]').disabled = !page.next_cursor;
+  pager.dataset.next = page.next_cursor || "";
 }
 
 function bindPager(name, key, refresh) {
@@ -477,7 +493,9 @@ function bindPager(name, key, refresh) {
   pager.addEventListener("click", (event) => {
     const direction = event.target.dataset && event.target.dataset.page;
     if (!direction) return;
-    state[key] = Math.max(0, state[key] + (direction === "next" ? PAGE_SIZE : -PAGE_SIZE));
+    const pages = state[key];
+    if (direction === "next" && pager.dataset.next) pages.push(pager.dataset.next);
+    if (direction === "prev" && pages.length > 1) pages.pop();
     refresh().catch((error) => showBanner(describe(error)));
   });
 }
@@ -579,8 +597,8 @@ function main() {
   $("sign-out").addEventListener("click", () => signOut(""));
   $("submit-form").addEventListener("submit", submitJob);
   $("banner-close").addEventListener("click", () => ($("banner").hidden = true));
-  bindPager("jobs", "jobsOffset", refreshJobs);
-  bindPager("vault", "vaultOffset", refreshVault);
+  bindPager("jobs", "jobsPages", refreshJobs);
+  bindPager("vault", "vaultPages", refreshVault);
   if (token()) openDashboard();
   else $("sign-in").hidden = false;
 }
