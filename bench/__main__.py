@@ -33,6 +33,7 @@ BENCHMARKS = {
     "provider": "bench.provider",
     "fairness": "bench.fairness",
     "crowd": "bench.crowd",
+    "history": "bench.history",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 
@@ -44,6 +45,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "names", nargs="*", default=["all"], help="all, or " + ", ".join(BENCHMARKS)
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, a few seconds each")
+    parser.add_argument(
+        "--full-history",
+        action="store_true",
+        help="history at 1,000,000 jobs and 10,000,000 vault rows (default 10,000 and 100,000)",
+    )
     parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy")
     parser.add_argument("--database-url", help="PostgreSQL server to create the bench database on")
     parser.add_argument("--keep-logs", action="store_true", help="keep service logs in .bench/")
@@ -86,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         with running_servers(scratch, args.database_url) as servers:
-            bench = Bench(servers, run_dir, quick=args.quick, profile=args.profile)
+            bench = Bench(
+                servers,
+                run_dir,
+                quick=args.quick,
+                profile=args.profile,
+                full_history=args.full_history,
+            )
             os.environ.update(bench.env())
             try:
                 for name in args.names:

@@ -30,6 +30,7 @@ class Bench:
     run_dir: Path
     quick: bool
     profile: bool = False
+    full_history: bool = False  # bench history at a million jobs and ten million vault rows
     fernet_key: str = field(default_factory=generate_key)
     _database: Database | None = None
 

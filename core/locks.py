@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# Appliers take this lock shared; recompute and reports take it exclusive so that they
-# read user_stats and the outbox at a moment when no apply is half-way.
+# Appliers take this lock shared; a report's repair takes it exclusive for a moment, so
+# that it sees user_stats and the outbox when no apply is half-way (reconcile/repair.py).
 STATS_APPLY_LOCK = 7_300_001
 
 

@@ -169,6 +169,11 @@ class JobSlice(Base):
             "user_id",
             postgresql_where=text(f"status = '{SliceStatus.RUNNING}'"),
         ),
+        Index(
+            "ix_job_slices_finished_at",
+            "finished_at",
+            postgresql_where=text(f"status = '{SliceStatus.DONE}'"),
+        ),
     )
     job_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
@@ -246,6 +251,9 @@ class Outbox(Base):
     __table_args__ = (
         UniqueConstraint("topic", "key"),
         Index("ix_outbox_pending", "id", postgresql_where=text("applied_at IS NULL")),
+        Index(
+            "ix_outbox_applied_at", "applied_at", postgresql_where=text("applied_at IS NOT NULL")
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(Text, nullable=False)

@@ -25,6 +25,9 @@ NotNegative = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Milliseconds = Annotated[float, msgspec.Meta(ge=0)]
+Days = Annotated[float, msgspec.Meta(gt=0)]
+# Rows one prune statement deletes: small enough that each batch is a moment's work.
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=50_000)]
 # Dramatiq interrupts an actor after 10 minutes; a waiting slice gives back well before.
 MAX_SLICE_WAIT_SECONDS = 480.0
 
@@ -57,6 +60,7 @@ class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     stale_enqueue: Seconds = 60.0
     leader_retry: Seconds = 2.0
     leader_lease: Seconds = 10.0
+    retention: Seconds = 300.0
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,6 +115,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     slice_wait: Seconds = 120.0  # a slice waiting longer is given back with a delayed message
     user_concurrency: Positive = 10_000  # provider calls in flight per user, every worker
     fair_turns: bool = True  # false: slices are served oldest first, whoever's they are
+    retention_days: Days = 30.0  # applied outbox rows and finished jobs' slices kept this long
+    reports_kept: Positive = 100  # the newest reconciliation reports kept (with their drift)
+    retention_batch: BatchSize = 1000  # rows per prune transaction
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -240,6 +247,10 @@ VARIABLES: dict[str, str] = {
     "TALLY_SLICE_WAIT_SECONDS": "slice_wait",
     "TALLY_USER_CONCURRENCY": "user_concurrency",
     "TALLY_FAIR_TURNS": "fair_turns",
+    "TALLY_RETENTION_DAYS": "retention_days",
+    "TALLY_REPORTS_KEPT": "reports_kept",
+    "TALLY_RETENTION_BATCH": "retention_batch",
+    "TALLY_RETENTION_INTERVAL": "intervals.retention",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

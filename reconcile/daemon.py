@@ -28,14 +28,13 @@ from reconcile.leader import Leadership
 from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import latest_report_age
+from reconcile.retention import PAUSE_SECONDS, Policy, prune
 from reconcile.sweep import Enqueue, Swept, TurnClock, sweep
 
 logger = logging.getLogger(__name__)
 
 # The report job wakes at least this often and runs when the latest report is due.
 REPORT_TICK_SECONDS = 60.0
-# Heartbeat rows of daemons silent for this long are deleted by the leader.
-HEARTBEAT_RETENTION_SECONDS = 86_400.0
 
 
 @dataclass
@@ -79,10 +78,8 @@ class Daemon:
         return leads
 
     def heartbeat(self) -> None:
-        """Refresh this daemon's heartbeat row; the leader also prunes long-dead rows."""
+        """Refresh this daemon's heartbeat row."""
         heartbeat.beat(self.database.sessions, self.identity, self.leadership.is_leader)
-        if self.leadership.is_leader:
-            heartbeat.prune(self.database.sessions, HEARTBEAT_RETENTION_SECONDS)
 
     def sweep_stale(self) -> int:
         """Leader only: take back abandoned slices and send turns that were lost."""
@@ -105,6 +102,19 @@ class Daemon:
         if changed:
             logger.info("business_centers recomputed: %d rows changed", changed)
         return changed
+
+    def prune(self) -> int:
+        """Leader only: delete what is past retention, in small batches; return the rows."""
+        if not self.leadership.confirm():
+            return 0
+        pruned = prune(
+            self.database.sessions,
+            Policy.from_settings(self.settings),
+            lambda: self.stopping.wait(PAUSE_SECONDS),
+        )
+        if pruned.total:
+            logger.info("retention deleted %s", pruned)
+        return pruned.total
 
     def report(self) -> int | None:
         """Leader only: run a reconciliation report when one is due; return its id."""
@@ -151,6 +161,7 @@ def schedule(scheduler: BaseScheduler, daemon: Daemon) -> None:
         ("sweep", daemon.sweep_stale, intervals.sweep),
         ("recompute", daemon.recompute, intervals.recompute),
         ("report", daemon.report, report_tick(intervals.report)),
+        ("retention", daemon.prune, intervals.retention),
     ]
     now = datetime.now(UTC)
     for name, func, seconds in jobs:

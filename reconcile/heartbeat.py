@@ -72,19 +72,6 @@ def remove(sessions: SessionFactory, identity: DaemonIdentity) -> None:
         )
 
 
-def prune(sessions: SessionFactory, older_than_seconds: float) -> int:
-    """Delete rows of daemons silent for longer than `older_than_seconds`; return how many."""
-    with sessions() as session, session.begin():
-        result = session.execute(
-            text(
-                "DELETE FROM reconcile_heartbeats "
-                "WHERE last_seen < now() - make_interval(secs => :age)"
-            ),
-            {"age": older_than_seconds},
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 def newest(session: Session) -> dict[str, Any] | None:
     """The most recent heartbeat as JSON-ready data, inside the caller's transaction."""
     row = session.execute(NEWEST).mappings().first()

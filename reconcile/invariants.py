@@ -1,10 +1,13 @@
 """The invariant checker: recompute every counter from the source tables, list differences.
 
-Used by the test suites and by the reconciliation report alike. Each check is one
-statement (one snapshot), run while holding the stats lock exclusively so that no
-outbox apply is half-way through. A Drift's `expected` is what the source tables say
-(jobs and their applied outbox rows, the vault, the ledger); `actual` is the stored
-counter (user_stats, user_credits.balance) or, for a job, what its rows add up to.
+Used by the test suites and by the reconciliation report alike. The checks run in one
+read-only REPEATABLE READ snapshot (reconcile/snapshot.py) and take no lock: an apply
+commits its outbox marks and its increments together, so the snapshot sees both or
+neither, and applies go on while a check runs. A Drift's `expected` is what the source
+tables say (finished jobs less what their pending outbox rows will still add, the vault,
+the ledger); `actual` is the stored counter (user_stats, user_credits.balance) or, for a
+job, what its rows add up to. Nothing read here is ever pruned (reconcile/retention.py):
+applied outbox rows and slices are not consulted.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
-from core.locks import hold_stats_lock
 from core.stats import JOB_STATS, STAT_NAMES, VAULT_STATS
-from core.vocabulary import TERMINAL_SQL, JobStatus, Topic
-from reconcile.recompute import EXPECTED_BUSINESS_CENTERS, without_jit
+from core.vocabulary import TERMINAL_SQL, JobStatus
+from reconcile.recompute import EXPECTED_BUSINESS_CENTERS
+from reconcile.snapshot import begin_snapshot
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class Drift:
 def _expected_stats() -> str:
     """user_stats beside what each counter's source says, for users where any differs."""
     job_sums = ", ".join(f"sum(j.{s.job_figure}) AS {s.name}" for s in JOB_STATS)
-    expected = {s.name: f"coalesce(a.{s.name}, 0)" for s in JOB_STATS}
+    pending_sums = ", ".join(f"sum({s.delta_sql()}) AS {s.name}" for s in JOB_STATS)
+    expected = {s.name: f"coalesce(f.{s.name}, 0) - coalesce(p.{s.name}, 0)" for s in JOB_STATS}
     expected |= {s.name: f"coalesce(b.{s.name}, 0)" for s in VAULT_STATS}
     pairs = ", ".join(
         f"{expected[name]} AS exp_{name}, coalesce(s.{name}, 0) AS {name}" for name in STAT_NAMES
@@ -43,17 +47,20 @@ def _expected_stats() -> str:
     differs = " OR ".join(f"{expected[name]} <> coalesce(s.{name}, 0)" for name in STAT_NAMES)
     return f"""
     WITH {EXPECTED_BUSINESS_CENTERS}
-    , applied AS (
+    , finished AS (
         SELECT j.user_id, {job_sums}
-        FROM jobs j JOIN outbox o ON o.topic = '{Topic.JOB_COMPLETED}' AND o.key = j.id::text
-        WHERE o.applied_at IS NOT NULL AND j.status IN {TERMINAL_SQL}
+        FROM jobs j WHERE j.status IN {TERMINAL_SQL}
         GROUP BY j.user_id
+    ), pending_jobs AS (
+        SELECT user_id, {pending_sums}
+        FROM outbox WHERE applied_at IS NULL GROUP BY user_id
     ), everyone AS (
-        SELECT user_id FROM applied UNION SELECT user_id FROM expected_bc
+        SELECT user_id FROM finished UNION SELECT user_id FROM expected_bc
     )
     SELECT e.user_id, {pairs}
     FROM everyone e
-    LEFT JOIN applied a USING (user_id)
+    LEFT JOIN finished f USING (user_id)
+    LEFT JOIN pending_jobs p USING (user_id)
     LEFT JOIN expected_bc b USING (user_id)
     LEFT JOIN user_stats s USING (user_id)
     WHERE {differs}
@@ -61,8 +68,9 @@ def _expected_stats() -> str:
 
 
 # Invariants 1 and 4: each counter against its source (core/stats.py): job figures over
-# finished jobs whose outbox row is applied, the vault one against the vault (the same
-# definition the recompute writes).
+# finished jobs less what their pending (unapplied) outbox rows will add, which is the
+# sum over finished jobs whose row is applied without reading applied rows (they may be
+# pruned); the vault one against the vault (the same definition the recompute writes).
 EXPECTED_STATS = _expected_stats()
 
 # Invariant 2: balance equals the ledger's sum.
@@ -98,13 +106,12 @@ EXPECTED_JOBS = f"""
 def check_invariants(sessions: SessionFactory) -> list[Drift]:
     """Return every difference between the counters and their source tables."""
     with sessions() as session, session.begin():
+        begin_snapshot(session)
         return find_drift(session)
 
 
 def find_drift(session: Session) -> list[Drift]:
-    """Every difference, inside the caller's transaction (which keeps the stats lock)."""
-    hold_stats_lock(session)
-    without_jit(session)
+    """Every difference, inside the caller's snapshot (reconcile/snapshot.py)."""
     return stats_drift(session) + balance_drift(session) + job_drift(session)
 
 

@@ -7,9 +7,9 @@ the row once the lease has run out. So a leader that dies, is cut off, or is fro
 TALLY_LEADER_LEASE_SECONDS, and one that wakes up finds the lease gone and steps down
 before it runs another singleton job: `confirm()` asks the database, and a lease whose
 local deadline has passed is given up without asking. Being leader is an economy, not a
-safety measure: the singleton jobs stay correct if two daemons briefly both run them (the
-recompute and the report serialise on the stats lock; the sweep stamps the slices it
-takes, SKIP LOCKED).
+safety measure: the singleton jobs stay correct if two daemons briefly both run them (a
+recompute or repair moves a counter only if it still holds the figure its check read; the
+sweep stamps the slices it takes, SKIP LOCKED).
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
-from core.locks import hold_stats_lock
 from core.stats import VAULT_STATS
 from core.vocabulary import UNFINISHED_SQL
+from reconcile.snapshot import begin_snapshot
 
 # The counter read from the vault (business_centers); core/stats.py defines it.
 (VAULT_STAT,) = VAULT_STATS
@@ -42,40 +44,99 @@ EXPECTED_BUSINESS_CENTERS = f"""
     )
 """
 
-# Only rows whose value differs, or that are missing, are written (and so locked).
-# Runs under the exclusive stats lock, so no apply is half-way while it reads.
-RECOMPUTE = text(
+# In one snapshot: each user whose stored figure differs from what the vault says, or who
+# has no stats row yet.
+DRIFT = text(
     "WITH "
     + EXPECTED_BUSINESS_CENTERS
     + f"""
-    , changed AS (
-        SELECT e.user_id, e.{VAULT_STAT.name}
-        FROM expected_bc e LEFT JOIN user_stats s USING (user_id)
-        WHERE s.user_id IS NULL OR s.{VAULT_STAT.name} <> e.{VAULT_STAT.name}
-    ), written AS (
-        INSERT INTO user_stats AS s (user_id, {VAULT_STAT.name})
-        SELECT user_id, {VAULT_STAT.name} FROM changed ORDER BY user_id
-        ON CONFLICT (user_id) DO UPDATE
-            SET {VAULT_STAT.name} = excluded.{VAULT_STAT.name}, updated_at = now()
-        RETURNING s.user_id
-    )
-    SELECT count(*) AS changed FROM written
+    SELECT e.user_id, e.{VAULT_STAT.name} AS expected,
+           coalesce(s.{VAULT_STAT.name}, 0) AS actual, s.user_id IS NULL AS missing
+    FROM expected_bc e LEFT JOIN user_stats s USING (user_id)
+    WHERE s.user_id IS NULL OR s.{VAULT_STAT.name} <> e.{VAULT_STAT.name}
+    ORDER BY e.user_id
     """
 )
 
-
-def without_jit(session: Session) -> None:
-    """Turn JIT off for the caller's transaction.
-
-    The planner's row estimates over these CTEs are far too high, which makes PostgreSQL
-    spend seconds JIT-compiling statements that run in a fraction of that.
+# One batch of corrections, rows locked first in user order (as the apply locks them, so
+# the two cannot deadlock); a row is moved only if it still holds the figure the check read.
+LOCK = text(
+    "SELECT user_id FROM user_stats WHERE user_id = ANY(CAST(:users AS uuid[])) "
+    "ORDER BY user_id FOR UPDATE"
+)
+CORRECT = text(
+    f"""
+    UPDATE user_stats s SET {VAULT_STAT.name} = s.{VAULT_STAT.name} + c.delta, updated_at = now()
+    FROM unnest(CAST(:users AS uuid[]), CAST(:deltas AS bigint[]), CAST(:actuals AS bigint[]))
+        AS c(user_id, delta, actual)
+    WHERE s.user_id = c.user_id AND s.{VAULT_STAT.name} = c.actual
+    RETURNING s.user_id
     """
-    session.execute(text("SET LOCAL jit = off"))
+)
+
+# Users who had no stats row: created with their figure, unless an apply created it since.
+CREATE = text(
+    f"""
+    INSERT INTO user_stats (user_id, {VAULT_STAT.name})
+    SELECT user_id, n
+    FROM unnest(CAST(:users AS uuid[]), CAST(:values AS bigint[])) AS c(user_id, n)
+    ORDER BY user_id
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING user_id
+    """
+)
+
+# Users corrected per transaction: each batch holds its rows' locks for a moment only.
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One user's business_centers: what the vault says, and what was stored."""
+
+    user_id: uuid.UUID
+    expected: int
+    actual: int
+    missing: bool
+
+
+def find_corrections(sessions: SessionFactory) -> list[Correction]:
+    """Every user whose business_centers differs from the vault, in one snapshot, no lock."""
+    with sessions() as session, session.begin():
+        begin_snapshot(session)
+        rows = session.execute(DRIFT).all()
+    return [Correction(r.user_id, int(r.expected), int(r.actual), bool(r.missing)) for r in rows]
+
+
+def correct(sessions: SessionFactory, batch: list[Correction]) -> int:
+    """Apply one batch of corrections in a short transaction; return how many rows moved."""
+    existing = [c for c in batch if not c.missing]
+    created = [c for c in batch if c.missing]
+    users = [c.user_id for c in existing]
+    with sessions() as session, session.begin():
+        session.execute(LOCK, {"users": users})
+        moved = session.execute(
+            CORRECT,
+            {
+                "users": users,
+                "deltas": [c.expected - c.actual for c in existing],
+                "actuals": [c.actual for c in existing],
+            },
+        ).all()
+        made = session.execute(
+            CREATE,
+            {"users": [c.user_id for c in created], "values": [c.expected for c in created]},
+        ).all()
+    return len(moved) + len(made)
 
 
 def recompute_business_centers(sessions: SessionFactory) -> int:
-    """Set every user's business_centers from their vault; return how many rows changed."""
-    with sessions() as session, session.begin():
-        hold_stats_lock(session)
-        without_jit(session)
-        return int(session.execute(RECOMPUTE).scalar_one())
+    """Set every user's business_centers from their vault; return how many rows changed.
+
+    The check reads one snapshot with no lock; the corrections follow in batches of short
+    transactions. A job finishing, a vault removal and an apply each move a user's figure
+    and the vault's view of it together, so the difference is the damage; a row an apply
+    changed since the check is left for the next recompute.
+    """
+    found = find_corrections(sessions)
+    return sum(correct(sessions, found[i : i + BATCH]) for i in range(0, len(found), BATCH))

@@ -1,25 +1,72 @@
 """The reconciliation report: check every counter, optionally repair, store what was found.
 
-One transaction holds the exclusive stats lock from the check to the stored report, so a
-repair and the report rows that record it commit together or not at all.
+The check reads one snapshot and holds no lock (reconcile/invariants.py), so applies go
+on while it runs. A repair is a short transaction of its own under the stats lock, made
+only while the outbox is where the check saw it (reconcile/repair.py); when it has moved,
+the check runs again, a few times at most. The report is stored afterwards, saying which
+drifts were repaired.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from core.database import SessionFactory
-from outbox.backlog import outbox_backlog
+from outbox.backlog import Backlog, outbox_backlog
 from reconcile import repair as repairs
 from reconcile.invariants import Drift, count_orphans, count_users, find_drift
 from reconcile.report_store import DriftRecord, Report, RunFigures, save_report
+from reconcile.snapshot import OutboxPosition, begin_snapshot, outbox_position
 from reconcile.sweep import Swept
 
 logger = logging.getLogger(__name__)
 
 # Past this many drifts a run logs a summary line instead of one warning per drift.
 MAX_DRIFT_WARNINGS = 50
+# A repair the outbox keeps moving under is checked again this many times at most.
+MAX_CHECKS = 3
+
+
+@dataclass(frozen=True)
+class Check:
+    """What one snapshot showed: the drift, and the figures stored beside it."""
+
+    drifts: list[Drift]
+    position: OutboxPosition
+    backlog: Backlog
+    users: int
+    orphans: int
+
+
+def check(sessions: SessionFactory) -> Check:
+    """Check every counter in one read-only snapshot, holding no lock."""
+    with sessions() as session, session.begin():
+        begin_snapshot(session)
+        return Check(
+            drifts=sorted(find_drift(session), key=_order),
+            position=outbox_position(session),
+            backlog=outbox_backlog(session),
+            users=count_users(session),
+            orphans=count_orphans(session),
+        )
+
+
+def check_and_repair(sessions: SessionFactory, repair: bool) -> tuple[Check, list[bool]]:
+    """Check, and repair if asked (checking again while the outbox moves under the repair)."""
+    for _ in range(MAX_CHECKS):
+        found = check(sessions)
+        if not repair or not any(repairs.is_repairable(d) for d in found.drifts):
+            break
+        fixed = repairs.repair(sessions, found.position, found.drifts)
+        if fixed is not None:
+            return found, fixed
+    else:
+        logger.warning(
+            "drift left unrepaired: the outbox moved after each of %d checks", MAX_CHECKS
+        )
+    return found, [False] * len(found.drifts)
 
 
 def run_report(
@@ -27,23 +74,21 @@ def run_report(
 ) -> Report:
     """Check, repair if asked, and store one report; return it."""
     started = time.monotonic()
+    found, fixed = check_and_repair(sessions, repair)
+    figures = RunFigures(
+        duration_seconds=time.monotonic() - started,
+        origin=origin,
+        users_checked=found.users,
+        outbox_backlog=found.backlog.rows,
+        oldest_pending_seconds=found.backlog.oldest_seconds,
+        jobs_swept=None if swept is None else swept.jobs,
+        slices_resent=None if swept is None else swept.slices,
+        repair=repair,
+        orphans=found.orphans,
+        outbox_quarantined=found.backlog.quarantined,
+    )
+    records = [_record(d, done) for d, done in zip(found.drifts, fixed, strict=True)]
     with sessions() as session, session.begin():
-        found = sorted(find_drift(session), key=_order)
-        fixed = repairs.repair(session, found) if repair else [False] * len(found)
-        backlog = outbox_backlog(session)
-        figures = RunFigures(
-            duration_seconds=time.monotonic() - started,
-            origin=origin,
-            users_checked=count_users(session),
-            outbox_backlog=backlog.rows,
-            oldest_pending_seconds=backlog.oldest_seconds,
-            jobs_swept=None if swept is None else swept.jobs,
-            slices_resent=None if swept is None else swept.slices,
-            repair=repair,
-            orphans=count_orphans(session),
-            outbox_quarantined=backlog.quarantined,
-        )
-        records = [_record(d, done) for d, done in zip(found, fixed, strict=True)]
         report = save_report(session, figures, records)
     log_report(report)
     return report

@@ -1,7 +1,7 @@
 """flat reads and wide counters: keyset indexes, list totals, BIGINT counters, quarantine
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 08:00:00.000000
 
 - The jobs and vault lists page by (created_at, id), newest first: their indexes gain `id`.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

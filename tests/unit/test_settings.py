@@ -81,6 +81,10 @@ def test_bad_numbers_raise_configuration_error(name: str, value: str) -> None:
         {"TALLY_SLICE_SIZE": "0"},
         {"TALLY_MAX_JOB_COUNT": "0"},
         {"TALLY_PROVIDER_CONCURRENCY": "0"},
+        {"TALLY_RETENTION_DAYS": "0"},
+        {"TALLY_REPORTS_KEPT": "0"},
+        {"TALLY_RETENTION_BATCH": "50001"},
+        {"TALLY_RETENTION_INTERVAL": "-5"},
     ],
 )
 def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
@@ -101,6 +105,8 @@ def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
         ("TALLY_SWEEP_INTERVAL", "0", "must be a number > 0"),
         ("TALLY_SANDBOX_FAILURE_RATE", "1.5", "must be a number <= 1"),
         ("TALLY_PROVIDER_ATTEMPTS", "0", "must be an integer >= 1"),
+        ("TALLY_RETENTION_BATCH", "0", "must be an integer >= 1"),
+        ("TALLY_RETENTION_DAYS", "soon", "must be a number"),
     ],
 )
 def test_each_refusal_is_one_line_naming_the_variable_and_value(
@@ -180,6 +186,20 @@ def test_probe_settings_default_and_refuse_a_non_positive_outbox_age() -> None:
     assert settings_from(TALLY_READY_MAX_OUTBOX_AGE="5").ready_max_outbox_age == 5.0
     with pytest.raises(ConfigurationError, match="TALLY_READY_MAX_OUTBOX_AGE"):
         settings_from(TALLY_READY_MAX_OUTBOX_AGE="0")
+
+
+def test_retention_defaults_and_variables() -> None:
+    defaults = settings_from()
+    assert (defaults.retention_days, defaults.reports_kept) == (30.0, 100)
+    assert (defaults.retention_batch, defaults.intervals.retention) == (1000, 300.0)
+    given = settings_from(
+        TALLY_RETENTION_DAYS="7.5",
+        TALLY_REPORTS_KEPT="10",
+        TALLY_RETENTION_BATCH="200",
+        TALLY_RETENTION_INTERVAL="60",
+    )
+    assert (given.retention_days, given.reports_kept) == (7.5, 10)
+    assert (given.retention_batch, given.intervals.retention) == (200, 60.0)
 
 
 def test_with_changes_returns_a_new_object_and_keeps_the_original() -> None:
