@@ -381,9 +381,7 @@ class WebhookEndpoint(Base):
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
-        Index(
-            "ix_webhook_endpoints_live", "user_id", postgresql_where=text("deleted_at IS NULL")
-        ),
+        Index("ix_webhook_endpoints_live", "user_id", postgresql_where=text("deleted_at IS NULL")),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _user_fk()

@@ -8,7 +8,7 @@ encoded from them (web/answers.py), and the OpenAPI components are generated fro
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
 
@@ -307,3 +307,47 @@ class TokenList(Struct):
     """The caller's API tokens, newest first."""
 
     items: list[TokenInfo]
+
+
+class ExportRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/exports: which accounts, in which format, and whether secrets leave too."""
+
+    format: Literal["csv", "ndjson"] = "csv"
+    include: Annotated[
+        Literal["secrets", "none"],
+        Meta(description='"secrets" adds each account\'s decrypted secret: an explicit intent.'),
+    ] = "none"
+    job_id: Annotated[
+        uuid.UUID | UnsetType, Meta(description="One job's accounts; default: the whole vault.")
+    ] = UNSET
+    cursor: Annotated[
+        str | UnsetType, Meta(description="Resume after the row that carried this cursor.")
+    ] = UNSET
+
+
+class ExportInfo(Struct):
+    """One recorded export."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID | None
+    format: str
+    secrets: bool
+    status: str
+    accounts: int
+    resumed: bool
+    started_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class ExportList(Struct):
+    """The caller's newest exports."""
+
+    items: list[ExportInfo]
+
+
+class JobAccountPage(Struct):
+    """One page of a job's accounts (no secrets); `next_cursor` is null on the last page."""
+
+    items: list[Account]
+    next_cursor: str | None
+    limit: int

@@ -320,6 +320,52 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+EXPORT_STREAM = {
+    "description": "The accounts, streamed; each row carries the cursor that resumes after it.",
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    },
+    "headers": {"X-Export-Id": {"description": "The export's record.", "schema": UUID_PARAM}},
+}
+EXPORT_ERRORS = {
+    "200": EXPORT_STREAM,
+    "404": _error("No such job for this caller."),
+    "409": _error("Another export of the caller is running."),
+    "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+}
+CURSOR_PARAM = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}}
+OPERATIONS.update(
+    {
+        ("/api/job/{job_id}/accounts", "get"): _op(
+            "One page of a job's accounts in item order, without secrets, by cursor.",
+            {
+                "200": _body(bodies.JobAccountPage, "One page."),
+                "404": _error("No such job for this caller."),
+            },
+            parameters=[JOB_PARAM, LIMIT_PARAM, CURSOR_PARAM],
+        ),
+        ("/api/job/{job_id}/export", "post"): _op(
+            "Export a job's accounts (CSV or NDJSON), with secrets only when asked; recorded.",
+            EXPORT_ERRORS,
+            parameters=[JOB_PARAM],
+            requestBody={"required": True, "content": _content(bodies.ExportRequest)},
+        ),
+        ("/api/exports", "post"): _op(
+            "Export a job's accounts or the whole vault (CSV or NDJSON), with secrets only "
+            "when asked; recorded.",
+            EXPORT_ERRORS,
+            requestBody={"required": True, "content": _content(bodies.ExportRequest)},
+        ),
+        ("/api/exports", "get"): _op(
+            "The caller's newest exports: what, when, how many accounts, with or without secrets.",
+            {"200": _body(bodies.ExportList, "The exports.")},
+            parameters=[LIMIT_PARAM],
+        ),
+    }
+)
+
+
 OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
     **_error(
         "Too many failed authentications from this address, too many of the caller's jobs "
