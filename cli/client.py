@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cli import export
 from cli.api import Api
 from cli.tables import accounts_table, jobs_table, page_title, stats_table
 from core.errors import Unauthorized
@@ -61,6 +62,7 @@ def register(commands: Any) -> None:
         listing.add_argument("--limit", type=int, default=20)
         listing.add_argument("--offset", type=int, default=0)
         listing.set_defaults(handler=handler)
+    export.register(listing, server, _api)
 
 
 def _api(args: argparse.Namespace) -> Api:
