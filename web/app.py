@@ -28,6 +28,7 @@ from web import (
     metrics,
     openapi,
     operator,
+    retry,
     tokens,
 )
 from web.auth import TokenBackend, answer_failure
@@ -57,6 +58,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/jobs/{job_id}", jobs.job_status, methods=["GET"]),
         Route("/api/job/{job_id}/events", events.job_events, methods=["GET"]),
         Route("/api/job/{job_id}/cancel", jobs.cancel, methods=["POST"]),
+        Route("/api/job/{job_id}/retry", retry.retry, methods=["POST"]),
         Route("/api/job/{job_id}/accounts", exports.job_accounts, methods=["GET"]),
         Route("/api/job/{job_id}/export", exports.export_job, methods=["POST"]),
         Route("/api/exports", exports.export, methods=["POST"]),

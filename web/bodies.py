@@ -73,6 +73,12 @@ class Job(Struct):
     retry_at: Timestamp | None = None
     failures_by_reason: dict[str, int] = {}
     orphans: int = 0  # accounts the provider may hold that the vault does not
+    retry_of: Annotated[
+        uuid.UUID | None, Meta(description="The job whose failed items this job retries.")
+    ] = None
+    retried_by: Annotated[
+        uuid.UUID | None, Meta(description="The job retrying this job's failed items.")
+    ] = None
 
 
 class JobPage(Struct):

@@ -337,6 +337,19 @@ EXPORT_ERRORS = {
 CURSOR_PARAM = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}}
 OPERATIONS.update(
     {
+        ("/api/job/{job_id}/retry", "post"): _op(
+            "Retry a finished job's failed items as a child job: credits held anew; a repeat "
+            "answers the same child.",
+            {
+                "201": _body(bodies.Job, "The child job; Location names its status URL."),
+                "200": _body(bodies.Job, "The child made by an earlier retry."),
+                "402": _error("Insufficient credits."),
+                "404": _error("No such job for this caller."),
+                "409": _error("The job is unfinished, has no failures, or was cancelled."),
+                "422": _error("The retry's key names another request."),
+            },
+            parameters=[JOB_PARAM],
+        ),
         ("/api/job/{job_id}/accounts", "get"): _op(
             "One page of a job's accounts in item order, without secrets, by cursor.",
             {
