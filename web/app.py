@@ -30,6 +30,7 @@ from web import (
     operator,
     retry,
     tokens,
+    webhooks,
 )
 from web.auth import TokenBackend, answer_failure
 from web.delivery_metrics import ExportCounters
@@ -63,6 +64,16 @@ def routes() -> list[BaseRoute]:
         Route("/api/job/{job_id}/export", exports.export_job, methods=["POST"]),
         Route("/api/exports", exports.export, methods=["POST"]),
         Route("/api/exports", exports.list_exports, methods=["GET"]),
+        Route("/api/webhooks", webhooks.create, methods=["POST"]),
+        Route("/api/webhooks", webhooks.list_endpoints, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}", webhooks.delete, methods=["DELETE"]),
+        Route("/api/webhooks/{endpoint_id}/deliveries", webhooks.deliveries, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}/test", webhooks.send_test, methods=["POST"]),
+        Route(
+            "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay",
+            webhooks.replay,
+            methods=["POST"],
+        ),
         Route("/api/me", me.whoami, methods=["GET"]),
         Route("/api/stats", me.stats, methods=["GET"]),
         Route("/api/credits", me.credits_view, methods=["GET"]),

@@ -357,3 +357,47 @@ class JobAccountPage(Struct):
     items: list[Account]
     next_cursor: str | None
     limit: int
+
+
+class WebhookRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/webhooks: where to deliver the caller's terminal job statuses."""
+
+    url: Annotated[str, Meta(description="https (http too in development); at most 2048.")]
+
+
+class WebhookEndpoint(Struct):
+    """A registered endpoint; `secret` (for verifying signatures) only in the creating answer."""
+
+    id: uuid.UUID
+    url: str
+    created_at: Timestamp
+    failing_since: Timestamp | None
+    secret: str | UnsetType = UNSET
+
+
+class WebhookList(Struct):
+    """The caller's endpoints."""
+
+    items: list[WebhookEndpoint]
+
+
+class WebhookDelivery(Struct):
+    """One delivery of one event to one endpoint."""
+
+    id: int
+    event_id: str
+    origin: Literal["event", "test", "replay"]
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    response_status: int | None
+    last_error: str | None
+    next_attempt_at: Timestamp
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class DeliveryPage(Struct):
+    """One page of an endpoint's delivery log, newest first; pass `next_before` for more."""
+
+    items: list[WebhookDelivery]
+    next_before: int | None

@@ -334,6 +334,7 @@ EXPORT_ERRORS = {
     "409": _error("Another export of the caller is running."),
     "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
 }
+ENDPOINT_PARAM = _path_param("endpoint_id")
 CURSOR_PARAM = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}}
 OPERATIONS.update(
     {
@@ -369,6 +370,50 @@ OPERATIONS.update(
             "when asked; recorded.",
             EXPORT_ERRORS,
             requestBody={"required": True, "content": _content(bodies.ExportRequest)},
+        ),
+        ("/api/webhooks", "post"): _op(
+            "Register a webhook endpoint; the answer carries its signing secret, shown once. "
+            "Refused: not https outside development, longer than 2048 characters, or resolving "
+            "to a loopback, private or link-local address (unless TALLY_WEBHOOK_ALLOW_PRIVATE).",
+            {
+                "201": _body(bodies.WebhookEndpoint, "Registered."),
+                "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+            },
+            requestBody={"required": True, "content": _content(bodies.WebhookRequest)},
+        ),
+        ("/api/webhooks", "get"): _op(
+            "The caller's webhook endpoints (never their secrets).",
+            {"200": _body(bodies.WebhookList, "The endpoints.")},
+        ),
+        ("/api/webhooks/{endpoint_id}", "delete"): _op(
+            "Stop delivering to an endpoint.",
+            {"204": {"description": "Deleted."}, "404": _error("No such endpoint.")},
+            parameters=[ENDPOINT_PARAM],
+        ),
+        ("/api/webhooks/{endpoint_id}/deliveries", "get"): _op(
+            "An endpoint's delivery log, newest first.",
+            {"200": _body(bodies.DeliveryPage, "One page."), "404": _error("No such endpoint.")},
+            parameters=[
+                ENDPOINT_PARAM,
+                LIMIT_PARAM,
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ],
+        ),
+        ("/api/webhooks/{endpoint_id}/test", "post"): _op(
+            "Queue a webhook.test event for an endpoint.",
+            {"202": _body(bodies.WebhookDelivery, "Queued."), "404": _error("No such endpoint.")},
+            parameters=[ENDPOINT_PARAM],
+        ),
+        ("/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "post"): _op(
+            "Send one delivery's event again, with the same event id.",
+            {
+                "202": _body(bodies.WebhookDelivery, "Queued."),
+                "404": _error("No such endpoint or delivery."),
+            },
+            parameters=[
+                ENDPOINT_PARAM,
+                _path_param("delivery_id", {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
+            ],
         ),
         ("/api/exports", "get"): _op(
             "The caller's newest exports: what, when, how many accounts, with or without secrets.",
