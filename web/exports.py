@@ -62,6 +62,7 @@ async def job_accounts(request: Request) -> Response:
 
 async def export_job(request: Request) -> Response:
     """POST /api/job/<id>/export: the job's accounts, streamed."""
+    caller_of(request)
     job_id = path_uuid(request, "job_id")
     body = await read_body(request, bodies.ExportRequest)
     if body.job_id is not msgspec.UNSET and body.job_id != job_id:
@@ -72,6 +73,7 @@ async def export_job(request: Request) -> Response:
 
 async def export(request: Request) -> Response:
     """POST /api/exports: one job's accounts or the whole vault, streamed."""
+    caller_of(request)
     return await _export(request, await read_body(request, bodies.ExportRequest))
 
 
