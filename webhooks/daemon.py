@@ -18,11 +18,15 @@ from webhooks.fanout import BATCH, fan_out
 
 logger = logging.getLogger(__name__)
 STARTED = "webhooks daemon started"
+# The fan-out, the claims and the short record after each attempt (threads take turns).
+POOL_SIZE = 3
 
 
 def run(settings: Settings) -> None:
     """Fan out and deliver every interval until SIGTERM or SIGINT."""
-    database = Database.from_settings(settings, pool_size=4, application_name="tally-webhooks")
+    database = Database.from_settings(
+        settings, pool_size=POOL_SIZE, application_name="tally-webhooks"
+    )
     deliverer = Deliverer(database.sessions, settings.secret_box(), settings.webhooks)
     stopping = threading.Event()
 
