@@ -41,6 +41,14 @@ class Api:
             raise _error(response)
         return None if response.status_code == 304 else response.json()
 
+    def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[str]:
+        """Send a request and yield its answer's lines as they arrive, or raise its error."""
+        with self._http.stream(method, path, **kwargs) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            yield from response.iter_lines()
+
     def follow(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield the job each time it changes (long-poll), until it is terminal."""
         etag = ""

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cli import export
 from cli.api import Api
 from cli.tables import accounts_table, jobs_table, page_title, stats_table
 from core.errors import Unauthorized
@@ -62,6 +63,7 @@ def register(commands: Any) -> None:
         listing.add_argument("--cursor", help="resume where a previous page said `more:`")
         listing.add_argument("--all", action="store_true", help="follow every page to the end")
         listing.set_defaults(handler=handler)
+    export.register(listing, server, _api)
 
 
 def _api(args: argparse.Namespace) -> Api:

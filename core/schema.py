@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -21,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.vocabulary import UNFINISHED_SQL, JobStatus, LedgerKind, SliceStatus, sql_list
@@ -366,3 +367,119 @@ class UserTurnsOwed(Base):
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     owed: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+
+
+class Export(Base):
+    """One export of a job's accounts or of the whole vault: who, what, when, how many."""
+
+    __tablename__ = "exports"
+    __table_args__ = (
+        CheckConstraint("format IN ('csv', 'ndjson')", name="format_known"),
+        CheckConstraint("status IN ('running', 'done', 'interrupted')", name="status_known"),
+        Index("ix_exports_user_id_started_at", "user_id", text("started_at DESC"), "id"),
+        Index(
+            "ix_exports_running",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="RESTRICT")
+    )
+    format: Mapped[str] = mapped_column(Text, nullable=False)
+    secrets: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="running")
+    accounts: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    resumed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    started_at: Mapped[datetime] = _created()
+    seen_at: Mapped[datetime] = _created()  # the stream's latest page: a lease on `running`
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The vault listed by keyset (created_at, id): exports page through it in constant cost.
+Index(
+    "ix_user_accounts_live_keyset",
+    UserAccount.user_id,
+    UserAccount.created_at,
+    UserAccount.id,
+    postgresql_where=text("deleted_at IS NULL"),
+)
+
+
+class JobRetry(Base):
+    """A child job made of a finished job's failed items: child item i is parent_indices[i]."""
+
+    __tablename__ = "job_retries"
+    child_job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id"), primary_key=True
+    )
+    parent_job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id"), nullable=False, unique=True
+    )
+    parent_indices: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class WebhookEndpoint(Base):
+    """Where a user wants their jobs' terminal statuses delivered, and its signing secret."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        Index("ix_webhook_endpoints_live", "user_id", postgresql_where=text("deleted_at IS NULL")),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: its body, attempts so far and when to try next."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_known"),
+        CheckConstraint("origin IN ('event', 'test', 'replay')", name="origin_known"),
+        Index(
+            "ix_webhook_deliveries_event",
+            "endpoint_id",
+            "event_id",
+            unique=True,
+            postgresql_where=text("origin = 'event'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID] = _user_fk()
+    event_id: Mapped[str] = mapped_column(Text, nullable=False)
+    origin: Mapped[str] = mapped_column(Text, nullable=False, server_default="event")
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = _created()
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookPosition(Base):
+    """How far the webhook fan-out has read the outbox (its own position, not the apply's)."""
+
+    __tablename__ = "webhook_position"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")

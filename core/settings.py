@@ -48,6 +48,19 @@ class SandboxOptions(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: Milliseconds = 0.0
 
 
+class WebhookOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How webhook deliveries are made and retried."""
+
+    allow_private: bool = False  # deliver to loopback, private and link-local addresses
+    timeout: Seconds = 10.0  # per connect, read and write of one attempt
+    backoff: Seconds = 10.0  # the first retry's delay; each next one doubles
+    backoff_max: Seconds = 3600.0
+    give_up: Seconds = 86_400.0  # a delivery failing this long ends; its endpoint is failing
+    concurrency: Positive = 32  # attempts in flight per webhooks process
+    per_endpoint: Positive = 4  # attempts in flight per endpoint per process
+    interval: Seconds = 0.5  # how often the outbox is read and due deliveries claimed
+
+
 class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     """Periods, in seconds, of the reconcile daemon's jobs and the slice lease."""
 
@@ -118,6 +131,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: Days = 30.0  # applied outbox rows and finished jobs' slices kept this long
     reports_kept: Positive = 100  # the newest reconciliation reports kept (with their drift)
     retention_batch: BatchSize = 1000  # rows per prune transaction
+    webhooks: WebhookOptions = msgspec.field(default_factory=WebhookOptions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -251,6 +265,14 @@ VARIABLES: dict[str, str] = {
     "TALLY_REPORTS_KEPT": "reports_kept",
     "TALLY_RETENTION_BATCH": "retention_batch",
     "TALLY_RETENTION_INTERVAL": "intervals.retention",
+    "TALLY_WEBHOOK_ALLOW_PRIVATE": "webhooks.allow_private",
+    "TALLY_WEBHOOK_TIMEOUT": "webhooks.timeout",
+    "TALLY_WEBHOOK_BACKOFF": "webhooks.backoff",
+    "TALLY_WEBHOOK_BACKOFF_MAX": "webhooks.backoff_max",
+    "TALLY_WEBHOOK_GIVE_UP": "webhooks.give_up",
+    "TALLY_WEBHOOK_CONCURRENCY": "webhooks.concurrency",
+    "TALLY_WEBHOOK_PER_ENDPOINT": "webhooks.per_endpoint",
+    "TALLY_WEBHOOK_INTERVAL": "webhooks.interval",
 }
 # Variables whose values never appear in an error message.
 # How an error names the kind of value a variable takes.

@@ -78,6 +78,8 @@ def children_environment(
         "PORT": str(port),
         "TALLY_FERNET_KEY": key,
         "TALLY_ENV": "development",
+        # Webhook receivers under development listen on this machine.
+        "TALLY_WEBHOOK_ALLOW_PRIVATE": base.get("TALLY_WEBHOOK_ALLOW_PRIVATE", "true"),
     }
 
 

@@ -17,8 +17,23 @@ from core.cursors import CursorBox
 from core.database import Database
 from core.settings import Settings
 from core.turn_messages import send_turns
-from web import admin, dashboard, events, health, jobs, me, metrics, openapi, operator, tokens
+from web import (
+    admin,
+    dashboard,
+    events,
+    exports,
+    health,
+    jobs,
+    me,
+    metrics,
+    openapi,
+    operator,
+    retry,
+    tokens,
+    webhooks,
+)
 from web.auth import TokenBackend, answer_failure
+from web.delivery_metrics import ExportCounters
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
@@ -44,6 +59,21 @@ def routes() -> list[BaseRoute]:
         Route("/api/jobs/{job_id}", jobs.job_status, methods=["GET"]),
         Route("/api/job/{job_id}/events", events.job_events, methods=["GET"]),
         Route("/api/job/{job_id}/cancel", jobs.cancel, methods=["POST"]),
+        Route("/api/job/{job_id}/retry", retry.retry, methods=["POST"]),
+        Route("/api/job/{job_id}/accounts", exports.job_accounts, methods=["GET"]),
+        Route("/api/job/{job_id}/export", exports.export_job, methods=["POST"]),
+        Route("/api/exports", exports.export, methods=["POST"]),
+        Route("/api/exports", exports.list_exports, methods=["GET"]),
+        Route("/api/webhooks", webhooks.create, methods=["POST"]),
+        Route("/api/webhooks", webhooks.list_endpoints, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}", webhooks.delete, methods=["DELETE"]),
+        Route("/api/webhooks/{endpoint_id}/deliveries", webhooks.deliveries, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}/test", webhooks.send_test, methods=["POST"]),
+        Route(
+            "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay",
+            webhooks.replay,
+            methods=["POST"],
+        ),
         Route("/api/me", me.whoami, methods=["GET"]),
         Route("/api/stats", me.stats, methods=["GET"]),
         Route("/api/credits", me.credits_view, methods=["GET"]),
@@ -81,6 +111,7 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.live.start()
             resources.callback(app.state.live.stop)
             app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)
+            app.state.export_counters = ExportCounters(app.state.metrics)
             yield
 
     authentication = TokenBackend(settings.auth_failures_per_minute, settings)

@@ -8,7 +8,7 @@ encoded from them (web/answers.py), and the OpenAPI components are generated fro
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
 
@@ -73,6 +73,12 @@ class Job(Struct):
     retry_at: Timestamp | None = None
     failures_by_reason: dict[str, int] = {}
     orphans: int = 0  # accounts the provider may hold that the vault does not
+    retry_of: Annotated[
+        uuid.UUID | None, Meta(description="The job whose failed items this job retries.")
+    ] = None
+    retried_by: Annotated[
+        uuid.UUID | None, Meta(description="The job retrying this job's failed items.")
+    ] = None
 
 
 class JobPage(Struct):
@@ -313,3 +319,91 @@ class TokenList(Struct):
     """The caller's API tokens, newest first."""
 
     items: list[TokenInfo]
+
+
+class ExportRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/exports: which accounts, in which format, and whether secrets leave too."""
+
+    format: Literal["csv", "ndjson"] = "csv"
+    include: Annotated[
+        Literal["secrets", "none"],
+        Meta(description='"secrets" adds each account\'s decrypted secret: an explicit intent.'),
+    ] = "none"
+    job_id: Annotated[
+        uuid.UUID | UnsetType, Meta(description="One job's accounts; default: the whole vault.")
+    ] = UNSET
+    cursor: Annotated[
+        str | UnsetType, Meta(description="Resume after the row that carried this cursor.")
+    ] = UNSET
+
+
+class ExportInfo(Struct):
+    """One recorded export."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID | None
+    format: str
+    secrets: bool
+    status: str
+    accounts: int
+    resumed: bool
+    started_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class ExportList(Struct):
+    """The caller's newest exports."""
+
+    items: list[ExportInfo]
+
+
+class JobAccountPage(Struct):
+    """One page of a job's accounts (no secrets); `next_cursor` is null on the last page."""
+
+    items: list[Account]
+    next_cursor: str | None
+    limit: int
+
+
+class WebhookRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/webhooks: where to deliver the caller's terminal job statuses."""
+
+    url: Annotated[str, Meta(description="https (http too in development); at most 2048.")]
+
+
+class WebhookEndpoint(Struct):
+    """A registered endpoint; `secret` (for verifying signatures) only in the creating answer."""
+
+    id: uuid.UUID
+    url: str
+    created_at: Timestamp
+    failing_since: Timestamp | None
+    secret: str | UnsetType = UNSET
+
+
+class WebhookList(Struct):
+    """The caller's endpoints."""
+
+    items: list[WebhookEndpoint]
+
+
+class WebhookDelivery(Struct):
+    """One delivery of one event to one endpoint."""
+
+    id: int
+    event_id: str
+    origin: Literal["event", "test", "replay"]
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    response_status: int | None
+    last_error: str | None
+    next_attempt_at: Timestamp
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class DeliveryPage(Struct):
+    """One page of an endpoint's delivery log, newest first; pass `next_before` for more."""
+
+    items: list[WebhookDelivery]
+    next_before: int | None

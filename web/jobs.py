@@ -12,6 +12,7 @@ from core.cancel import cancel_job
 from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
 from core.limits import UserLimits
+from core.retry import Links, links_of
 from web import bodies
 from web.answers import job_body, json_response
 from web.auth import caller_of
@@ -23,6 +24,7 @@ from web.params import path_uuid, query_int, read_body
 
 TERMINAL_CACHE = "private, max-age=3600"
 LIVE_CACHE = "no-cache"
+NO_LINKS = Links()
 
 
 async def submit_job(request: Request) -> Response:
@@ -60,7 +62,8 @@ async def job_status(request: Request) -> Response:
         job = await changed_job(live, caller.user_id, job_id, known, wait)
     else:
         job = await live.jobs.get(caller.user_id, job_id)
-    return status_response(request, job)
+    reader = request.app.state.database.reader
+    return status_response(request, job, await run_in_threadpool(links_of, reader, job.id))
 
 
 async def cancel(request: Request) -> Response:
@@ -86,10 +89,30 @@ def list_jobs(request: Request) -> Response:
     return json_response(body, headers=following.headers)
 
 
-def status_response(request: Request, job: JobView) -> Response:
-    """Answer a job's status, or 304 when the client already has this version."""
-    etag = job_etag(job)
-    headers = {"ETag": etag, "Cache-Control": TERMINAL_CACHE if job.terminal else LIVE_CACHE}
+def status_response(request: Request, job: JobView, links: Links = NO_LINKS) -> Response:
+    """Answer a job's status, or 304 when the client already has this version.
+
+    A finished job's ETag also names its retry, so a retry made later changes it; until
+    then a finished job with failures is revalidated rather than cached.
+    """
+    etag = linked_etag(job, links)
+    settled = job.terminal and (job.failures == 0 or links.retried_by is not None)
+    headers = {"ETag": etag, "Cache-Control": TERMINAL_CACHE if settled else LIVE_CACHE}
     if etag in etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
-    return json_response(job_body(job), headers=headers)
+    return json_response(linked_body(job_body(job), links), headers=headers)
+
+
+def linked_etag(job: JobView, links: Links) -> str:
+    """The status ETag; a finished job's also changes when a retry of it is made."""
+    etag = job_etag(job)
+    if not job.terminal or links.retried_by is None:
+        return etag
+    return etag[:-1] + "-" + links.retried_by.hex[:8] + '"'
+
+
+def linked_body(body: bodies.Job, links: Links) -> bodies.Job:
+    """A job's body with the job it retries and the job retrying it."""
+    if links == NO_LINKS:
+        return body
+    return msgspec.structs.replace(body, retry_of=links.retry_of, retried_by=links.retried_by)

@@ -352,6 +352,110 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+EXPORT_STREAM = {
+    "description": "The accounts, streamed; each row carries the cursor that resumes after it.",
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    },
+    "headers": {"X-Export-Id": {"description": "The export's record.", "schema": UUID_PARAM}},
+}
+EXPORT_ERRORS = {
+    "200": EXPORT_STREAM,
+    "404": _error("No such job for this caller."),
+    "409": _error("Another export of the caller is running."),
+    "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+}
+ENDPOINT_PARAM = _path_param("endpoint_id")
+CURSOR_PARAM = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}}
+OPERATIONS.update(
+    {
+        ("/api/job/{job_id}/retry", "post"): _op(
+            "Retry a finished job's failed items as a child job: credits held anew; a repeat "
+            "answers the same child.",
+            {
+                "201": _body(bodies.Job, "The child job; Location names its status URL."),
+                "200": _body(bodies.Job, "The child made by an earlier retry."),
+                "402": _error("Insufficient credits."),
+                "404": _error("No such job for this caller."),
+                "409": _error("The job is unfinished, has no failures, or was cancelled."),
+                "422": _error("The retry's key names another request."),
+            },
+            parameters=[JOB_PARAM],
+        ),
+        ("/api/job/{job_id}/accounts", "get"): _op(
+            "One page of a job's accounts in item order, without secrets, by cursor.",
+            {
+                "200": _body(bodies.JobAccountPage, "One page."),
+                "404": _error("No such job for this caller."),
+            },
+            parameters=[JOB_PARAM, LIMIT_PARAM, CURSOR_PARAM],
+        ),
+        ("/api/job/{job_id}/export", "post"): _op(
+            "Export a job's accounts (CSV or NDJSON), with secrets only when asked; recorded.",
+            EXPORT_ERRORS,
+            parameters=[JOB_PARAM],
+            requestBody={"required": True, "content": _content(bodies.ExportRequest)},
+        ),
+        ("/api/exports", "post"): _op(
+            "Export a job's accounts or the whole vault (CSV or NDJSON), with secrets only "
+            "when asked; recorded.",
+            EXPORT_ERRORS,
+            requestBody={"required": True, "content": _content(bodies.ExportRequest)},
+        ),
+        ("/api/webhooks", "post"): _op(
+            "Register a webhook endpoint; the answer carries its signing secret, shown once. "
+            "Refused: not https outside development, longer than 2048 characters, or resolving "
+            "to a loopback, private or link-local address (unless TALLY_WEBHOOK_ALLOW_PRIVATE).",
+            {
+                "201": _body(bodies.WebhookEndpoint, "Registered."),
+                "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+            },
+            requestBody={"required": True, "content": _content(bodies.WebhookRequest)},
+        ),
+        ("/api/webhooks", "get"): _op(
+            "The caller's webhook endpoints (never their secrets).",
+            {"200": _body(bodies.WebhookList, "The endpoints.")},
+        ),
+        ("/api/webhooks/{endpoint_id}", "delete"): _op(
+            "Stop delivering to an endpoint.",
+            {"204": {"description": "Deleted."}, "404": _error("No such endpoint.")},
+            parameters=[ENDPOINT_PARAM],
+        ),
+        ("/api/webhooks/{endpoint_id}/deliveries", "get"): _op(
+            "An endpoint's delivery log, newest first.",
+            {"200": _body(bodies.DeliveryPage, "One page."), "404": _error("No such endpoint.")},
+            parameters=[
+                ENDPOINT_PARAM,
+                LIMIT_PARAM,
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ],
+        ),
+        ("/api/webhooks/{endpoint_id}/test", "post"): _op(
+            "Queue a webhook.test event for an endpoint.",
+            {"202": _body(bodies.WebhookDelivery, "Queued."), "404": _error("No such endpoint.")},
+            parameters=[ENDPOINT_PARAM],
+        ),
+        ("/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "post"): _op(
+            "Send one delivery's event again, with the same event id.",
+            {
+                "202": _body(bodies.WebhookDelivery, "Queued."),
+                "404": _error("No such endpoint or delivery."),
+            },
+            parameters=[
+                ENDPOINT_PARAM,
+                _path_param("delivery_id", {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
+            ],
+        ),
+        ("/api/exports", "get"): _op(
+            "The caller's newest exports: what, when, how many accounts, with or without secrets.",
+            {"200": _body(bodies.ExportList, "The exports.")},
+            parameters=[LIMIT_PARAM],
+        ),
+    }
+)
+
+
 OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
     **_error(
         "Too many failed authentications from this address, too many of the caller's jobs "

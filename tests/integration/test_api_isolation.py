@@ -245,6 +245,8 @@ def test_every_endpoint_answers_401_without_a_valid_token(
         report_id=1,
         user_id=alice.user.user_id,
         token_id=alice.user.token_id,
+        endpoint_id=uuid.uuid4(),
+        delivery_id=1,
     )
     before = totals(db)
     for headers in bad_credentials(revoked_token, alice.user.token):

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from core.database import Database
-from core.settings import Settings
+from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
 from reconcile.heartbeat import DaemonIdentity, beat
 from reconcile.report import run_report
@@ -63,6 +63,19 @@ OPERATOR = {
     ("/api/admin/users/{user_id}/tokens", "post"),
     ("/api/tokens", "get"),
     ("/api/tokens/{token_id}", "delete"),
+}
+DELIVERY = {
+    ("/api/job/{job_id}/accounts", "get"),
+    ("/api/job/{job_id}/export", "post"),
+    ("/api/exports", "post"),
+    ("/api/exports", "get"),
+    ("/api/job/{job_id}/retry", "post"),
+    ("/api/webhooks", "post"),
+    ("/api/webhooks", "get"),
+    ("/api/webhooks/{endpoint_id}", "delete"),
+    ("/api/webhooks/{endpoint_id}/deliveries", "get"),
+    ("/api/webhooks/{endpoint_id}/test", "post"),
+    ("/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "post"),
 }
 
 FORMATS = FormatChecker()
@@ -172,7 +185,7 @@ def finished_job(
 
 def test_the_tests_here_answer_every_described_operation(contract: Contract) -> None:
     described = {(p, m) for p, methods in contract.spec["paths"].items() for m in methods}
-    assert described == PUBLIC | JOBS | CANCEL | OWN | ADMIN | OPERATOR
+    assert described == PUBLIC | JOBS | CANCEL | OWN | ADMIN | OPERATOR | DELIVERY
 
 
 def test_public_routes_answer_as_described(contract: Contract, db: Database) -> None:
@@ -388,3 +401,62 @@ def test_operator_routes_answer_as_described(
     assert contract.call("delete", one, token_id, headers=auth(user)).status_code == 404
     assert contract.call("delete", one, {"token_id": "x"}, headers=auth(user)).status_code == 400
     assert contract.answered == OPERATOR
+
+
+def test_delivery_routes_answer_as_described(
+    contract: Contract, db: Database, settings: Settings, user: NewUser
+) -> None:
+    lossy = settings.with_changes(sandbox=SandboxOptions(failure_rate=0.5))
+    job = contract.call("post", "/api/jobs", json={"count": 8}, headers=auth(user)).json()
+    process_job(db, lossy, uuid.UUID(job["id"]))
+    contract.answered.clear()
+    path = {"job_id": job["id"]}
+    stranger = create_user(db.sessions, "eve", credits=1)
+    page = contract.call("get", "/api/job/{job_id}/accounts", path, headers=auth(user)).json()
+    assert page["next_cursor"] is None
+    bad = {"cursor": "!"}
+    assert (
+        contract.call(
+            "get", "/api/job/{job_id}/accounts", path, params=bad, headers=auth(user)
+        ).status_code
+        == 400
+    )
+    assert (
+        contract.call("get", "/api/job/{job_id}/accounts", path, headers=auth(stranger)).status_code
+        == 404
+    )
+    body = {"format": "ndjson", "include": "secrets"}
+    export = "/api/job/{job_id}/export"
+    assert contract.call("post", export, path, json=body, headers=auth(user)).status_code == 200
+    assert contract.call("post", export, path, json=body, headers=auth(stranger)).status_code == 404
+    assert contract.call("post", "/api/exports", json={}, headers=auth(user)).status_code == 200
+    bad_body = {"format": "xml"}
+    assert (
+        contract.call("post", "/api/exports", json=bad_body, headers=auth(user)).status_code == 400
+    )
+    assert len(contract.call("get", "/api/exports", headers=auth(user)).json()["items"]) == 2
+    retry = "/api/job/{job_id}/retry"
+    assert contract.call("post", retry, path, headers=auth(user)).status_code == 201
+    assert contract.call("post", retry, path, headers=auth(user)).status_code == 200
+    assert contract.call("post", retry, path, headers=auth(stranger)).status_code == 404
+    hook = {"url": "http://93.184.216.34/hook"}
+    made = contract.call("post", "/api/webhooks", json=hook, headers=auth(user))
+    assert made.status_code == 201
+    inside = {"url": "http://127.0.0.1/hook"}
+    assert (
+        contract.call("post", "/api/webhooks", json=inside, headers=auth(user)).status_code == 400
+    )
+    assert len(contract.call("get", "/api/webhooks", headers=auth(user)).json()["items"]) == 1
+    endpoint = {"endpoint_id": made.json()["id"]}
+    test = contract.call("post", "/api/webhooks/{endpoint_id}/test", endpoint, headers=auth(user))
+    assert test.status_code == 202
+    log = "/api/webhooks/{endpoint_id}/deliveries"
+    assert contract.call("get", log, endpoint, headers=auth(user)).json()["items"][0]["id"]
+    replay = "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay"
+    again = {**endpoint, "delivery_id": test.json()["id"]}
+    assert contract.call("post", replay, again, headers=auth(user)).status_code == 202
+    assert contract.call("post", replay, again, headers=auth(stranger)).status_code == 404
+    removed = contract.call("delete", "/api/webhooks/{endpoint_id}", endpoint, headers=auth(user))
+    assert removed.status_code == 204
+    assert contract.call("get", log, endpoint, headers=auth(user)).status_code == 404
+    assert contract.answered == DELIVERY

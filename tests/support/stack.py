@@ -20,6 +20,7 @@ from tests.support.waiting import wait_for
 WEB_APP = "web.main:app"  # an app factory, as the Procfile runs it
 WORKER_READY = "Worker process is ready for action."
 DAEMON_STARTED = "reconcile daemon started"
+WEBHOOKS_STARTED = "webhooks daemon started"
 
 
 @dataclass
@@ -50,6 +51,10 @@ class Stack:
     def reconcile(self, **env: str) -> Child:
         """`python -m reconcile`; it logs DAEMON_STARTED once its scheduler runs."""
         return self.start("reconcile", [sys.executable, "-m", "reconcile"], **env)
+
+    def webhooks(self, **env: str) -> Child:
+        """`python -m webhooks`; it logs WEBHOOKS_STARTED once it runs."""
+        return self.start("webhooks", [sys.executable, "-m", "webhooks"], **env)
 
     def web(
         self,

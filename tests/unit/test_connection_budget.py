@@ -11,6 +11,7 @@ from core.errors import ConfigurationError
 from core.migrate import PROJECT_ROOT
 from core.settings import Settings
 from tests.support.budget import documented_budget
+from webhooks.daemon import POOL_SIZE as WEBHOOKS_POOL_SIZE
 from worker.resources import pool_size
 
 DEFAULTS = Settings(database_url="postgresql+psycopg2://u@h/db")
@@ -36,6 +37,7 @@ def test_each_row_is_what_the_defaults_open() -> None:
     assert rows["tally-worker"].per_process == pool_size(DEFAULTS, threads)
     assert rows["tally-worker"].processes == processes
     assert rows["tally-reconcile"].per_process == DEFAULTS.reconcile_pool_size
+    assert rows["tally-webhooks"].per_process == WEBHOOKS_POOL_SIZE
     assert all(row.at_most == row.per_process * row.processes for row in rows.values())
 
 

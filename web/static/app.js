@@ -186,7 +186,7 @@ function jobRow(job) {
     el("td", { class: "num", text: fmt(job.successful) }),
     el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
     el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
-    el("td", { class: "actions" }, cancelControl(job)),
+    el("td", { class: "actions" }, cancelControl(job), downloadControl(job)),
   );
   if (job.error) row.title = job.error;
   return row;
@@ -208,6 +208,53 @@ function cancelControl(job) {
   });
   button.addEventListener("click", () => cancelJob(job, button));
   return button;
+}
+
+// A finished job with accounts can be downloaded as CSV with secrets: an explicit POST.
+function downloadControl(job) {
+  if (!isTerminal(job) || job.successful === 0) return "";
+  const button = el("button", {
+    class: "button ghost small", type: "button", text: "Download", "data-action": "download",
+    title: "Download this job's accounts with their secrets (CSV)",
+  });
+  button.addEventListener("click", () => downloadJob(job, button));
+  return button;
+}
+
+async function downloadJob(job, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(`/api/job/${job.id}/export`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ format: "csv", include: "secrets" }),
+    });
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    const link = el("a", { href: URL.createObjectURL(await response.blob()) });
+    link.download = `accounts-${shortId(job.id)}.csv`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    await refreshExports();
+  } catch (error) {
+    showBanner(describe(error));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function refreshExports() {
+  const page = await api("/api/exports?limit=5");
+  const body = $("exports-table").querySelector("tbody");
+  body.replaceChildren(...page.items.map((e) => el(
+    "tr", { "data-export": e.id },
+    el("td", { class: "muted", text: ago(e.started_at), title: e.started_at }),
+    el("td", { text: e.job_id ? shortId(e.job_id) : "whole vault" }),
+    el("td", { text: e.format }),
+    el("td", { text: e.secrets ? "with secrets" : "no secrets" }),
+    el("td", { class: "num", text: fmt(e.accounts) }),
+    el("td", { text: e.status }),
+  )));
+  $("exports-panel").hidden = page.items.length === 0;
 }
 
 function armCancel(job, button) {
@@ -581,7 +628,9 @@ async function openDashboard() {
   $("whoami").hidden = false;
   $("sign-out").hidden = false;
   try {
-    await Promise.all([refreshCards(), refreshJobs(), refreshVault(), refreshReport()]);
+    await Promise.all([
+      refreshCards(), refreshJobs(), refreshVault(), refreshReport(), refreshExports(),
+    ]);
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) showBanner(describe(error));
   }

@@ -1,0 +1,103 @@
+"""Retrying a finished job's failures as a child job of exactly its failed items.
+
+The child is created by the one submit operation every job goes through (core/jobs.py):
+credits are held anew (InsufficientCredits when short), and its Idempotency-Key, derived
+from the parent, makes a repeated retry answer the same child. The link (which parent slot
+each child item stands for) is written after the submit commits; a retry repeated after a
+crash between the two writes finds the same child and writes the link then.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from core import jobs, reads
+from core.database import SessionFactory
+from core.errors import Conflict, NotFound
+from core.jobs import JobRequest, Submission
+from core.limits import UserLimits
+from core.schema import Job, JobRetry
+from core.settings import Settings
+from core.vocabulary import JobStatus
+
+KEY_PREFIX = "tally-retry:"
+
+FAILED_ITEMS = text(
+    "SELECT i FROM generate_series(0, :requested - 1) AS i "
+    "WHERE NOT EXISTS (SELECT 1 FROM user_accounts a WHERE a.job_id = :job_id "
+    "AND a.item_index = i) ORDER BY i"
+)
+
+
+@dataclass(frozen=True)
+class Links:
+    """The job a job retries, and the job that retries it."""
+
+    retry_of: uuid.UUID | None = None
+    retried_by: uuid.UUID | None = None
+
+
+def retry_failures(
+    sessions: SessionFactory,
+    settings: Settings,
+    user_id: uuid.UUID,
+    job_id: uuid.UUID,
+    limits: UserLimits | None = None,
+) -> Submission:
+    """Submit (or find) the child job of a finished job's failed items."""
+    parent, failed = _failed_items(sessions, user_id, job_id)
+    request = JobRequest(user_id, len(failed), parent.provider, KEY_PREFIX + str(job_id))
+    submission = jobs.submit(sessions, settings, request, limits)
+    with sessions() as session, session.begin():
+        session.execute(
+            insert(JobRetry)
+            .values(child_job_id=submission.job.id, parent_job_id=job_id, parent_indices=failed)
+            .on_conflict_do_nothing()
+        )
+    return submission
+
+
+def links_of(engine: Engine, job_id: uuid.UUID) -> Links:
+    """Which job this one retries, and which retries it (two unique-index lookups).
+
+    Reads on the lean engine status polls use (core/reads.py).
+    """
+    query = select(JobRetry.child_job_id, JobRetry.parent_job_id).where(
+        (JobRetry.child_job_id == job_id) | (JobRetry.parent_job_id == job_id)
+    )
+    rows = reads.read(engine, lambda connection: connection.execute(query).all())
+    retry_of = next((parent for child, parent in rows if child == job_id), None)
+    retried_by = next((child for child, parent in rows if parent == job_id), None)
+    return Links(retry_of, retried_by)
+
+
+def _failed_items(
+    sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID
+) -> tuple[jobs.JobView, list[int]]:
+    with sessions() as session, session.begin():
+        found = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+        if found is None:
+            raise NotFound("no such job")
+        parent = jobs.view_in(session, job_id)
+        _check_retryable(parent)
+        failed = [row.i for row in session.execute(FAILED_ITEMS, _slots(parent))]
+    if len(failed) != parent.failures:
+        raise Conflict("this job's failed items cannot be told apart; it cannot be retried")
+    return parent, failed
+
+
+def _slots(parent: jobs.JobView) -> dict[str, object]:
+    return {"requested": parent.requested, "job_id": parent.id}
+
+
+def _check_retryable(parent: jobs.JobView) -> None:
+    if not parent.terminal:
+        raise Conflict("the job has not finished; retry it once it has")
+    if parent.failures == 0:
+        raise Conflict("the job has no failed items to retry")
+    if parent.status == JobStatus.CANCELLED and parent.cancelled:
+        raise Conflict("a cancelled job's failures cannot be told apart from items never tried")

@@ -1,0 +1,152 @@
+"""Retrying a finished job's failures: exactly those items, credits and stats exact."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from core.database import Database
+from core.settings import SandboxOptions, Settings
+from core.users import NewUser, create_user
+from tests.support.inline import RecordedEnqueue, app_settings, process_job
+from tests.support.outbox import apply_pending
+from tests.support.state import assert_invariants
+from web.app import create_app
+
+PRICE = 2
+
+
+@pytest.fixture(scope="module")
+def lossy_settings(database_url: str, redis_url: str) -> Settings:
+    return app_settings(
+        database_url, redis_url, sandbox=SandboxOptions(failure_rate=0.3), price=PRICE
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_client(lossy_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(lossy_settings, enqueue=RecordedEnqueue())) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client(shared_client: TestClient, db: Database) -> TestClient:
+    return shared_client
+
+
+def auth(user: NewUser) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user.token}"}
+
+
+def finished_job(
+    client: TestClient, db: Database, settings: Settings, user: NewUser, count: int
+) -> dict[str, object]:
+    answer = client.post("/api/jobs", json={"count": count}, headers=auth(user))
+    assert answer.status_code == 202, answer.text
+    process_job(db, settings, uuid.UUID(answer.json()["id"]))
+    job: dict[str, object] = client.get(
+        f"/api/job/{answer.json()['id']}", headers=auth(user)
+    ).json()
+    return job
+
+
+def missing_slots(db: Database, job_id: object, requested: int) -> list[int]:
+    with db.engine.connect() as connection:
+        made = {
+            r.item_index
+            for r in connection.execute(
+                text("SELECT item_index FROM user_accounts WHERE job_id = :j"), {"j": job_id}
+            )
+        }
+    return [i for i in range(requested) if i not in made]
+
+
+def balance(db: Database, user: NewUser) -> int:
+    with db.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT balance FROM user_credits WHERE user_id = :u"), {"u": user.user_id}
+            ).scalar_one()
+        )
+
+
+def test_a_retry_makes_exactly_the_failed_items_and_keeps_stats_and_credits_exact(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    user = create_user(db.sessions, "ria", credits=1000)
+    parent = finished_job(client, db, lossy_settings, user, 100)
+    failures = int(str(parent["failures"]))
+    assert failures > 0
+    before = balance(db, user)
+    answer = client.post(f"/api/job/{parent['id']}/retry", headers=auth(user))
+    assert answer.status_code == 201, answer.text
+    child = answer.json()
+    assert child["requested"] == failures
+    assert child["retry_of"] == parent["id"]
+    assert balance(db, user) == before - failures * PRICE
+    with db.engine.connect() as connection:
+        indices = connection.execute(
+            text("SELECT parent_indices FROM job_retries WHERE child_job_id = :c"),
+            {"c": child["id"]},
+        ).scalar_one()
+    assert indices == missing_slots(db, parent["id"], 100)
+    again = client.post(f"/api/job/{parent['id']}/retry", headers=auth(user))
+    assert again.status_code == 200
+    assert again.json()["id"] == child["id"]
+    assert balance(db, user) == before - failures * PRICE
+    process_job(db, lossy_settings, uuid.UUID(child["id"]))
+    linked = client.get(f"/api/job/{parent['id']}", headers=auth(user)).json()
+    assert linked["retried_by"] == child["id"]
+    done = client.get(f"/api/job/{child['id']}", headers=auth(user)).json()
+    assert done["status"] == "completed"
+    assert done["retry_of"] == parent["id"]
+    apply_pending(db.sessions)
+    stats = client.get("/api/stats", headers=auth(user)).json()
+    assert stats["requested"] == 100 + failures
+    assert stats["successful"] == int(str(parent["successful"])) + done["successful"]
+    assert balance(db, user) == 1000 - PRICE * stats["successful"]
+    assert_invariants(db)
+
+
+def test_a_parent_etag_changes_when_it_is_retried(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    user = create_user(db.sessions, "sam", credits=1000)
+    parent = finished_job(client, db, lossy_settings, user, 40)
+    first = client.get(f"/api/job/{parent['id']}", headers=auth(user))
+    assert first.headers["cache-control"] == "no-cache"
+    client.post(f"/api/job/{parent['id']}/retry", headers=auth(user))
+    second = client.get(
+        f"/api/job/{parent['id']}", headers={**auth(user), "If-None-Match": first.headers["etag"]}
+    )
+    assert second.status_code == 200
+    assert second.json()["retried_by"] is not None
+
+
+def test_retries_that_cannot_be_made_are_refused(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    user = create_user(db.sessions, "tia", credits=1000)
+    other = create_user(db.sessions, "uma", credits=1000)
+    parent = finished_job(client, db, lossy_settings, user, 50)
+    assert client.post(f"/api/job/{parent['id']}/retry", headers=auth(other)).status_code == 404
+    running = client.post("/api/jobs", json={"count": 5}, headers=auth(user)).json()
+    busy = client.post(f"/api/job/{running['id']}/retry", headers=auth(user))
+    assert busy.status_code == 409
+    perfect = finished_job(
+        client, db, lossy_settings.with_changes(sandbox=SandboxOptions()), user, 1
+    )
+    assert perfect["failures"] == 0
+    clean = client.post(f"/api/job/{perfect['id']}/retry", headers=auth(user))
+    assert clean.status_code == 409
+    poor = create_user(db.sessions, "vic", credits=100)
+    lossy = finished_job(client, db, lossy_settings, poor, 50)
+    spend = {"count": lossy["failures"]}
+    assert client.post("/api/jobs", json=spend, headers=auth(poor)).status_code == 202
+    short = client.post(f"/api/job/{lossy['id']}/retry", headers=auth(poor))
+    assert short.status_code == 402, short.text
+    assert client.post("/api/job/not-a-uuid/retry", headers=auth(user)).status_code == 400

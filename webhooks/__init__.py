@@ -1,0 +1,1 @@
+"""Webhook delivery: its own outbox reader, its own queue, its own process."""
