@@ -1,8 +1,9 @@
 """Retention: the leader deletes, in small batches, what only grows with history.
 
-What goes: applied outbox rows and the slices of finished jobs once TALLY_RETENTION_DAYS
-have passed since they were applied or finished; heartbeat rows of daemons silent for a
-day; reconciliation reports beyond the newest TALLY_REPORTS_KEPT (their drift rows first).
+What goes: applied outbox rows (once the webhook fan-out has read them) and the slices of
+finished jobs once TALLY_RETENTION_DAYS have passed since they were applied or finished;
+heartbeat rows of daemons silent for a day; reconciliation reports beyond the newest
+TALLY_REPORTS_KEPT (their drift rows first).
 Jobs, the credit ledger and the vault are the users' records and are never deleted. No
 check reads a pruned row: the report compares the counters with the finished jobs less
 their pending outbox rows (reconcile/invariants.py), never with applied rows or slices.
@@ -34,6 +35,8 @@ OUTBOX = text(
     DELETE FROM outbox WHERE id = ANY(ARRAY(
         SELECT id FROM outbox
         WHERE applied_at IS NOT NULL AND applied_at < now() - make_interval(secs => :age)
+          -- rows the webhook fan-out has not read yet stay (webhooks/)
+          AND id < coalesce((SELECT min(outbox_id) FROM webhook_position), 'Infinity'::numeric)
         ORDER BY applied_at LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ))
