@@ -73,6 +73,10 @@ class Job(Struct):
     retry_at: Timestamp | None = None
     failures_by_reason: dict[str, int] = {}
     orphans: int = 0  # accounts the provider may hold that the vault does not
+    note: Annotated[
+        str | None,
+        Meta(description="Why a job ended as it did when its status alone would mislead."),
+    ] = None
 
 
 class JobPage(Struct):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.cancel import ending
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_job, notify_progress
@@ -238,7 +239,7 @@ def _count_slice_in_job(
             "UPDATE jobs SET successful = successful + :successful, "
             "failures = failures + :failures, cancelled = cancelled + :cancelled, "
             "slices_done = slices_done + 1, updated_at = now() WHERE id = :job_id "
-            "RETURNING slices_done, slices_total, cancel_requested_at"
+            "RETURNING slices_done, slices_total, cancel_requested_at, cancelled"
         ),
         {
             "successful": counts.successful,
@@ -249,5 +250,5 @@ def _count_slice_in_job(
     ).one()
     if row.slices_done < row.slices_total:
         return None
-    ending = JobStatus.COMPLETED if row.cancel_requested_at is None else JobStatus.CANCELLED
-    return finish_locked_job(session, job_id, ending)
+    status = ending(row.cancel_requested_at is not None, row.cancelled)
+    return finish_locked_job(session, job_id, status)
