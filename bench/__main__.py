@@ -34,6 +34,7 @@ BENCHMARKS = {
     "fairness": "bench.fairness",
     "crowd": "bench.crowd",
     "history": "bench.history",
+    "cancel": "bench.cancel",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

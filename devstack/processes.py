@@ -32,6 +32,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port now (it can be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def group_alive(pgid: int) -> bool:
     """Tell whether any live (not zombie) process remains in a process group."""
     proc = Path("/proc")

@@ -13,7 +13,7 @@ from core.credits import CreditsView
 from core.jobs import JobView
 from core.stats import StatsView
 from core.vault import AccountView
-from core.vocabulary import LedgerKind, WaitingReason
+from core.vocabulary import JobStatus, LedgerKind, WaitingReason
 from reconcile.report_store import Report
 from web import bodies
 
@@ -57,7 +57,17 @@ def job_body(job: JobView) -> bodies.Job:
         retry_at=None if job.terminal else _time(job.retry_at),
         failures_by_reason=job.failure_reasons,
         orphans=job.orphans,
+        note=_note(job),
     )
+
+
+# A cancel that found nothing left to stop: the job says so instead of a bare `completed`.
+CANCEL_TOO_LATE = "cancel asked after every item had been attempted: nothing was left to cancel"
+
+
+def _note(job: JobView) -> str | None:
+    late = job.status is JobStatus.COMPLETED and job.cancel_requested_at is not None
+    return CANCEL_TOO_LATE if late else None
 
 
 def stats_body(stats: StatsView) -> msgspec.Struct:

@@ -27,12 +27,15 @@ from core.errors import Forbidden, TallyError, TooManyRequests, Unauthorized, Un
 from core.settings import Settings
 from core.tokens import hash_token, well_formed
 from core.users import Caller, authenticate, provision
-from web.auth_failures import FailureLimiter
+from web.auth_failures import FailureLimiter, RefusedTokens
 from web.errors import database_down, database_unreachable, domain_error_response
 from web.jwts import Identity, JwtVerifier, looks_like_jwt
 
 CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 CACHE_LIMIT = 10_000
+# Tokens found invalid are refused from memory for this long: a flood repeating them costs
+# no lookup. A token is random, so one that was invalid stays so (none is created later).
+REFUSED_SECONDS = 60.0
 API_PREFIX = "/api/"
 # A refused (429) request is answered after this pause: a client retrying at once is slowed
 # to one attempt a second per connection, so a flood costs the process almost nothing.
@@ -91,14 +94,18 @@ def answer_failure(conn: HTTPConnection, exc: Exception) -> Response:
 class TokenBackend(AuthenticationBackend):
     """Looks tokens up in the database and verifies JWTs, remembering answers a few seconds.
 
-    A malformed token is refused without the database; once a client address has failed
-    `failures_per_minute` times in 60 s, its tokens are no longer looked up (429) unless
-    this process has seen them valid in the last few seconds. The first valid JWT of a new
-    subject provisions the user.
+    A malformed token, or one this process found invalid in the last minute, is refused
+    without the database. A valid token or JWT is always served, whatever else its client
+    address sent: only failures are limited. Once an address has failed
+    `failures_per_minute` times in 60 s, each further failure is answered 429 after a
+    pause, so a flood from it is slowed to one attempt a second per connection while a
+    real user sharing the address keeps working. The first valid JWT of a new subject
+    provisions the user.
     """
 
     def __init__(self, failures_per_minute: int = 20, settings: Settings | None = None) -> None:
         self._cache: dict[str, tuple[float, Caller]] = {}
+        self._refused = RefusedTokens(CACHE_LIMIT, REFUSED_SECONDS)
         # One database lookup per token at a time: requests arriving together share it.
         self._lookups: dict[str, asyncio.Task[Caller | None]] = {}
         self._failures = FailureLimiter(failures_per_minute)
@@ -128,18 +135,23 @@ class TokenBackend(AuthenticationBackend):
         return cached[1] if cached is not None and cached[0] > time.monotonic() else None
 
     async def _checked(self, conn: HTTPConnection, token: str) -> Caller | None:
+        key = hash_token(token)
+        caller = None
+        if not self._refused.holds(key):
+            try:
+                caller = await self._valid(conn, token)
+            except Unavailable as exc:  # the JWKS cannot be fetched
+                raise AuthenticationFailed(exc) from exc
+        if caller is not None:
+            return caller
+        self._refused.add(key)
         client = conn.client.host if conn.client else ""
         wait = self._failures.blocked_for(client)
+        self._failures.failed(client)
         if wait is not None:
             await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
             raise AuthenticationFailed(TooManyRequests("too many failed authentications", wait))
-        try:
-            caller = await self._valid(conn, token)
-        except Unavailable as exc:  # the JWKS cannot be fetched
-            raise AuthenticationFailed(exc) from exc
-        if caller is None:
-            self._failures.failed(client)
-        return caller
+        return None
 
     async def _valid(self, conn: HTTPConnection, token: str) -> Caller | None:
         sessions = conn.app.state.database.sessions

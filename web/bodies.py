@@ -79,6 +79,10 @@ class Job(Struct):
     retried_by: Annotated[
         uuid.UUID | None, Meta(description="The job retrying this job's failed items.")
     ] = None
+    note: Annotated[
+        str | None,
+        Meta(description="Why a job ended as it did when its status alone would mislead."),
+    ] = None
 
 
 class JobPage(Struct):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import msgspec
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core import jobs
-from core.cancel import cancel_job
+from core.cancel import cancel_job, settle_cancelled
 from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
 from core.limits import UserLimits
@@ -70,11 +71,14 @@ async def cancel(request: Request) -> Response:
     """POST /api/job/<id>/cancel: 200 with the cancelled job, or 202 while its calls stop."""
     caller = caller_of(request)
     job_id = path_uuid(request, "job_id")
-    job = await run_in_threadpool(
-        cancel_job, request.app.state.database.sessions, caller.user_id, job_id
-    )
+    sessions = request.app.state.database.sessions
+    job = await run_in_threadpool(cancel_job, sessions, caller.user_id, job_id)
     headers = {"Location": f"/api/job/{job.id}"}
-    return json_response(job_body(job), 200 if job.terminal else 202, headers)
+    answer = json_response(job_body(job), 200 if job.terminal else 202, headers)
+    if not job.terminal:
+        # After the answer: slices a turn held while the cancel passed them by.
+        answer.background = BackgroundTask(settle_cancelled, sessions, job.id)
+    return answer
 
 
 def list_jobs(request: Request) -> Response:

@@ -234,8 +234,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/api/job/{job_id}/cancel", "post"): _op(
         "Cancel a job: no new provider call starts for it; calls in flight finish and "
         "their accounts are kept. A queued job is cancelled at once (200); a running one "
-        "answers 202 and becomes `cancelled` once its calls in flight have finished. "
-        "Cancelling a cancelled job answers it again (200).",
+        "answers 202 at once and becomes `cancelled` once its calls in flight have finished, "
+        "or `completed` with a `note` when every item had been attempted before the cancel "
+        "took effect. Cancelling a job again answers it again (200).",
         {
             "200": _body(bodies.Job, "The job, cancelled."),
             "202": _body(bodies.Job, "Cancel requested; the job stops shortly."),

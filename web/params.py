@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -42,15 +43,48 @@ class Page:
 async def read_body(request: Request, body_type: type[T]) -> T:
     """Return the request body decoded into `body_type`, or raise InvalidInput.
 
-    Unknown fields are refused; integers must be JSON integers (not bools, floats or strings).
+    Unknown fields are refused; integers must be JSON integers (not bools, floats or strings);
+    a key given twice in one object is refused, never settled by whichever comes last.
     """
     body = await limited_body(request)
     try:
-        return msgspec.json.decode(body.decode("utf-8"), type=body_type)
+        text = body.decode("utf-8")
+        decoded = msgspec.json.decode(text, type=body_type)
     except msgspec.ValidationError as exc:  # a DecodeError too: caught first
         raise invalid_field(str(exc)) from exc
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput("request body must be JSON") from exc
+    repeated = repeated_key(text)
+    if repeated is not None:
+        raise InvalidInput(f"duplicate key in request body: {repeated!r}", field=repeated)
+    return decoded
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Repeated(key)
+        found[key] = value
+    return found
+
+
+def repeated_key(text: str) -> str | None:
+    """The first key given twice in one object of a JSON text already known valid, or None."""
+    if text.count('"') < 4:  # fewer than two keys: nothing to repeat
+        return None
+    try:
+        json.loads(text, object_pairs_hook=_unique_pairs)
+    except _Repeated as repeated:
+        return repeated.key
+    except (ValueError, RecursionError):
+        return None  # msgspec read it; anything stdlib cannot is no duplicate of ours
+    return None
 
 
 async def limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

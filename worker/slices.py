@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import turn_queue
+from core.cancel import ending
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_jobs, notify_progress
@@ -83,7 +84,7 @@ COUNT_IN_JOBS = text(
     "CAST(:failures AS int[]), CAST(:cancelled AS int[]), CAST(:slices AS int[])) "
     "AS t(job_id, successful, failures, cancelled, slices) "
     "WHERE j.id = t.job_id "
-    "RETURNING j.id, j.slices_done, j.slices_total, j.cancel_requested_at"
+    "RETURNING j.id, j.slices_done, j.slices_total, j.cancel_requested_at, j.cancelled"
 )
 
 
@@ -353,7 +354,7 @@ def _count_slices_in_jobs(
     ).all()
     notify_progress(session, *(row.id for row in rows if row.slices_done < row.slices_total))
     endings = {
-        row.id: JobStatus.COMPLETED if row.cancel_requested_at is None else JobStatus.CANCELLED
+        row.id: ending(row.cancel_requested_at is not None, row.cancelled)
         for row in rows
         if row.slices_done >= row.slices_total
     }

@@ -422,3 +422,23 @@ def test_the_ledger_pages_newest_first(client: TestClient, db: Database, user: N
     assert [e["amount"] for e in rest["entries"]] == [1, CREDITS]
     assert (rest["limit"], rest["next"], rest["next_cursor"]) == (2, None, None)
     assert first["balance"] == rest["balance"] == CREDITS + 6
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"count": 1, "count": 2}', "count"),
+        (b'{"provider": "sandbox", "count": 3, "provider": "sandbox"}', "provider"),
+    ],
+)
+def test_a_key_given_twice_answers_400_naming_it_and_changes_nothing(
+    client: TestClient, db: Database, user: NewUser, enqueue: RecordedEnqueue, body: bytes, key: str
+) -> None:
+    before = snapshot(db)
+    answer = client.post(
+        "/api/jobs", content=body, headers=auth(user, **{"Content-Type": "application/json"})
+    )
+    error = assert_json_error(answer, 400, "invalid_input")
+    assert error["field"] == key and key in error["message"]
+    assert snapshot(db) == before
+    assert enqueue.calls == []

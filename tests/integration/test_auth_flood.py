@@ -14,6 +14,7 @@ from core.database import Database
 from core.users import NewUser, create_user
 from tests.support.auth_flood import Flood
 from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 LIMIT = 20  # the default TALLY_AUTH_FAILURES_PER_MINUTE
 CLIENTS = 16
@@ -66,3 +67,24 @@ def test_a_token_flood_is_refused_and_a_real_user_barely_notices(
         assert set(statuses[LIMIT:]) == {429}, address
     print(f"median /api/stats: quiet {quiet * 1000:.2f} ms, flooded {flooded * 1000:.2f} ms")
     assert flooded <= 2 * quiet, (quiet, flooded)
+
+
+def test_a_flood_from_a_real_users_address_never_locks_the_real_user_out(
+    web_url: str, db: Database, user: NewUser
+) -> None:
+    """Bad tokens from the address a real user shares: only the bad ones are refused."""
+    flood = Flood(web_url, ["127.0.0.1", "127.0.0.1"])  # two connections, the user's address
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        flood.start()
+        try:
+            wait_for(lambda: flood.refused >= 3, timeout=60)  # the address is over its limit
+            median_latency(client, user)  # every poll of a known token answers 200
+            newcomer = create_user(db.sessions, "newcomer", credits=1)  # a token never seen
+            auth = {"Authorization": f"Bearer {newcomer.token}"}
+            assert client.get("/api/stats", headers=auth).status_code == 200
+            wrong = {"Authorization": "Bearer tly_" + "x" * 43}
+            assert client.get("/api/stats", headers=wrong).status_code == 429  # still limited
+        finally:
+            answered = flood.finish()
+    statuses = [status for found in answered.values() for status in found]
+    assert set(statuses) == {401, 429}

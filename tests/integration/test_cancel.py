@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 from sqlalchemy import text
 
 from core import jobs
-from core.cancel import cancel_job, settle_abandoned
+from core.cancel import cancel_job, settle_abandoned, settle_cancelled
 from core.crypto import SecretBox
 from core.database import Database
 from core.errors import Conflict, NotFound
@@ -19,6 +20,7 @@ from core.stats import get_stats
 from core.users import create_user
 from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants
+from web.answers import CANCEL_TOO_LATE, job_body
 from worker import slices
 from worker.fanout import ItemOutcome
 from worker.slices import SliceClaim
@@ -108,4 +110,66 @@ def test_the_sweep_settles_a_cancelled_job_whose_worker_died(
     ended = jobs.read_job(db.engine, user, job.id)
     assert (ended.status, ended.cancelled) == ("cancelled", 60)
     assert settle_abandoned(db.sessions) == 0
+    assert_invariants(db)
+
+
+def test_a_cancel_answers_while_a_worker_holds_a_slice(db: Database, settings: Settings) -> None:
+    """A slice being recorded (its row locked) never holds the cancel's answer back."""
+    user = create_user(db.sessions, "owner", credits=1000).user_id
+    job = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 120, "sandbox")).job  # 3 slices
+    claim = slices.claim(db.sessions, job.id, 1, 60)
+    assert claim is not None
+    answered: list[jobs.JobView] = []
+    with db.engine.connect() as recording, recording.begin():
+        lock = "SELECT 1 FROM job_slices WHERE job_id = :j AND slice_index = 1 FOR UPDATE"
+        recording.execute(text(lock), {"j": job.id})
+        canceller = threading.Thread(
+            target=lambda: answered.append(cancel_job(db.sessions, user, job.id))
+        )
+        canceller.start()
+        canceller.join(timeout=30)
+        still_waiting = canceller.is_alive()
+    canceller.join()
+    assert not still_waiting, "the cancel waited for a slice a worker holds"
+    assert (answered[0].status, answered[0].cancelled) == ("running", 70)  # slices 0 and 2
+    record_first(db, settings, claim, attempted=7)
+    ended = jobs.read_job(db.engine, user, job.id)
+    assert (ended.status, ended.successful, ended.cancelled) == ("cancelled", 7, 113)
+    assert_invariants(db)
+
+
+def test_a_job_that_attempted_everything_before_its_cancel_ends_completed(
+    db: Database, settings: Settings
+) -> None:
+    """Every slot was attempted before the cancel could stop one: `completed`, not cancelled."""
+    user = create_user(db.sessions, "owner", credits=1000).user_id
+    job = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 80, "sandbox")).job  # 2 slices
+    claims = [slices.claim(db.sessions, job.id, i, 60) for i in range(2)]
+    assert cancel_job(db.sessions, user, job.id).status == "running"
+    for claim in claims:
+        assert claim is not None
+        record_first(db, settings, claim, attempted=len(claim.indices))
+    ended = cancel_job(db.sessions, user, job.id)  # asked again: answered, not refused
+    assert (ended.status, ended.successful, ended.cancelled) == ("completed", 80, 0)
+    assert ended.cancel_requested_at is not None
+    assert job_body(ended).note == CANCEL_TOO_LATE  # the answer says why it is not cancelled
+    assert ledger(db, job.id) == [("hold", -80), ("release", 0)]
+    assert_invariants(db)
+
+
+def test_a_slice_a_turn_held_during_the_cancel_is_settled_after_the_answer(
+    db: Database, settings: Settings
+) -> None:
+    """The cancel skips a pending slice a turn holds; settling after the answer ends the job."""
+    user = create_user(db.sessions, "owner", credits=1000).user_id
+    job = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 80, "sandbox")).job  # 2 slices
+    with db.engine.connect() as turn, turn.begin():
+        lock = "SELECT 1 FROM job_slices WHERE job_id = :j AND slice_index = 0 FOR UPDATE"
+        turn.execute(text(lock), {"j": job.id})
+        answered = cancel_job(db.sessions, user, job.id)
+    assert (answered.status, answered.cancelled) == ("queued", 30)  # slice 0 was held
+    settle_cancelled(db.sessions, job.id)
+    ended = jobs.read_job(db.engine, user, job.id)
+    assert (ended.status, ended.cancelled) == ("cancelled", 80)
+    assert ledger(db, job.id) == [("hold", -80), ("release", 80)]
     assert_invariants(db)

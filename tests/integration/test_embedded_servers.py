@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,8 +146,24 @@ def test_persistent_redis_keeps_data_across_restarts(tmp_path: Path) -> None:
     second = EmbeddedRedis.start(tmp_path)
     try:
         assert redis.Redis.from_url(second.url).get("kept") == b"yes"
+        assert second.url == first.url  # the same port: an exported REDIS_URL stays right
     finally:
         second.stop()
+
+
+@needs_wheels
+def test_redis_takes_another_port_when_its_previous_one_is_taken(tmp_path: Path) -> None:
+    first = EmbeddedRedis.start(tmp_path)
+    first.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((first.host, first.port))
+        taken.listen()
+        second = EmbeddedRedis.start(tmp_path)
+        try:
+            assert second.port != first.port
+            assert redis.Redis.from_url(second.url).ping()
+        finally:
+            second.stop()
 
 
 def test_missing_wheels_explain_how_to_install_them(

@@ -197,7 +197,8 @@ function jobRow(job) {
 function cancelControl(job) {
   if (isTerminal(job)) {
     const never = job.cancelled > 0 ? `${fmt(job.cancelled)} never attempted` : "";
-    return el("span", { class: "muted", text: never });
+    const late = job.note ? "cancel came too late: all attempted" : "";
+    return el("span", { class: "muted", text: never || late, title: job.note || "" });
   }
   if (job.cancel_requested_at) return el("span", { class: "muted", text: "Cancelling…" });
   const armed = (state.armedCancels.get(job.id) || 0) > Date.now();
