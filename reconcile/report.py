@@ -38,7 +38,7 @@ def run_report(
             outbox_backlog=backlog.rows,
             oldest_pending_seconds=backlog.oldest_seconds,
             jobs_swept=None if swept is None else swept.jobs,
-            slices_resent=None if swept is None else swept.slices,
+            slices_resent=None if swept is None else swept.turns,
             repair=repair,
             orphans=count_orphans(session),
         )
