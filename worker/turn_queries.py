@@ -17,12 +17,14 @@ POP_USER = text(
     "ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
-# Same, oldest job first, whoever's (TALLY_FAIR_TURNS=false): the first slice decides.
+# Oldest job first, whoever's (TALLY_FAIR_TURNS=false): the user whose first pending slice
+# is oldest, waited for when another turn serves them (one queue, first in first out). It
+# reads every queued user: a mode to compare against, not for a crowd.
 POP_OLDEST_USER = text(
     "SELECT q.user_id FROM turn_queue q WHERE q.wake_at <= now() "
     "ORDER BY (SELECT min(s.enqueued_at) FROM job_slices s "
     f"          WHERE s.user_id = q.user_id AND s.status = '{SliceStatus.PENDING}'), q.position "
-    "LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "LIMIT 1 FOR UPDATE"
 )
 
 # A user's oldest pending slices that may run now (a slice waiting for its provider
