@@ -21,25 +21,12 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import jobs, transitions
 from core.database import SessionFactory
 from core.errors import Conflict, NotFound
 from core.finish import FinishedJob, finish_locked_job, notify_progress
 from core.jobs import JobView
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
-
-# Slices no worker runs, among those no one holds: pending ones, and running ones whose
-# lease ran out. A slice locked by a worker (recording, extending its lease) is skipped.
-SETTLE_SLICES = text(
-    f"UPDATE job_slices SET status = '{SliceStatus.DONE}', "
-    "cancelled = stop_index - start_index, finished_at = now(), lease_expires_at = NULL "
-    "WHERE job_id = :job_id AND slice_index IN ("
-    "  SELECT slice_index FROM job_slices WHERE job_id = :job_id "
-    f"  AND (status = '{SliceStatus.PENDING}' "
-    f"       OR (status = '{SliceStatus.RUNNING}' AND lease_expires_at < now())) "
-    "  FOR UPDATE SKIP LOCKED) "
-    "RETURNING stop_index - start_index AS size"
-)
 
 # The same slices, locked in slice order (waiting for their holders), as record() takes them.
 CLAIMABLE_SLICES = text(
@@ -92,14 +79,11 @@ def settle_locked(session: Session, job_id: uuid.UUID) -> FinishedJob | None:
 
     The caller holds the job's row lock (the stamp, or `settle_cancelled`).
     """
-    settled = session.execute(SETTLE_SLICES, {"job_id": job_id}).all()
+    settled = session.execute(transitions.SETTLE, {"job_id": job_id}).all()
     if not settled:
         return None
     row = session.execute(
-        text(
-            "UPDATE jobs SET cancelled = cancelled + :items, slices_done = slices_done + :n, "
-            "updated_at = now() WHERE id = :job_id RETURNING slices_done, slices_total"
-        ),
+        transitions.COUNT_SETTLED,
         {"items": sum(r.size for r in settled), "n": len(settled), "job_id": job_id},
     ).one()
     if row.slices_done < row.slices_total:

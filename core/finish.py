@@ -11,25 +11,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core import transitions
 from core.database import SessionFactory
-from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus, Topic
+from core.vocabulary import JobStatus, Topic
 
 PROGRESS_CHANNEL = "tally_job_progress"
 
 
 NOTIFY_EACH = text("SELECT pg_notify(:c, j) FROM unnest(CAST(:jobs AS text[])) AS j")
 
-# Terminal status for each job still unfinished, with what its release and outbox need.
-FINISH = text(
-    f"""
-    UPDATE jobs SET status = t.status, finished_at = now(), updated_at = now(),
-        started_at = coalesce(jobs.started_at, now())
-    FROM unnest(CAST(:job_ids AS uuid[]), CAST(:statuses AS text[])) AS t(id, status)
-    WHERE jobs.id = t.id AND jobs.status IN {UNFINISHED_SQL}
-    RETURNING jobs.id, jobs.user_id, jobs.status, jobs.requested, jobs.successful,
-        jobs.failures, jobs.cancelled, jobs.price
-    """
-)
 
 # Each job's release entry, once (the unique (job_id, kind) makes a repeat a no-op).
 RELEASE_EACH = text(
@@ -90,7 +80,7 @@ def finish_locked_jobs(session: Session, endings: dict[uuid.UUID, JobStatus]) ->
         return []
     ordered = sorted(endings, key=str)
     rows = session.execute(
-        FINISH,
+        transitions.FINISH,
         {"job_ids": [str(j) for j in ordered], "statuses": [str(endings[j]) for j in ordered]},
     ).all()
     if not rows:
@@ -146,21 +136,9 @@ def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> Finishe
         ).first()
         if locked is None:
             return None
-        skipped = session.execute(
-            text(
-                f"UPDATE job_slices SET status = '{SliceStatus.DONE}', "
-                "failures = stop_index - start_index, "
-                "finished_at = now(), lease_expires_at = NULL "
-                f"WHERE job_id = :job_id AND status <> '{SliceStatus.DONE}' "
-                "RETURNING stop_index - start_index AS size"
-            ),
-            {"job_id": job_id},
-        ).all()
+        skipped = session.execute(transitions.FAIL_SLICES, {"job_id": job_id}).all()
         session.execute(
-            text(
-                "UPDATE jobs SET failures = failures + :failed, slices_done = slices_done + :n, "
-                f"error = :error WHERE id = :job_id AND status IN {UNFINISHED_SQL}"
-            ),
+            transitions.COUNT_FAILED,
             {
                 "failed": sum(r.size for r in skipped),
                 "n": len(skipped),

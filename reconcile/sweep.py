@@ -15,12 +15,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
-
-from core import turn_queue
+from core import transitions, turn_queue
 from core.cancel import settle_abandoned
 from core.database import SessionFactory
-from core.vocabulary import SliceStatus
 
 Enqueue = Callable[[int], int]  # sends that many turn messages; returns how many
 
@@ -63,21 +60,6 @@ class TurnClock:
         self.nudged_at = time.monotonic()
 
 
-TAKE_BACK = text(
-    f"""
-    UPDATE job_slices s SET status = '{SliceStatus.PENDING}', lease_expires_at = NULL
-    FROM (
-        SELECT job_id, slice_index FROM job_slices
-        WHERE status = '{SliceStatus.RUNNING}' AND lease_expires_at < now()
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ) expired
-    WHERE s.job_id = expired.job_id AND s.slice_index = expired.slice_index
-    RETURNING s.job_id, s.user_id
-    """
-)
-
-
 @dataclass(frozen=True)
 class TakenBack:
     """Slices whose lease expired, now pending again, and the turns their users need."""
@@ -90,7 +72,7 @@ class TakenBack:
 def take_back_expired(sessions: SessionFactory, limit: int = TAKE_BACK_LIMIT) -> TakenBack:
     """Return slices whose lease expired to `pending` and their users to the turn queue."""
     with sessions() as session, session.begin():
-        rows = session.execute(TAKE_BACK, {"limit": limit}).all()
+        rows = session.execute(transitions.TAKE_BACK, {"limit": limit}).all()
         users = {row.user_id for row in rows}
         turn_queue.arrive_all(session, users)
     return TakenBack({row.job_id for row in rows}, len(rows), len(users))

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import turn_queue
+from core import transitions, turn_queue
 from core.cancel import ending
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_jobs, notify_progress
-from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
+from core.vocabulary import SliceStatus
 from worker.fanout import ItemOutcome
 from worker.outcome_counts import add_outcome_counts
 from worker.owed_turns import repay_turn
@@ -47,14 +47,6 @@ EXTEND_LEASES = text(
     "RETURNING s.job_id, s.slice_index"
 )
 
-GIVE_BACK = text(
-    f"UPDATE job_slices s SET status = '{SliceStatus.PENDING}', lease_expires_at = NULL "
-    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), "
-    "CAST(:attempts AS int[])) AS t(job_id, slice_index, attempt) "
-    "WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index "
-    f"AND s.status = '{SliceStatus.RUNNING}' AND s.attempts = t.attempt "
-    "RETURNING s.user_id"
-)
 
 LOCK_UNFINISHED = text(
     f"SELECT s.job_id, s.slice_index FROM job_slices s JOIN {SLICE_KEYS} "
@@ -62,29 +54,9 @@ LOCK_UNFINISHED = text(
     f"WHERE s.status <> '{SliceStatus.DONE}' ORDER BY s.job_id, s.slice_index FOR UPDATE OF s"
 )
 
-CLOSE_SLICES = text(
-    f"UPDATE job_slices s SET status = '{SliceStatus.DONE}', successful = t.successful, "
-    "failures = t.failures, cancelled = t.cancelled, finished_at = now(), "
-    "lease_expires_at = NULL "
-    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), "
-    "CAST(:successful AS int[]), CAST(:failures AS int[]), CAST(:cancelled AS int[])) "
-    "AS t(job_id, slice_index, successful, failures, cancelled) "
-    "WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index"
-)
 
 LOCK_JOBS = text(
     "SELECT id FROM jobs WHERE id = ANY(CAST(:job_ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE"
-)
-
-COUNT_IN_JOBS = text(
-    "UPDATE jobs j SET successful = j.successful + t.successful, "
-    "failures = j.failures + t.failures, cancelled = j.cancelled + t.cancelled, "
-    "slices_done = j.slices_done + t.slices, updated_at = now() "
-    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:successful AS int[]), "
-    "CAST(:failures AS int[]), CAST(:cancelled AS int[]), CAST(:slices AS int[])) "
-    "AS t(job_id, successful, failures, cancelled, slices) "
-    "WHERE j.id = t.job_id "
-    "RETURNING j.id, j.slices_done, j.slices_total, j.cancel_requested_at, j.cancelled"
 )
 
 
@@ -133,24 +105,13 @@ def claim_in(
 ) -> SliceClaim | None:
     """Claim one slice inside the caller's transaction (see `claim`)."""
     row = session.execute(
-        text(
-            f"UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', "
-            "attempts = s.attempts + 1, "
-            "lease_expires_at = now() + make_interval(secs => :lease) "
-            "FROM jobs j WHERE j.id = s.job_id AND s.job_id = :job_id "
-            f"AND s.slice_index = :slice_index AND j.status IN {UNFINISHED_SQL} "
-            "AND j.cancel_requested_at IS NULL "
-            f"AND (s.status = '{SliceStatus.PENDING}' "
-            f"     OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now())) "
-            "RETURNING j.user_id, j.provider, j.status AS job_status, "
-            "s.start_index, s.stop_index, s.attempts"
-        ),
+        transitions.CLAIM_ONE,
         {"job_id": job_id, "slice_index": slice_index, "lease": lease_seconds},
     ).first()
     if row is None:
         return None
-    if row.job_status == JobStatus.QUEUED:
-        _mark_job_running(session, job_id)
+    started = session.execute(transitions.START_JOBS, {"job_ids": [str(job_id)]}).scalars()
+    notify_progress(session, *started)
     return SliceClaim(
         job_id,
         slice_index,
@@ -189,7 +150,7 @@ def give_back_all(sessions: SessionFactory, claims: Sequence[SliceClaim]) -> int
     queue; how many were given back."""
     with sessions() as session, session.begin():
         rows = session.execute(
-            GIVE_BACK,
+            transitions.GIVE_BACK,
             {
                 "job_ids": [str(c.job_id) for c in claims],
                 "slice_indices": [c.slice_index for c in claims],
@@ -248,18 +209,6 @@ def record_turn(
             owed,
             finished,
         )
-
-
-def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
-    started = session.execute(
-        text(
-            f"UPDATE jobs SET status = '{JobStatus.RUNNING}', started_at = now(), "
-            f"updated_at = now() WHERE id = :job_id AND status = '{JobStatus.QUEUED}'"
-        ),
-        {"job_id": job_id},
-    )
-    if started.rowcount:  # type: ignore[attr-defined]
-        notify_progress(session, job_id)
 
 
 def _lock_unfinished_slices(
@@ -321,7 +270,7 @@ class SliceCounts:
 def _close_slices(session: Session, counts: dict[tuple[uuid.UUID, int], SliceCounts]) -> None:
     keys = list(counts)
     session.execute(
-        CLOSE_SLICES,
+        transitions.CLOSE,
         {
             "job_ids": [str(job_id) for job_id, _ in keys],
             "slice_indices": [index for _, index in keys],
@@ -343,7 +292,7 @@ def _count_slices_in_jobs(
             totals[i] += n
     jobs = sorted(per_job, key=str)
     rows = session.execute(
-        COUNT_IN_JOBS,
+        transitions.COUNT_IN_JOBS,
         {
             "job_ids": [str(j) for j in jobs],
             "successful": [per_job[j][0] for j in jobs],

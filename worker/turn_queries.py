@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
+from core.vocabulary import SliceStatus
 
 # The first user who may be served now and whom no other turn is serving.
 POP_USER = text(
@@ -46,25 +46,6 @@ USER_LANES = text(
     f"WHERE user_id = :user_id AND status = '{SliceStatus.RUNNING}'"
 )
 
-# Claims the slices chosen, unless their job finished or its cancel was asked meanwhile (a
-# cancel settles pending slices at once; one given back after it waits for the sweep).
-CLAIM_SLICES = text(
-    f"""
-    UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', attempts = s.attempts + 1,
-        lease_expires_at = now() + make_interval(secs => :lease)
-    FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[])) AS t(job_id, slice_index),
-        jobs j
-    WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index AND j.id = s.job_id
-      AND j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NULL
-    RETURNING s.job_id, s.slice_index, s.start_index, s.stop_index, s.attempts, j.provider
-    """
-)
-
-START_JOBS = text(
-    f"UPDATE jobs SET status = '{JobStatus.RUNNING}', started_at = now(), updated_at = now() "
-    f"WHERE id = ANY(CAST(:job_ids AS uuid[])) AND status = '{JobStatus.QUEUED}' "
-    "RETURNING id"
-)
 
 # When the user's first waiting slice may run (None: nothing waits).
 NEXT_WAKE = text(

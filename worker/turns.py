@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core import transitions
 from core.database import SessionFactory
 from core.finish import notify_progress
 from core.settings import Settings
@@ -118,8 +119,8 @@ def _claim(
         "job_ids": [str(row.job_id) for row in chosen],
         "slice_indices": [row.slice_index for row in chosen],
     }
-    claimed = session.execute(q.CLAIM_SLICES, {**keys, "lease": lease}).all()
-    started = session.execute(q.START_JOBS, {"job_ids": keys["job_ids"]}).scalars().all()
+    claimed = session.execute(transitions.CLAIM, {**keys, "lease": lease}).all()
+    started = session.execute(transitions.START_JOBS, {"job_ids": keys["job_ids"]}).scalars().all()
     notify_progress(session, *started)
     return [
         SliceClaim(

@@ -35,7 +35,9 @@ from core.finish import fail_job
 from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
+from core.transitions import legal_job_move, legal_slice_move
 from core.users import create_user
+from core.vocabulary import JobStatus, SliceStatus
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
@@ -90,6 +92,8 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
                 create_user(db.sessions, f"user{n}", credits=40).user_id for n in range(USERS)
             ]
             self.claims: list[slices.SliceClaim] = []
+            self.job_statuses: dict[uuid.UUID, JobStatus] = {}
+            self.slice_statuses: dict[tuple[uuid.UUID, int], SliceStatus] = {}
 
         @rule(target=jobs, user=st.integers(0, USERS - 1), count=st.integers(1, 10))
         def submit(self, user: int, count: int) -> object:
@@ -126,6 +130,12 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
                 for n, i in enumerate(taken.indices)
             ]
             slices.record(db.sessions, taken, outcomes, box)
+
+        @precondition(lambda self: bool(self.claims))
+        @rule(data=st.data())
+        def give_back(self, data: st.DataObject) -> None:
+            """A delivery that failed gives its slice back (a no-op once it is not its own)."""
+            slices.give_back(db.sessions, data.draw(st.sampled_from(self.claims)))
 
         @precondition(lambda self: bool(self.claims))
         @rule(data=st.data())
@@ -190,6 +200,18 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
                     raise AssertionError("a live account could not be deleted") from None
 
         @invariant()
+        def only_legal_moves(self) -> None:
+            """Every job and slice moved only as core/transitions.py allows since the last step."""
+            jobs_now, slices_now = _statuses(db)
+            for job_id, status in jobs_now.items():
+                before = self.job_statuses.get(job_id, JobStatus.QUEUED)
+                assert legal_job_move(before, status), (job_id, before, status)
+            for key, status in slices_now.items():
+                before = self.slice_statuses.get(key, SliceStatus.PENDING)
+                assert legal_slice_move(before, status), (key, before, status)
+            self.job_statuses, self.slice_statuses = jobs_now, slices_now
+
+        @invariant()
         def nothing_drifts(self) -> None:
             assert check_invariants(db.sessions) == []
 
@@ -206,6 +228,23 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
             assert check_invariants(db.sessions) == []
 
     return LedgerAndStats
+
+
+def _statuses(
+    db: Database,
+) -> tuple[dict[uuid.UUID, JobStatus], dict[tuple[uuid.UUID, int], SliceStatus]]:
+    with db.engine.connect() as connection:
+        jobs_now = {
+            row.id: JobStatus(row.status)
+            for row in connection.execute(text("SELECT id, status FROM jobs"))
+        }
+        slices_now = {
+            (row.job_id, row.slice_index): SliceStatus(row.status)
+            for row in connection.execute(
+                text("SELECT job_id, slice_index, status FROM job_slices")
+            )
+        }
+    return jobs_now, slices_now
 
 
 def _slice_count(db: Database, job_id: uuid.UUID) -> int:
