@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import credits, outbox
+from core import credits, outbox, tracing
 from core.database import SessionFactory
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus, Topic
 
@@ -56,7 +56,20 @@ def finish_locked_job(session: Session, job_id: uuid.UUID, status: JobStatus) ->
         job_id, row.user_id, status, row.requested, row.successful, row.failures, row.cancelled
     )
     outbox.add(session, Topic.JOB_COMPLETED, str(job_id), row.user_id, completion_payload(finished))
+    tracing.event("job.finished", finish_attributes(finished))
     return finished
+
+
+def finish_attributes(finished: FinishedJob) -> dict[str, str | int]:
+    """What a trace says about a finished job: ids, status and counts."""
+    return {
+        "job.id": str(finished.job_id),
+        "user.id": str(finished.user_id),
+        "job.status": str(finished.status),
+        "job.requested": finished.requested,
+        "job.successful": finished.successful,
+        "job.failures": finished.failures,
+    }
 
 
 def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> FinishedJob | None:

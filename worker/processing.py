@@ -27,6 +27,7 @@ from worker.lease import LeaseKeeper
 from worker.provider_loop import ProviderLoop
 from worker.pushback import SliceDeferred
 from worker.shared_providers import ProviderFactory
+from worker.slice_span import slice_span
 from worker.turns import TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
@@ -57,7 +58,10 @@ def run_slice(context: SliceContext, job_id: uuid.UUID, slice_index: int) -> sli
     if claim is None:
         return slices.SliceResult(recorded=False)
     try:
-        with log_context(job_id=claim.job_id, slice_index=claim.slice_index, user_id=claim.user_id):
+        with (
+            log_context(job_id=claim.job_id, slice_index=claim.slice_index, user_id=claim.user_id),
+            slice_span(claim),
+        ):
             return _run_claimed(context, claim)
     except BaseException:
         # The message will be retried (or re-sent by the sweep): let that attempt claim the
