@@ -111,6 +111,11 @@ class Job(Base):
             "user_id",
             postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
         ),
+        Index(
+            "ix_jobs_unfinished_updated_at",
+            "updated_at",
+            postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
+        ),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _user_fk()
