@@ -238,6 +238,8 @@ class Outbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = _created()
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The W3C traceparent of the span that wrote the row (tracing on), for the apply's links.
+    trace_context: Mapped[str | None] = mapped_column(Text)
 
 
 class UserStats(Base):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from core.errors import ConfigurationError
@@ -129,11 +130,33 @@ def event(name: str, attributes: Attributes | None = None) -> None:
         trace.get_current_span().add_event(name, attributes)
 
 
-def record_span(name: str, started_ns: int, attributes: Attributes) -> None:
-    """Record a span that began at `started_ns` (time.time_ns()) and ends now."""
+def record_span(
+    name: str, started_ns: int, attributes: Attributes, links: Sequence[str] = ()
+) -> None:
+    """Record a span that began at `started_ns` (time.time_ns()) and ends now, linked to the
+    spans whose W3C traceparents are given."""
     if _state.enabled:
-        done = _state.tracer.start_span(name, start_time=started_ns, attributes=attributes)
+        linked = [Link(c) for c in map(_span_context, links) if c is not None]
+        done = _state.tracer.start_span(
+            name, start_time=started_ns, attributes=attributes, links=linked
+        )
         done.end(time.time_ns())
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, or None (tracing off, or no span)."""
+    if not _state.enabled:
+        return None
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
+def _span_context(traceparent: str) -> SpanContext | None:
+    found = trace.get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    ).get_span_context()
+    return found if found.is_valid else None
 
 
 def mark_failed(current: Span, error: BaseException) -> None:

@@ -13,6 +13,9 @@ from core.locks import share_stats_lock
 from core.metrics import observe_apply
 from core.stats import STAT_NAMES, STATS
 
+# The apply's span links to at most this many of the traces whose rows it applied.
+MAX_LINKS = 64
+
 
 def _apply_statement() -> str:
     sums = ", ".join(f"sum({stat.delta_sql()}) AS {stat.name}" for stat in STATS)
@@ -28,7 +31,7 @@ def _apply_statement() -> str:
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
         ))
-        RETURNING user_id, topic, payload
+        RETURNING user_id, topic, payload, trace_context
     ), sums AS (
         SELECT user_id, {sums}
         FROM marked GROUP BY user_id
@@ -39,7 +42,9 @@ def _apply_statement() -> str:
         ON CONFLICT (user_id) DO UPDATE SET {increments}, updated_at = now()
         RETURNING s.user_id
     )
-    SELECT (SELECT count(*) FROM marked) AS rows, (SELECT count(*) FROM upserted) AS users
+    SELECT (SELECT count(*) FROM marked) AS rows, (SELECT count(*) FROM upserted) AS users,
+           ARRAY(SELECT trace_context FROM marked WHERE trace_context IS NOT NULL
+                 LIMIT {MAX_LINKS}) AS traces
     """
 
 
@@ -65,5 +70,6 @@ def apply_batch(sessions: SessionFactory, limit: int = 5000) -> AppliedBatch:
         row = session.execute(APPLY_BATCH, {"limit": limit}).one()
     observe_apply(int(row.rows), time.perf_counter() - started)
     if row.rows:  # an empty poll every half second is not worth a span
-        tracing.record_span("tally.apply", started_ns, {"rows": row.rows, "users": row.users})
+        attributes = {"rows": row.rows, "users": row.users}
+        tracing.record_span("tally.apply", started_ns, attributes, row.traces)
     return AppliedBatch(rows=int(row.rows), users=int(row.users))

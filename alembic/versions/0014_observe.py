@@ -1,4 +1,5 @@
-"""unfinished jobs by their last change, so the oldest is one index probe for /metrics
+"""unfinished jobs by their last change (the oldest is one index probe for /metrics); the
+trace an outbox row was written in
 
 Revision ID: 0014
 Revises: 0007
@@ -26,7 +27,9 @@ def upgrade() -> None:
         ["updated_at"],
         postgresql_where=sa.text(UNFINISHED),
     )
+    op.add_column("outbox", sa.Column("trace_context", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("outbox", "trace_context")
     op.drop_index("ix_jobs_unfinished_updated_at", table_name="jobs")

@@ -66,7 +66,12 @@ def test_a_jobs_spans_form_one_trace_from_submit_to_finish(
     assert len(finished) == 1
     assert finished[0].attributes is not None
     assert finished[0].attributes["job.successful"] == 120
-    applied = named(spans, "tally.apply")
-    assert applied and attribute(applied[0], "rows") == 1
+    (applied,) = named(spans, "tally.apply")
+    assert attribute(applied, "rows") == 1
+    # The apply is a trace of its own, linked to the span that finished the job.
+    assert [link.context.trace_id for link in applied.links] == [trace_id]
+    finisher = next(s for s in slices if any(e.name == "job.finished" for e in s.events))
+    assert finisher.context is not None
+    assert applied.links[0].context.span_id == finisher.context.span_id
     tokens = [user.token, "Bearer"]
     assert not any(t in str(s.to_json()) for s in spans for t in tokens)
