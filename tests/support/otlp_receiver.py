@@ -23,7 +23,9 @@ class ReceivedSpan:
     trace_id: str
     span_id: str
     parent_span_id: str
+    kind: int  # the protobuf's SpanKind: 3 = client, 5 = consumer
     attributes: dict[str, object]
+    events: tuple[str, ...]
 
 
 class OtlpReceiver:
@@ -73,7 +75,9 @@ class OtlpReceiver:
                             trace_id=span.trace_id.hex(),
                             span_id=span.span_id.hex(),
                             parent_span_id=span.parent_span_id.hex(),
+                            kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            events=tuple(event.name for event in span.events),
                         )
                     )
         with self._lock:

@@ -20,9 +20,9 @@ from core.logs import ContextFilter, JsonFormatter, log_context
 from core.provider_spans import TracedProvider, traced
 from core.providers.base import CreatedAccount
 from core.settings import Settings
-from core.turn_messages import SLICE_QUEUE, send_slices
 from core.trace_messages import OPTION
 from core.tracing import TracingConfig
+from core.turn_messages import SLICE_QUEUE, send_slices
 from tests.support.spans import named, recorded_spans
 
 STUB = Settings(database_url="postgresql+psycopg2://u@h/db", stub_broker=True)
@@ -116,19 +116,28 @@ class Answering:
         """Nothing to release."""
 
 
-def test_a_provider_call_is_a_span_and_pushback_an_event_without_secrets() -> None:
+def test_provider_pushback_is_an_event_on_the_slice_span_without_secrets() -> None:
     pushback = ProviderPushback("429", "provider_rate_limited", 2.0)
-    with recorded_spans() as spans:
-        asyncio.run(TracedProvider(Answering(ACCOUNT)).create_account("job:0"))
+
+    async def calls() -> None:
+        await TracedProvider(Answering(ACCOUNT)).create_account("job:0")
         with pytest.raises(ProviderPushback):
-            asyncio.run(TracedProvider(Answering(pushback)).create_account("job:1"))
-        created, paused = named(spans.get_finished_spans(), "tally.provider_call")
-    assert created.attributes is not None and created.attributes["outcome"] == "created"
-    assert paused.attributes is not None and paused.attributes["outcome"] == "provider_rate_limited"
-    event = next(e for e in paused.events if e.name == "pushback")
-    assert event.attributes is not None and event.attributes["retry_after"] == 2.0
-    everything = json.dumps([s.to_json() for s in (created, paused)])
-    assert "s3cret" not in everything and "user-1" not in everything
+            await TracedProvider(Answering(pushback)).create_account("job:1")
+
+    with recorded_spans() as spans:
+        with tracing.span("tally.slice"):
+            asyncio.run(calls())
+        (slice_span,) = spans.get_finished_spans()
+    (event,) = slice_span.events  # the created account is no event
+    assert event.name == "provider.pushback"
+    assert event.attributes is not None
+    assert dict(event.attributes) == {
+        "provider": "scripted",
+        "idempotency_key": "job:1",
+        "reason": "provider_rate_limited",
+        "retry_after": 2.0,
+    }
+    assert "s3cret" not in slice_span.to_json() and "user-1" not in slice_span.to_json()
 
 
 def test_json_logs_carry_trace_span_and_job_ids() -> None:
