@@ -7,6 +7,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.settings import Settings
+from core.trace_messages import TraceContext
 from core.turn_messages import TURN_QUEUE
 
 
@@ -36,5 +37,6 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         from dramatiq.brokers.stub import StubBroker
 
         broker = StubBroker()
+    broker.add_middleware(TraceContext())
     broker.declare_queue(TURN_QUEUE)
     return broker

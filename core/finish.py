@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import transitions
+from core import tracing, transitions
 from core.database import SessionFactory
 from core.vocabulary import JobStatus, Topic
 
@@ -34,8 +34,8 @@ ADD_TO_BALANCES = text(
     "WHERE c.user_id = t.user_id"
 )
 WRITE_COMPLETIONS = text(
-    "INSERT INTO outbox (topic, key, user_id, payload) "
-    "SELECT :topic, key, user_id, payload FROM unnest(CAST(:keys AS text[]), "
+    "INSERT INTO outbox (topic, key, user_id, payload, trace_context) "
+    "SELECT :topic, key, user_id, payload, :trace_context FROM unnest(CAST(:keys AS text[]), "
     "CAST(:user_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS t(key, user_id, payload) "
     "ON CONFLICT (topic, key) DO NOTHING"
 )
@@ -100,8 +100,12 @@ def finish_locked_jobs(session: Session, endings: dict[uuid.UUID, JobStatus]) ->
             "keys": [str(job.job_id) for job in finished],
             "user_ids": [str(job.user_id) for job in finished],
             "payloads": [json.dumps(completion_payload(job)) for job in finished],
+            # The apply's span links back to the trace that finished each job.
+            "trace_context": tracing.current_traceparent(),
         },
     )
+    for job in finished:
+        tracing.event("job.finished", finish_attributes(job))
     return finished
 
 
@@ -121,6 +125,18 @@ def _release_unused(session: Session, rows: Sequence[Any]) -> None:
     users = sorted(totals)  # balances in one order: two finishers never deadlock
     if users:
         session.execute(ADD_TO_BALANCES, {"user_ids": users, "amounts": [totals[u] for u in users]})
+
+
+def finish_attributes(finished: FinishedJob) -> dict[str, str | int]:
+    """What a trace says about a finished job: ids, status and counts."""
+    return {
+        "job.id": str(finished.job_id),
+        "user.id": str(finished.user_id),
+        "job.status": str(finished.status),
+        "job.requested": finished.requested,
+        "job.successful": finished.successful,
+        "job.failures": finished.failures,
+    }
 
 
 def fail_job(sessions: SessionFactory, job_id: uuid.UUID, error: str) -> FinishedJob | None:

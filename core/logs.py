@@ -1,8 +1,10 @@
-"""Logging setup: plain text, or one JSON object per line when LOG_FORMAT=json.
+"""Logging setup: plain text, or one JSON object per line when TALLY_LOG_FORMAT=json.
 
 Records carry `job_id`, `user_id` and `slice_index` when the code that logs passes them
-(`extra=`) or runs inside `log_context(...)`. Bearer tokens are scrubbed from every
-message before it is written, whatever its origin (an access log line, an exception).
+(`extra=`) or runs inside `log_context(...)`, and `trace_id`/`span_id` when logged inside
+a recording span (core/tracing.py), so a log line finds its trace. Bearer tokens are
+scrubbed from every message before it is written, whatever its origin (an access log
+line, an exception).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("job_id", "user_id", "slice_index")
+from opentelemetry import trace
+
+CONTEXT_FIELDS = ("job_id", "user_id", "slice_index", "trace_id", "span_id")
 # Loggers that libraries configure with handlers of their own; they are sent to ours.
 LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq", "apscheduler")
 TOKEN_PATTERN = re.compile(r"(tly_[A-Za-z0-9_\-]{8,})|((?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})")
@@ -51,6 +55,10 @@ class ContextFilter(logging.Filter):
         for name, value in (_context.get() or {}).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid and not hasattr(record, "trace_id"):
+            record.trace_id = trace.format_trace_id(span.trace_id)
+            record.span_id = trace.format_span_id(span.span_id)
         return True
 
 

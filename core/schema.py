@@ -116,6 +116,11 @@ class Job(Base):
             "user_id",
             postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
         ),
+        Index(
+            "ix_jobs_unfinished_updated_at",
+            "updated_at",
+            postgresql_where=text(f"status IN {UNFINISHED_SQL}"),
+        ),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _user_fk()
@@ -266,6 +271,8 @@ class Outbox(Base):
     # Set aside by the apply with the database's error; `tally outbox retry` applies it again.
     quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # The W3C traceparent of the span that wrote the row (tracing on), for the apply's links.
+    trace_context: Mapped[str | None] = mapped_column(Text)
 
 
 class UserStats(Base):

@@ -227,6 +227,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_IDLE_TRANSACTION_TIMEOUT": "idle_transaction_timeout",
     "TALLY_REPAIR_DRIFT": "repair_drift",
     "LOG_FORMAT": "log_format",
+    "TALLY_LOG_FORMAT": "log_format",  # wins over LOG_FORMAT, the older name
     "TALLY_SANDBOX_FAILURE_RATE": "sandbox.failure_rate",
     "TALLY_SANDBOX_TRANSIENT_RATE": "sandbox.transient_rate",
     "TALLY_SANDBOX_LATENCY_MS": "sandbox.latency_ms",
@@ -320,7 +321,8 @@ def _explain(error: msgspec.ValidationError, given: Mapping[str, str]) -> str:
     """One line naming the variable behind a validation error (at `$.intervals.lease`)."""
     message, _, path = str(error).rpartition(" - at `$.")
     field = path.rstrip("`").split("[")[0]  # `$.providers[1]` is the providers variable
-    name = next(n for n, target in VARIABLES.items() if target == field)
+    named = [n for n, target in VARIABLES.items() if target == field]
+    name = next((n for n in reversed(named) if n in given), named[0])
     shown = "" if name in SECRET_VARIABLES else f" (got {given.get(name, '')!r})"
     choices = _choices(VARIABLES[name])
     if choices:

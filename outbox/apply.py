@@ -18,12 +18,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from core import tracing
 from core.database import SessionFactory
 from core.locks import share_stats_lock
 from core.metrics import observe_apply
 from core.stats import STAT_NAMES, STATS
 
 logger = logging.getLogger(__name__)
+
+# The apply's span links to at most this many of the traces whose rows it applied.
+MAX_LINKS = 64
 
 # What the database says when one row's effect cannot be applied: not a passing fault.
 UNAPPLIABLE = (DataError, IntegrityError)
@@ -49,7 +53,7 @@ def _apply_statement(pick: str) -> str:
     WITH marked AS (
         UPDATE outbox SET applied_at = now()
         WHERE id = ANY(ARRAY({pick}))
-        RETURNING user_id, topic, payload
+        RETURNING user_id, topic, payload, trace_context
     ), sums AS (
         SELECT user_id, {sums}
         FROM marked GROUP BY user_id
@@ -60,7 +64,9 @@ def _apply_statement(pick: str) -> str:
         ON CONFLICT (user_id) DO UPDATE SET {increments}, updated_at = now()
         RETURNING s.user_id
     )
-    SELECT (SELECT count(*) FROM marked) AS rows, (SELECT count(*) FROM upserted) AS users
+    SELECT (SELECT count(*) FROM marked) AS rows, (SELECT count(*) FROM upserted) AS users,
+           ARRAY(SELECT trace_context FROM marked WHERE trace_context IS NOT NULL
+                 LIMIT {MAX_LINKS}) AS traces
     """
 
 
@@ -95,18 +101,23 @@ class RowByRow:
 
 def apply_batch(sessions: SessionFactory, limit: int = 5000) -> AppliedBatch:
     """Apply up to `limit` pending outbox rows in one transaction, setting aside any that fail."""
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
+    traces: list[str] = []
     with sessions() as session, session.begin():
         share_stats_lock(session)
         try:
             with session.begin_nested():
                 row = session.execute(APPLY_BATCH, {"limit": limit}).one()
             applied = AppliedBatch(rows=int(row.rows), users=int(row.users))
+            traces = list(row.traces)
         except UNAPPLIABLE:
             picked = session.execute(LOCK_BATCH, {"limit": limit}).all()
             outcome = apply_rows(session, [(r.id, r.user_id) for r in picked])
             applied = AppliedBatch(len(outcome.applied), outcome.users, len(outcome.set_aside))
     observe_apply(applied.rows, time.perf_counter() - started)
+    if applied.rows:  # an empty poll every half second is not worth a span
+        attributes = {"rows": applied.rows, "users": applied.users}
+        tracing.record_span("tally.apply", started_ns, attributes, traces)
     return applied
 
 

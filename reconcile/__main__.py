@@ -6,7 +6,7 @@ import functools
 import logging
 
 from core.broker import make_broker
-from core.entry import settings_or_exit
+from core.entry import settings_or_exit, tracing_or_exit
 from core.logs import configure_logging
 from core.settings import Settings
 from core.turn_messages import send_turns
@@ -17,6 +17,7 @@ def main() -> None:
     """Read settings from the environment once and run the daemon."""
     settings = settings_or_exit("reconcile", Settings.require_broker)
     configure_logging(settings.log_format)
+    tracing_or_exit("reconcile")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     broker = make_broker(settings)
     try:

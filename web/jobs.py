@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import jobs
+from core import jobs, tracing
 from core.cancel import cancel_job, settle_cancelled
 from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
@@ -40,12 +40,15 @@ async def submit_job(request: Request) -> Response:
         idempotency_key=request.headers.get("idempotency-key"),
     )
     limits = UserLimits.from_settings(state.settings)
-    submission = await run_in_threadpool(
-        jobs.submit, state.database.sessions, state.settings, job_request, limits
-    )
-    if submission.turns:
-        job = submission.job
-        state.sender.offer(job.id, job.user_id, submission.turns)
+    attributes: tracing.Attributes = {"user.id": str(caller.user_id), "job.requested": body.count}
+    with tracing.span("tally.submit", attributes) as span:
+        submission = await run_in_threadpool(
+            jobs.submit, state.database.sessions, state.settings, job_request, limits
+        )
+        span.set_attributes({"job.id": str(submission.job.id), "job.created": submission.created})
+        if submission.turns:  # the sender carries this span's context into the message
+            job = submission.job
+            state.sender.offer(job.id, job.user_id, submission.turns)
     headers = {"Location": f"/api/job/{submission.job.id}"}
     if not submission.created:
         headers["Idempotent-Replayed"] = "true"

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from core.database import SessionFactory
 from core.vocabulary import UNFINISHED_SQL, JobStatus
 from outbox.backlog import BACKLOG
+from web.daemon_metrics import DaemonCollector
 from web.live import LiveJobs
 from web.scrape_token import probe_access
 
@@ -178,6 +179,7 @@ def build_registry(sessions: SessionFactory, live: LiveJobs) -> CollectorRegistr
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
     registry.register(LiveCollector(live))
+    registry.register(DaemonCollector(sessions))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

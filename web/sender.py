@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry import context
+
 logger = logging.getLogger(__name__)
 
 Enqueue = Callable[[int], int]  # sends that many turn messages
@@ -33,6 +35,7 @@ class Send:
     user_id: uuid.UUID
     turns: int
     queued_at: float = field(default_factory=time.monotonic)
+    trace: context.Context = field(default_factory=context.get_current)  # the submit's span
 
 
 class TurnSender:
@@ -103,10 +106,13 @@ class TurnSender:
         if time.monotonic() - send.queued_at > self._expiry:
             _warn("job %s waited too long to be sent; the sweep will", send.job_id, send.user_id)
             return
+        token = context.attach(send.trace)
         try:
             self._enqueue(send.turns)
         except Exception:
             _warn("could not enqueue job %s; the sweep will", send.job_id, send.user_id, True)
+        finally:
+            context.detach(token)
 
 
 def _warn(message: str, job_id: uuid.UUID, user_id: uuid.UUID, exc_info: bool = False) -> None:

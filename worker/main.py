@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.entry import settings_or_exit
+from core.entry import settings_or_exit, tracing_or_exit
 from core.logs import configure_logging
 from core.settings import Settings
 from worker.broker import worker_broker
@@ -19,4 +19,5 @@ def setup() -> None:
     settings = settings_or_exit("worker", Settings.require_broker, Settings.secret_box)
     if settings.log_format == "json":  # text stays in Dramatiq's own format (process, thread)
         configure_logging(settings.log_format)
+    tracing_or_exit("worker")
     dramatiq.set_broker(worker_broker(settings))

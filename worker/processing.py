@@ -27,6 +27,7 @@ from worker.lease import LeaseKeeper
 from worker.provider_loop import Outcomes, ProviderLoop, wait_all
 from worker.pushback import SliceDeferred
 from worker.shared_providers import ProviderFactory
+from worker.slice_span import slice_spans, used
 from worker.turns import TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
@@ -129,11 +130,12 @@ def _create_all(
     keeper = LeaseKeeper(
         context.sessions, claims, settings.intervals.lease, settings.intervals.heartbeat
     )
-    with keeper, contextlib.ExitStack() as flags:
-        started = [
-            (claim, _start(context, claim, flags.enter_context(_cancel_flag(context, claim))))
-            for claim in claims
-        ]
+    with keeper, contextlib.ExitStack() as flags, slice_spans(claims) as spans:
+        started = []
+        for claim, span in zip(claims, spans, strict=True):
+            cancelled = flags.enter_context(_cancel_flag(context, claim))
+            with used(span):  # the slice's provider calls are its span's children
+                started.append((claim, _start(context, claim, cancelled)))
         wait_all([outcomes for _, outcomes in started])
     return started
 

@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from core.metrics import TimedProvider, set_rate_limit
+from core.provider_spans import traced
 from core.providers.base import Provider
 from worker.adaptive import AdaptiveRate
 from worker.fanout import ItemOutcome, Patience, create_accounts
@@ -134,7 +135,7 @@ class ProviderLoop:
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
-                TimedProvider(provider),
+                TimedProvider(traced(provider)),
                 job_id,
                 indices,
                 concurrency=min(lanes, self.concurrency),

@@ -41,6 +41,9 @@ def run_until_exit(command: list[str], env: dict[str, str]) -> tuple[int, str, f
         (WEB, "web", {"DATABASE_URL": ""}, "DATABASE_URL is not set"),
         (RECONCILE, "reconcile", {"TALLY_REPAIR_DRIFT": "ture"}, "TALLY_REPAIR_DRIFT must be"),
         (RECONCILE, "reconcile", {"REDIS_URL": ""}, "REDIS_URL (or RABBITMQ_URL) is not set"),
+        (WEB, "web", {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER must be one of"),
+        (WORKER, "worker", {"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER must be"),
+        (RECONCILE, "reconcile", {"OTEL_TRACES_EXPORTER": "x"}, "OTEL_TRACES_EXPORTER must be"),
     ],
 )
 def test_a_misconfigured_process_exits_at_once_with_one_clear_line(

@@ -101,6 +101,7 @@ def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
         ("TALLY_PROVIDERS", "sandbox,htp", "must be one of sandbox, http"),
         ("TALLY_ENV", "prod", "must be one of development, production"),
         ("LOG_FORMAT", "xml", "must be one of text, json"),
+        ("TALLY_LOG_FORMAT", "yaml", "must be one of text, json"),
         ("TALLY_LEASE_SECONDS", "-1", "must be a number > 0"),
         ("TALLY_SWEEP_INTERVAL", "0", "must be a number > 0"),
         ("TALLY_SANDBOX_FAILURE_RATE", "1.5", "must be a number <= 1"),
@@ -276,3 +277,9 @@ def test_turn_settings_default_and_refuse_a_limit_below_one() -> None:
         settings_from(TALLY_USER_CONCURRENCY="0")
     with pytest.raises(ConfigurationError, match="TALLY_FAIR_TURNS must be true or false"):
         settings_from(TALLY_FAIR_TURNS="sometimes")
+
+
+def test_tally_log_format_wins_over_the_older_log_format() -> None:
+    assert settings_from(TALLY_LOG_FORMAT="json").log_format == "json"
+    assert settings_from(LOG_FORMAT="text", TALLY_LOG_FORMAT="json").log_format == "json"
+    assert settings_from(LOG_FORMAT="json").log_format == "json"
