@@ -52,7 +52,6 @@ class TraceContext(dramatiq.Middleware):
                 "messaging.destination.name": message.queue_name,
                 "messaging.message.id": message.message_id,
                 "messaging.dramatiq.retries": int(message.options.get("retries", 0)),
-                "job.id": str(message.args[0]) if message.args else "",
             },
         )
         token = context.attach(trace.set_span_in_context(turn))

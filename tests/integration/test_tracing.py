@@ -60,7 +60,9 @@ def test_a_jobs_spans_form_one_trace_from_submit_to_finish(
         assert span.context is not None and span.context.trace_id == trace_id, span.name
     assert {attribute(s, "job.id") for s in slices} == {job_id}
     assert {attribute(s, "provider") for s in slices} == {"sandbox"}
-    finished = [e for s in slices for e in s.events if e.name == "job.finished"]
+    # The turn that records a job's last slice finishes it: the event is on that turn.
+    turns = named(spans, "tally.turn")
+    finished = [e for s in turns for e in s.events if e.name == "job.finished"]
     assert len(finished) == 1
     assert finished[0].attributes is not None
     assert finished[0].attributes["job.successful"] == 120
@@ -68,7 +70,7 @@ def test_a_jobs_spans_form_one_trace_from_submit_to_finish(
     assert attribute(applied, "rows") == 1
     # The apply is a trace of its own, linked to the span that finished the job.
     assert [link.context.trace_id for link in applied.links] == [trace_id]
-    finisher = next(s for s in slices if any(e.name == "job.finished" for e in s.events))
+    finisher = next(s for s in turns if any(e.name == "job.finished" for e in s.events))
     assert finisher.context is not None
     assert applied.links[0].context.span_id == finisher.context.span_id
     tokens = [user.token, "Bearer"]

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-import uuid
 
 import dramatiq
 import pytest
@@ -22,7 +21,7 @@ from core.providers.base import CreatedAccount
 from core.settings import Settings
 from core.trace_messages import OPTION
 from core.tracing import TracingConfig
-from core.turn_messages import SLICE_QUEUE, send_slices
+from core.turn_messages import TAKE_TURN, TURN_QUEUE, send_turns
 from tests.support.spans import named, recorded_spans
 
 STUB = Settings(database_url="postgresql+psycopg2://u@h/db", stub_broker=True)
@@ -57,8 +56,8 @@ def test_with_tracing_off_nothing_is_recorded_or_added_to_messages() -> None:
     broker = make_broker(STUB)
     with tracing.span("tally.submit") as span:
         assert not span.is_recording()
-        send_slices(broker, uuid.uuid4(), [0])
-    message = Message.decode(broker.queues[SLICE_QUEUE].queue[0])  # type: ignore[attr-defined]
+        send_turns(broker, 1)
+    message = Message.decode(broker.queues[TURN_QUEUE].queue[0])  # type: ignore[attr-defined]
     assert OPTION not in message.options
     provider = Answering(ACCOUNT)
     assert traced(provider) is provider  # no wrapper, no cost per call
@@ -68,24 +67,23 @@ def test_a_turn_continues_the_trace_of_the_span_that_sent_its_message() -> None:
     broker = make_broker(STUB)
     seen: list[str] = []
 
-    @dramatiq.actor(actor_name="process_slice", queue_name=SLICE_QUEUE, broker=broker)
-    def process_slice(job_id: str, slice_index: int) -> None:
+    @dramatiq.actor(actor_name=TAKE_TURN, queue_name=TURN_QUEUE, broker=broker)
+    def take_turn() -> None:
         with tracing.span("tally.slice"):
-            seen.append(job_id)
+            seen.append("turn")
 
-    job_id = uuid.uuid4()
     with recorded_spans() as spans:
         with tracing.span("tally.submit") as submit:
-            send_slices(broker, job_id, [0, 1])
+            send_turns(broker, 2)
         worker = Worker(broker, worker_timeout=100)
         worker.start()
         try:
-            broker.join(SLICE_QUEUE)
+            broker.join(TURN_QUEUE)
             worker.join()
         finally:
             worker.stop()
         finished = spans.get_finished_spans()
-    assert seen == [str(job_id)] * 2
+    assert seen == ["turn"] * 2
     trace_id = submit.get_span_context().trace_id
     turns = named(finished, "tally.turn")
     assert len(turns) == 2
@@ -93,7 +91,6 @@ def test_a_turn_continues_the_trace_of_the_span_that_sent_its_message() -> None:
         assert turn.kind is SpanKind.CONSUMER
         assert turn.context is not None and turn.context.trace_id == trace_id
         assert turn.parent is not None and turn.parent.span_id == submit.get_span_context().span_id
-        assert turn.attributes is not None and turn.attributes["job.id"] == str(job_id)
     turn_ids = {t.context.span_id for t in turns if t.context is not None}
     for slice_span in named(finished, "tally.slice"):
         assert slice_span.parent is not None and slice_span.parent.span_id in turn_ids
