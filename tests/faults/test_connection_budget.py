@@ -95,6 +95,7 @@ def test_the_default_deployment_under_load_stays_within_the_connection_budget(
     with PeakConnections(db) as seen:
         stack.reconcile()
         stack.reconcile()
+        stack.webhooks()
         url = stack.web()
         stack.worker(threads=8, processes=2, TALLY_SANDBOX_LATENCY_MS="20")
         ids = submit(url, user.token, JOBS)
