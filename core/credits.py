@@ -43,7 +43,9 @@ def hold(session: Session, user_id: uuid.UUID, job_id: uuid.UUID, amount: int) -
     """Take `amount` credits for a job inside the caller's transaction, or raise."""
     taken = session.execute(
         text(
-            "UPDATE user_credits SET balance = balance - :amount, updated_at = now() "
+            # One job more, and its hold one ledger entry more (the lists' totals).
+            "UPDATE user_credits SET balance = balance - :amount, jobs_total = jobs_total + 1, "
+            "ledger_total = ledger_total + 1, updated_at = now() "
             "WHERE user_id = :user_id AND balance >= :amount RETURNING balance"
         ),
         {"amount": amount, "user_id": user_id},
@@ -135,7 +137,8 @@ def _move_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:
     """Add `amount` (maybe negative) to the balance, or raise Conflict below zero."""
     balance = session.scalar(
         text(
-            "UPDATE user_credits SET balance = balance + :amount, updated_at = now() "
+            "UPDATE user_credits SET balance = balance + :amount, "
+            "ledger_total = ledger_total + 1, updated_at = now() "
             "WHERE user_id = :user_id AND balance + :amount >= 0 RETURNING balance"
         ),
         {"amount": amount, "user_id": user_id},
@@ -176,7 +179,8 @@ def view(
 def _add_to_balance(session: Session, user_id: uuid.UUID, amount: int) -> int:
     balance = session.scalar(
         text(
-            "UPDATE user_credits SET balance = balance + :amount, updated_at = now() "
+            "UPDATE user_credits SET balance = balance + :amount, "
+            "ledger_total = ledger_total + 1, updated_at = now() "
             "WHERE user_id = :user_id RETURNING balance"
         ),
         {"amount": amount, "user_id": user_id},

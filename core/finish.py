@@ -29,8 +29,10 @@ RELEASE_EACH = text(
     "ON CONFLICT (job_id, kind) DO NOTHING RETURNING user_id, amount"
 )
 ADD_TO_BALANCES = text(
-    "UPDATE user_credits c SET balance = c.balance + t.amount, updated_at = now() "
-    "FROM unnest(CAST(:user_ids AS uuid[]), CAST(:amounts AS bigint[])) AS t(user_id, amount) "
+    "UPDATE user_credits c SET balance = c.balance + t.amount, "
+    "ledger_total = c.ledger_total + t.entries, updated_at = now() "
+    "FROM unnest(CAST(:user_ids AS uuid[]), CAST(:amounts AS bigint[]), "
+    "CAST(:entries AS bigint[])) AS t(user_id, amount, entries) "
     "WHERE c.user_id = t.user_id"
 )
 WRITE_COMPLETIONS = text(
@@ -120,11 +122,15 @@ def _release_unused(session: Session, rows: Sequence[Any]) -> None:
         },
     ).all()
     totals: dict[str, int] = {}
+    entries: dict[str, int] = {}
     for entry in released:
-        totals[str(entry.user_id)] = totals.get(str(entry.user_id), 0) + int(entry.amount)
+        user = str(entry.user_id)
+        totals[user] = totals.get(user, 0) + int(entry.amount)
+        entries[user] = entries.get(user, 0) + 1
     users = sorted(totals)  # balances in one order: two finishers never deadlock
     if users:
-        session.execute(ADD_TO_BALANCES, {"user_ids": users, "amounts": [totals[u] for u in users]})
+        moved = {"amounts": [totals[u] for u in users], "entries": [entries[u] for u in users]}
+        session.execute(ADD_TO_BALANCES, {"user_ids": users, **moved})
 
 
 def finish_attributes(finished: FinishedJob) -> dict[str, str | int]:

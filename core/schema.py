@@ -85,8 +85,8 @@ class UserCredits(Base):
     )
     balance: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     updated_at: Mapped[datetime] = _created()
-    # The user's jobs and ledger entries, counted by insert triggers (migration 0009): every
-    # write of either already locks this row, so the lists' totals cost no count(*).
+    # The user's jobs and ledger entries, counted by the statement that moves the balance
+    # (core/credits.py, core/finish.py): the lists' totals cost no count(*).
     jobs_total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     ledger_total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 

@@ -6,7 +6,7 @@ Create Date: 2026-12-03 08:00:00.000000
 
 - The jobs and vault lists page by (created_at, id), newest first: their indexes gain `id`.
 - `user_credits` keeps each user's number of jobs and ledger entries (`jobs_total`,
-  `ledger_total`), moved by statement-level triggers in the inserting transaction. Every
+  `ledger_total`), moved by the statement that moves the balance in the same transaction. Every
   write of a job or a ledger entry already locks that user's credits row, so the counters
   add no lock and no lock order of their own; list pages read their total there.
 - `user_stats` counters and the job counters become BIGINT (a rewrite of both tables
@@ -29,18 +29,6 @@ depends_on: str | Sequence[str] | None = None
 STATS_COUNTERS = ("requested", "successful", "failures", "business_centers")
 JOB_COUNTERS = ("requested", "successful", "failures", "cancelled", "orphans")
 TOTALS = {"jobs": "jobs_total", "credit_ledger": "ledger_total"}
-
-
-def _count_function(table: str, column: str) -> str:
-    return f"""
-    CREATE FUNCTION tally_count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      INSERT INTO user_credits AS c (user_id, {column})
-      SELECT user_id, count(*) FROM added GROUP BY user_id ORDER BY user_id
-      ON CONFLICT (user_id) DO UPDATE SET {column} = c.{column} + excluded.{column};
-      RETURN NULL;
-    END $$
-    """
 
 
 def upgrade() -> None:
@@ -78,18 +66,10 @@ def upgrade() -> None:
             f"FROM (SELECT user_id, count(*) AS n FROM {table} GROUP BY user_id) t "
             "WHERE t.user_id = c.user_id"
         )
-        op.execute(_count_function(table, column))
-        op.execute(
-            f"CREATE TRIGGER tally_count_{table} AFTER INSERT ON {table} "
-            "REFERENCING NEW TABLE AS added FOR EACH STATEMENT "
-            f"EXECUTE FUNCTION tally_count_{table}()"
-        )
 
 
 def downgrade() -> None:
-    for table, column in TOTALS.items():
-        op.execute(f"DROP TRIGGER tally_count_{table} ON {table}")
-        op.execute(f"DROP FUNCTION tally_count_{table}()")
+    for column in TOTALS.values():
         op.drop_column("user_credits", column)
     op.drop_index(
         "ix_user_accounts_live",

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from core import jobs
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser, create_user
-from tests.support.inline import RecordedEnqueue
+from tests.support.inline import RecordedEnqueue, process_job
 from web.app import create_app
 
 ROWS = 300
@@ -116,17 +117,25 @@ def seed_newer(db: Database, user: uuid.UUID) -> None:
 
 
 def test_job_and_ledger_totals_are_the_counters_kept_by_the_writes(
-    client: TestClient, db: Database
+    client: TestClient, db: Database, settings: Settings
 ) -> None:
-    owner = create_user(db.sessions, "counted", credits=10)
-    other = create_user(db.sessions, "other", credits=10)
-    seed(db, owner.user_id, 40, 1)
-    seed(db, other.user_id, 5, 1)
+    owner = create_user(db.sessions, "counted", credits=100)
+    other = create_user(db.sessions, "other", credits=100)
+    submitted = {
+        user.user_id: [
+            jobs.submit(db.sessions, settings, jobs.JobRequest(user.user_id, 1, "sandbox")).job
+            for _ in range(count)
+        ]
+        for user, count in ((owner, 40), (other, 5))
+    }
+    for queued in submitted.values():  # turns run every job, each user's oldest first
+        process_job(db, settings, queued[-1].id)
     assert client.get("/api/jobs", headers=auth(owner)).json()["total"] == 40
     assert client.get("/api/jobs", headers=auth(other)).json()["total"] == 5
-    assert client.get("/api/credits", headers=auth(owner)).json()["total"] == 1  # the grant
-    ledger = walk(client, owner, "/api/credits", key="entries")
-    assert len(ledger) == 1
+    # The grant, a hold per job, and a release per finished job.
+    assert client.get("/api/credits", headers=auth(owner)).json()["total"] == 1 + 40 + 40
+    assert client.get("/api/credits", headers=auth(other)).json()["total"] == 1 + 5 + 5
+    assert len(walk(client, owner, "/api/credits", key="entries")) == 81
 
 
 def test_a_cursor_of_another_user_or_list_or_altered_is_a_400(
