@@ -29,7 +29,7 @@ NEWCOMER_ITEMS = 10
 NEWCOMER_SPACING_SECONDS = 0.25
 NEWCOMER_LIMIT_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 900.0
-SIZES = (100, 1_000, 2_000, 10_000)  # queued jobs (2,000: the 400 users of the issue)
+SIZES = (100, 1_000, 2_000, 10_000)  # queued jobs (2,000: 400 users of 5 jobs each)
 QUICK_SIZES = (100, 1_000)
 
 
