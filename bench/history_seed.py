@@ -33,10 +33,10 @@ JOBS = text(
     "LATERAL (SELECT now() - (n % 365) * interval '1 day' - (n % 997) * interval '1 s') AS t(at)"
 )
 SLICES = text(
-    "INSERT INTO job_slices (job_id, slice_index, start_index, stop_index, status, attempts, "
-    "enqueued_at, successful, failures, finished_at) "
-    "SELECT id, 0, 0, requested, 'done', 1, created_at, successful, failures, finished_at "
-    "FROM jobs"
+    "INSERT INTO job_slices (job_id, slice_index, user_id, start_index, stop_index, status, "
+    "attempts, enqueued_at, successful, failures, finished_at) "
+    "SELECT id, 0, user_id, 0, requested, 'done', 1, created_at, successful, failures, "
+    "finished_at FROM jobs"
 )
 OUTBOX = text(
     "INSERT INTO outbox (topic, key, user_id, payload, created_at, applied_at) "

@@ -91,7 +91,7 @@ def summary_table(report: Report) -> Table:
     swept = (
         "not tracked (run outside the daemon)"
         if report.jobs_swept is None
-        else f"{report.jobs_swept} jobs ({report.slices_resent} slice messages re-sent)"
+        else f"{report.jobs_swept} jobs ({report.slices_resent} turn messages sent)"
     )
     table.add_row("started", report.started_at.isoformat(timespec="seconds"))
     table.add_row("took", f"{report.duration_seconds:.2f} s ({report.origin})")

@@ -1,4 +1,4 @@
-"""The Dramatiq broker every process that sends or receives slice messages builds."""
+"""The Dramatiq broker every process that sends or receives turn messages builds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.settings import Settings
-from core.slice_messages import SLICE_QUEUE
+from core.turn_messages import TURN_QUEUE
 
 
 def redis_client(settings: Settings) -> redis.Redis[bytes]:
@@ -23,7 +23,7 @@ def redis_client(settings: Settings) -> redis.Redis[bytes]:
 
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
-    """Return a Redis (or RabbitMQ, or for unit tests the stub) broker for the slice queue."""
+    """Return a Redis (or RabbitMQ, or for unit tests the stub) broker for the turn queue."""
     settings.require_broker()
     broker: dramatiq.Broker
     if settings.redis_url:
@@ -36,5 +36,5 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         from dramatiq.brokers.stub import StubBroker
 
         broker = StubBroker()
-    broker.declare_queue(SLICE_QUEUE)
+    broker.declare_queue(TURN_QUEUE)
     return broker

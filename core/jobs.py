@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import credits, reads
+from core import credits, reads, turn_queue
 from core.database import SessionFactory
 from core.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from core.limits import UserLimits, check_submit
@@ -86,6 +86,7 @@ class Submission:
 
     job: JobView
     created: bool
+    turns: int = 0  # turn messages to send: 1 when the user joined the turn queue
 
 
 def validate_request(request: JobRequest, settings: Settings) -> None:
@@ -117,9 +118,10 @@ def submit(
         with sessions() as session, session.begin():
             check_submit(session, request.user_id, limits or UserLimits())
             job = _insert_job(session, settings, request)
-            _insert_slices(session, job.id, request.count, settings.slice_size)
+            _insert_slices(session, job, settings.slice_size)
             credits.hold(session, request.user_id, job.id, request.count * settings.price)
-            return Submission(_view(job), created=True)
+            turns = int(turn_queue.arrive(session, request.user_id))
+            return Submission(_view(job), created=True, turns=turns)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
         existing = _find_by_idempotency_key(sessions, request)
@@ -175,14 +177,14 @@ def _insert_job(session: Session, settings: Settings, request: JobRequest) -> Jo
     return job
 
 
-def _insert_slices(session: Session, job_id: uuid.UUID, count: int, size: int) -> None:
+def _insert_slices(session: Session, job: Job, size: int) -> None:
     session.execute(
         text(
-            "INSERT INTO job_slices (job_id, slice_index, start_index, stop_index) "
-            "SELECT :job_id, n, n * :size, least((n + 1) * :size, :count) "
+            "INSERT INTO job_slices (job_id, user_id, slice_index, start_index, stop_index) "
+            "SELECT :job_id, :user_id, n, n * :size, least((n + 1) * :size, :count) "
             "FROM generate_series(0, ceil(CAST(:count AS numeric) / :size)::int - 1) AS n"
         ),
-        {"job_id": job_id, "size": size, "count": count},
+        {"job_id": job.id, "user_id": job.user_id, "size": size, "count": job.requested},
     )
 
 

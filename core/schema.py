@@ -155,11 +155,27 @@ class JobSlice(Base):
             "finished_at",
             postgresql_where=text(f"status = '{SliceStatus.DONE}'"),
         ),
+        # A turn claims a user's oldest pending slices that may run now (core/turn_queue.py).
+        Index(
+            "ix_job_slices_ready",
+            "user_id",
+            "enqueued_at",
+            "job_id",
+            "slice_index",
+            postgresql_where=text(f"status = '{SliceStatus.PENDING}'"),
+        ),
+        # The provider calls a user's running slices hold (TALLY_USER_CONCURRENCY).
+        Index(
+            "ix_job_slices_running",
+            "user_id",
+            postgresql_where=text(f"status = '{SliceStatus.RUNNING}'"),
+        ),
     )
     job_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     slice_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     start_index: Mapped[int] = mapped_column(Integer, nullable=False)
     stop_index: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(
@@ -316,6 +332,20 @@ class ReconcileLeader(Base):
     leader_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     elected_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class TurnQueue(Base):
+    """Users with work to run, served round-robin by `position` (core/turn_queue.py)."""
+
+    __tablename__ = "turn_queue"
+    __table_args__ = (Index("ix_turn_queue_position", "position"),)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    wake_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("'-infinity'::timestamptz")
+    )
 
 
 class UserTurnsOwed(Base):

@@ -9,7 +9,7 @@ from core.broker import make_broker
 from core.entry import settings_or_exit
 from core.logs import configure_logging
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_turns
 from reconcile.daemon import run
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     broker = make_broker(settings)
     try:
-        run(settings, functools.partial(send_slices, broker))
+        run(settings, functools.partial(send_turns, broker))
     finally:
         broker.close()
 

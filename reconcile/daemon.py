@@ -29,7 +29,7 @@ from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import latest_report_age
 from reconcile.retention import PAUSE_SECONDS, Policy, prune
-from reconcile.sweep import Enqueue, Swept, sweep
+from reconcile.sweep import Enqueue, Swept, TurnClock, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class Daemon:
     stopping: threading.Event = field(default_factory=threading.Event)
     _swept: Swept = field(default_factory=Swept)
     _swept_guard: threading.Lock = field(default_factory=threading.Lock)
+    _turn_clock: TurnClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._turn_clock = TurnClock(self.settings.intervals.stale_enqueue)
 
     def apply_outbox(self) -> int:
         """Apply pending outbox rows batch by batch until none is left or the daemon stops."""
@@ -78,15 +82,17 @@ class Daemon:
         heartbeat.beat(self.database.sessions, self.identity, self.leadership.is_leader)
 
     def sweep_stale(self) -> int:
-        """Leader only: re-send messages of slices that were lost or abandoned."""
+        """Leader only: take back abandoned slices and send turns that were lost."""
         if not self.leadership.confirm():
             return 0
-        swept = sweep(self.database.sessions, self.enqueue, self.settings.intervals.stale_enqueue)
+        swept = sweep(self.database.sessions, self.enqueue, self._turn_clock)
         with self._swept_guard:
             self._swept += swept
         if swept.slices:
-            logger.warning("sweep re-sent %d slice messages of %d jobs", swept.slices, swept.jobs)
-        return swept.slices
+            logger.warning("sweep took back %d slices of %d jobs", swept.slices, swept.jobs)
+        if swept.turns:
+            logger.warning("sweep sent %d turns", swept.turns)
+        return swept.slices + swept.turns
 
     def recompute(self) -> int:
         """Leader only: recompute business_centers from the vault."""

@@ -82,7 +82,7 @@ def run_report(
         outbox_backlog=found.backlog.rows,
         oldest_pending_seconds=found.backlog.oldest_seconds,
         jobs_swept=None if swept is None else swept.jobs,
-        slices_resent=None if swept is None else swept.slices,
+        slices_resent=None if swept is None else swept.turns,
         repair=repair,
         orphans=found.orphans,
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,16 +15,16 @@ from starlette.routing import BaseRoute, Route
 from core.broker import make_broker
 from core.database import Database
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_turns
 from web import admin, dashboard, events, health, jobs, me, metrics, openapi, operator, tokens
 from web.auth import TokenBackend, answer_failure
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs
 from web.request_log import RequestLogContext
 from web.security_headers import SecurityHeaders
-from web.sender import SliceSender
+from web.sender import TurnSender
 
-Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
+Enqueue = Callable[[int], int]  # sends that many turn messages
 
 
 def routes() -> list[BaseRoute]:
@@ -119,15 +118,15 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
-def _sender(settings: Settings, enqueue: Enqueue) -> SliceSender:
-    """Start this process's slice sender; what waits longer than the sweep is left to it."""
-    sender = SliceSender(enqueue, expiry=settings.intervals.stale_enqueue)
+def _sender(settings: Settings, enqueue: Enqueue) -> TurnSender:
+    """Start this process's turn sender; what waits longer than the sweep is left to it."""
+    sender = TurnSender(enqueue, expiry=settings.intervals.stale_enqueue)
     sender.start()
     return sender
 
 
 def _broker_enqueue(settings: Settings, resources: contextlib.ExitStack) -> Enqueue:
-    """Send slice messages through a broker of this process, closed at shutdown."""
+    """Send turn messages through a broker of this process, closed at shutdown."""
     broker = make_broker(settings)
     resources.callback(broker.close)
-    return functools.partial(send_slices, broker)
+    return functools.partial(send_turns, broker)

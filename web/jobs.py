@@ -24,7 +24,7 @@ LIVE_CACHE = "no-cache"
 
 
 async def submit_job(request: Request) -> Response:
-    """POST /api/jobs: hold credits, queue the job, hand its slices to the sender."""
+    """POST /api/jobs: hold credits, queue the job, hand its turn (if any) to the sender."""
     caller = caller_of(request)
     body = await read_body(request, bodies.JobRequest)
     state = request.app.state
@@ -38,9 +38,9 @@ async def submit_job(request: Request) -> Response:
     submission = await run_in_threadpool(
         jobs.submit, state.database.sessions, state.settings, job_request, limits
     )
-    if submission.created:
+    if submission.turns:
         job = submission.job
-        state.sender.offer(job.id, job.user_id, job.slices_total)
+        state.sender.offer(job.id, job.user_id, submission.turns)
     headers = {"Location": f"/api/job/{submission.job.id}"}
     if not submission.created:
         headers["Idempotent-Replayed"] = "true"

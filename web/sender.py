@@ -1,10 +1,10 @@
-"""Sending slice messages off the request path: one thread per web process, a bounded queue.
+"""Sending turn messages off the request path: one thread per web process, a bounded queue.
 
-A submit commits its job before anything is sent, and the sweep re-sends the slices of
-a job whose message never arrived. So a request only hands its job to this queue and
-answers: a slow, hung or absent broker costs this thread time, never a request. A send
-that fails, that waited longer than the sweep would, or that finds the queue full is
-dropped with a warning; the sweep sends it instead.
+A submit commits its job before anything is sent (a turn, when its user joined the turn
+queue), and the sweep sends turns when the queue has work and no turn was taken. So a
+request only hands its job to this queue and answers: a slow, hung or absent broker costs
+this thread time, never a request. A send that fails, that waited longer than the sweep
+would, or that finds the queue full is dropped with a warning; the sweep sends it instead.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
-Enqueue = Callable[[uuid.UUID, Iterable[int]], int]
+Enqueue = Callable[[int], int]  # sends that many turn messages
 
 # Jobs waiting to be sent, per web process; beyond it a submit leaves its job to the sweep.
 CAPACITY = 1000
@@ -27,16 +27,16 @@ CAPACITY = 1000
 
 @dataclass(frozen=True)
 class Send:
-    """One job's slice messages, waiting to be sent."""
+    """A submitted job's turn messages, waiting to be sent."""
 
     job_id: uuid.UUID
     user_id: uuid.UUID
-    slices: int
+    turns: int
     queued_at: float = field(default_factory=time.monotonic)
 
 
-class SliceSender:
-    """A background thread that sends each queued job's slice messages, oldest first."""
+class TurnSender:
+    """A background thread that sends each submitted job's turns, oldest first."""
 
     def __init__(self, enqueue: Enqueue, expiry: float, capacity: int = CAPACITY) -> None:
         self._enqueue = enqueue
@@ -47,18 +47,18 @@ class SliceSender:
         self._stopping = False
         self._full = False
         self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="tally-slice-sender", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tally-turn-sender", daemon=True)
 
     def start(self) -> None:
         """Start the sending thread."""
         self._thread.start()
 
-    def offer(self, job_id: uuid.UUID, user_id: uuid.UUID, slices: int) -> bool:
+    def offer(self, job_id: uuid.UUID, user_id: uuid.UUID, turns: int) -> bool:
         """Queue a job's messages without waiting; False when the queue is full or stopped."""
         with self._changed:
             accepted = not self._stopping and len(self._waiting) < self._capacity
             if accepted:
-                self._waiting.append(Send(job_id, user_id, slices))
+                self._waiting.append(Send(job_id, user_id, turns))
                 self._changed.notify_all()
             first_refusal, self._full = not accepted and not self._full, not accepted
         if first_refusal:
@@ -81,7 +81,7 @@ class SliceSender:
             logger.warning("%d jobs not sent at shutdown; the sweep will send them", dropped)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            logger.warning("a slice send was still waiting on the broker at shutdown")
+            logger.warning("a turn send was still waiting on the broker at shutdown")
 
     def _run(self) -> None:
         while (send := self._next()) is not None:
@@ -104,7 +104,7 @@ class SliceSender:
             _warn("job %s waited too long to be sent; the sweep will", send.job_id, send.user_id)
             return
         try:
-            self._enqueue(send.job_id, range(send.slices))
+            self._enqueue(send.turns)
         except Exception:
             _warn("could not enqueue job %s; the sweep will", send.job_id, send.user_id, True)
 

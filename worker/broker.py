@@ -11,7 +11,7 @@ from worker.resources import ProcessResources
 
 
 def worker_broker(settings: Settings) -> dramatiq.Broker:
-    """Return a broker that runs slices with resources built from these settings."""
+    """Return a broker that runs turns with resources built from these settings."""
     broker = make_broker(settings)
     broker.add_middleware(ProcessResources(settings))
     if settings.dramatiq_metrics:

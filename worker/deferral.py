@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from core import turn_queue
 from core.database import SessionFactory
 from core.vocabulary import SliceStatus
 from worker.slices import SliceClaim
@@ -32,4 +33,5 @@ def defer(sessions: SessionFactory, claim: SliceClaim, retry_at: float, reason: 
             },
         )
         set_waiting(session, claim.job_id, reason, retry_at)
+        turn_queue.arrive(session, claim.user_id)  # parked until then by the next turn
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,27 +1,28 @@
-"""Keeping a slice's lease alive while its provider calls run."""
+"""Keeping a turn's slice leases alive while their provider calls run."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.database import SessionFactory
-from worker.slices import SliceClaim, extend_lease
+from worker.slices import SliceClaim, extend_leases
 
 logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """A background thread that extends a claimed slice's lease every `interval` seconds."""
+    """A background thread that extends claimed slices' leases every `interval` seconds."""
 
     def __init__(
-        self, sessions: SessionFactory, claim: SliceClaim, lease: float, interval: float
+        self, sessions: SessionFactory, claims: Sequence[SliceClaim], lease: float, interval: float
     ) -> None:
         self._sessions = sessions
-        self._claim = claim
+        self._claims = list(claims)
         self._lease = lease
         self._interval = interval
         self._stop = threading.Event()
@@ -43,12 +44,13 @@ class LeaseKeeper:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                if not extend_lease(self._sessions, self._claim, self._lease):
+                kept = extend_leases(self._sessions, self._claims, self._lease)
+                for lost in [c for c in self._claims if (c.job_id, c.slice_index) not in kept]:
                     logger.warning(
-                        "lease of slice %s/%s was taken over",
-                        self._claim.job_id,
-                        self._claim.slice_index,
+                        "lease of slice %s/%s was taken over", lost.job_id, lost.slice_index
                     )
+                self._claims = [c for c in self._claims if (c.job_id, c.slice_index) in kept]
+                if not self._claims:
                     return
             except SQLAlchemyError:
                 logger.warning("could not extend the lease; retrying", exc_info=True)

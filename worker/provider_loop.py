@@ -33,6 +33,8 @@ REDIS_TIMEOUT_SECONDS = 2.0
 REDIS_CONNECTIONS = 32
 REDIS_POOL_WAIT_SECONDS = 10.0  # lanes queue for a connection; only a dead Redis times out
 
+Outcomes = concurrent.futures.Future[list[ItemOutcome]]  # one slice's calls on the loop
+
 
 class ProviderLoop:
     """A daemon thread running an asyncio loop, shared by a worker process's threads."""
@@ -76,7 +78,34 @@ class ProviderLoop:
         (0: the loop's bound), and the slices of different `user`s take turns at the shared
         bound.
         """
-        future = asyncio.run_coroutine_threadsafe(
+        future = self.start(
+            provider,
+            job_id,
+            indices,
+            attempts,
+            listener,
+            job_started,
+            stop,
+            user=user,
+            lanes=lanes,
+        )
+        return wait_all([future])[0].result()
+
+    def start(
+        self,
+        provider: Provider,
+        job_id: uuid.UUID,
+        indices: Sequence[int],
+        attempts: int,
+        listener: WaitListener | None = None,
+        job_started: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        *,
+        user: Hashable = None,
+        lanes: int = 0,
+    ) -> Outcomes:
+        """Start creating one slice's accounts on the loop (see `run`); wait with `wait_all`."""
+        return asyncio.run_coroutine_threadsafe(
             self._create(
                 provider,
                 job_id,
@@ -90,12 +119,6 @@ class ProviderLoop:
             ),
             self._loop,
         )
-        try:
-            return _wait(future)
-        except BaseException:
-            # An interrupt (time limit, shutdown) or failure: stop this slice's calls.
-            future.cancel()
-            raise
 
     async def _create(
         self,
@@ -199,10 +222,22 @@ def _make_pacer(name: str, policy: PushbackPolicy) -> Pacer:
     return RedisPacer(client, name, policy.rate_limit, policy.backoff_cap, policy.probe_timeout)
 
 
-def _wait(future: concurrent.futures.Future[list[ItemOutcome]]) -> list[ItemOutcome]:
-    # Short waits keep the calling thread interruptible by Dramatiq's time limit.
-    while True:
-        try:
-            return future.result(timeout=WAIT_SLICE_SECONDS)
-        except concurrent.futures.TimeoutError:
-            continue
+def wait_all(futures: Sequence[Outcomes]) -> Sequence[Outcomes]:
+    """Wait until every slice started on the loop is done; return them, done.
+
+    Short waits keep the calling thread interruptible by Dramatiq's time limit; an
+    interrupt (time limit, shutdown) or failure of the caller stops every slice's calls.
+    """
+    try:
+        for future in futures:
+            while True:
+                try:
+                    future.exception(timeout=WAIT_SLICE_SECONDS)
+                    break
+                except concurrent.futures.TimeoutError:
+                    continue
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return futures

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import dramatiq
@@ -11,7 +10,7 @@ import dramatiq
 from core.database import Database
 from core.providers.registry import build_provider
 from core.settings import Settings
-from core.slice_messages import slice_message
+from core.turn_messages import send_turns
 from worker.cancellation import CancelWatcher
 from worker.processing import Resend, SliceContext
 from worker.provider_loop import ProviderLoop
@@ -46,10 +45,14 @@ def pool_size(settings: Settings, threads: int) -> int:
 
 
 def resend_after(broker: dramatiq.Broker) -> Resend:
-    """Send a slice's message again after a delay, on this process's broker."""
+    """Send a turn after a delay (0: now), on this process's broker; a failed send is left
+    to the sweep."""
 
-    def resend(job_id: uuid.UUID, slice_index: int, delay: float) -> None:
-        broker.enqueue(slice_message(job_id, slice_index), delay=int(delay * 1000))
+    def resend(delay: float) -> None:
+        try:
+            send_turns(broker, 1, int(delay * 1000) or None)
+        except Exception:
+            logger.warning("could not send a turn; the sweep will", exc_info=True)
 
     return resend
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core import turn_queue
 from core.crypto import SecretBox
 from core.database import SessionFactory
-from core.finish import FinishedJob, finish_locked_job, notify_progress
+from core.finish import FinishedJob, finish_locked_jobs, notify_progress
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 from worker.fanout import ItemOutcome
 from worker.outcome_counts import add_outcome_counts
@@ -23,12 +24,66 @@ from worker.owed_turns import repay_turn
 STORE_ACCOUNTS = text(
     "INSERT INTO user_accounts (user_id, job_id, item_index, provider, external_id, "
     "username, secret_encrypted, metadata) "
-    "SELECT CAST(:user_id AS uuid), CAST(:job_id AS uuid), item_index, :provider, "
+    "SELECT CAST(:user_id AS uuid), job_id, item_index, provider, "
     "external_id, username, secret, meta "
-    "FROM unnest(CAST(:indices AS int[]), CAST(:external_ids AS text[]), "
+    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:indices AS int[]), "
+    "CAST(:providers AS text[]), CAST(:external_ids AS text[]), "
     "CAST(:usernames AS text[]), CAST(:secrets AS bytea[]), CAST(:metadata AS jsonb[])) "
-    "AS t(item_index, external_id, username, secret, meta) "
-    "ON CONFLICT (job_id, item_index) DO NOTHING"
+    "AS t(job_id, item_index, provider, external_id, username, secret, meta) "
+    "ON CONFLICT (job_id, item_index) DO NOTHING "
+    "RETURNING job_id, item_index"
+)
+
+# Every key below travels as parallel arrays, one element per slice (or job).
+SLICE_KEYS = "unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]))"
+
+EXTEND_LEASES = text(
+    "UPDATE job_slices s SET lease_expires_at = now() + make_interval(secs => :lease) "
+    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), "
+    "CAST(:attempts AS int[])) AS t(job_id, slice_index, attempt) "
+    "WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index "
+    f"AND s.status = '{SliceStatus.RUNNING}' AND s.attempts = t.attempt "
+    "RETURNING s.job_id, s.slice_index"
+)
+
+GIVE_BACK = text(
+    f"UPDATE job_slices s SET status = '{SliceStatus.PENDING}', lease_expires_at = NULL "
+    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), "
+    "CAST(:attempts AS int[])) AS t(job_id, slice_index, attempt) "
+    "WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index "
+    f"AND s.status = '{SliceStatus.RUNNING}' AND s.attempts = t.attempt "
+    "RETURNING s.user_id"
+)
+
+LOCK_UNFINISHED = text(
+    f"SELECT s.job_id, s.slice_index FROM job_slices s JOIN {SLICE_KEYS} "
+    "AS t(job_id, slice_index) ON s.job_id = t.job_id AND s.slice_index = t.slice_index "
+    f"WHERE s.status <> '{SliceStatus.DONE}' ORDER BY s.job_id, s.slice_index FOR UPDATE OF s"
+)
+
+CLOSE_SLICES = text(
+    f"UPDATE job_slices s SET status = '{SliceStatus.DONE}', successful = t.successful, "
+    "failures = t.failures, cancelled = t.cancelled, finished_at = now(), "
+    "lease_expires_at = NULL "
+    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), "
+    "CAST(:successful AS int[]), CAST(:failures AS int[]), CAST(:cancelled AS int[])) "
+    "AS t(job_id, slice_index, successful, failures, cancelled) "
+    "WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index"
+)
+
+LOCK_JOBS = text(
+    "SELECT id FROM jobs WHERE id = ANY(CAST(:job_ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE"
+)
+
+COUNT_IN_JOBS = text(
+    "UPDATE jobs j SET successful = j.successful + t.successful, "
+    "failures = j.failures + t.failures, cancelled = j.cancelled + t.cancelled, "
+    "slices_done = j.slices_done + t.slices, updated_at = now() "
+    "FROM unnest(CAST(:job_ids AS uuid[]), CAST(:successful AS int[]), "
+    "CAST(:failures AS int[]), CAST(:cancelled AS int[]), CAST(:slices AS int[])) "
+    "AS t(job_id, successful, failures, cancelled, slices) "
+    "WHERE j.id = t.job_id "
+    "RETURNING j.id, j.slices_done, j.slices_total, j.cancel_requested_at"
 )
 
 
@@ -60,7 +115,8 @@ class SliceResult:
     failures: int = 0
     finished: FinishedJob | None = None
     cancelled: int = 0
-    owed_turn: tuple[uuid.UUID, int] | None = None  # a turn to send (worker/owed_turns.py)
+    owed_turn: bool = False  # a turn to send (worker/owed_turns.py)
+    finished_jobs: list[FinishedJob] = field(default_factory=list)  # every job it finished
 
 
 def claim(
@@ -105,59 +161,92 @@ def claim_in(
     )
 
 
-def extend_lease(sessions: SessionFactory, claim: SliceClaim, lease_seconds: float) -> bool:
-    """Push the lease forward while this attempt still owns the slice."""
+def extend_leases(
+    sessions: SessionFactory, claims: Sequence[SliceClaim], lease_seconds: float
+) -> set[tuple[uuid.UUID, int]]:
+    """Push the leases forward of the slices these attempts still own; return those."""
     with sessions() as session, session.begin():
-        result = session.execute(
-            text(
-                "UPDATE job_slices SET lease_expires_at = now() + make_interval(secs => :lease) "
-                "WHERE job_id = :job_id AND slice_index = :slice_index "
-                f"AND status = '{SliceStatus.RUNNING}' AND attempts = :attempt"
-            ),
+        rows = session.execute(
+            EXTEND_LEASES,
             {
                 "lease": lease_seconds,
-                "job_id": claim.job_id,
-                "slice_index": claim.slice_index,
-                "attempt": claim.attempt,
+                "job_ids": [str(c.job_id) for c in claims],
+                "slice_indices": [c.slice_index for c in claims],
+                "attempts": [c.attempt for c in claims],
             },
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        ).all()
+        return {(row.job_id, row.slice_index) for row in rows}
 
 
 def give_back(sessions: SessionFactory, claim: SliceClaim) -> bool:
     """Return a slice this attempt still owns to `pending`, so a retry can claim it at once."""
+    return bool(give_back_all(sessions, [claim]))
+
+
+def give_back_all(sessions: SessionFactory, claims: Sequence[SliceClaim]) -> int:
+    """Return the slices these attempts still own to `pending`, their users to the turn
+    queue; how many were given back."""
     with sessions() as session, session.begin():
-        result = session.execute(
-            text(
-                f"UPDATE job_slices SET status = '{SliceStatus.PENDING}', lease_expires_at = NULL "
-                "WHERE job_id = :job_id AND slice_index = :slice_index "
-                f"AND status = '{SliceStatus.RUNNING}' AND attempts = :attempt"
-            ),
-            {"job_id": claim.job_id, "slice_index": claim.slice_index, "attempt": claim.attempt},
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        rows = session.execute(
+            GIVE_BACK,
+            {
+                "job_ids": [str(c.job_id) for c in claims],
+                "slice_indices": [c.slice_index for c in claims],
+                "attempts": [c.attempt for c in claims],
+            },
+        ).all()
+        turn_queue.arrive_all(session, {row.user_id for row in rows})
+        return len(rows)
 
 
 def record(
     sessions: SessionFactory, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
 ) -> SliceResult:
-    """Store a slice's accounts and counts, and finish the job if it was the last slice.
+    """Store one slice's accounts and counts (see `record_turn`)."""
+    return record_turn(sessions, [(claim, outcomes)], box)
 
+
+def record_turn(
+    sessions: SessionFactory,
+    runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]],
+    box: SecretBox,
+) -> SliceResult:
+    """Store a turn's accounts and counts, and finish every job whose last slice this was.
+
+    One transaction and a fixed number of statements, however many slices and jobs the
+    turn ran. A slice already recorded (a redelivery, or a lease taken over) is skipped.
     Items without an outcome were never attempted (the job was cancelled): they count as
     cancelled.
     """
     with sessions() as session, session.begin():
-        if not _lock_unfinished_slice(session, claim):
+        kept = _lock_unfinished_slices(session, runs)
+        if not kept:
             return SliceResult(recorded=False)
-        created = _store_accounts(session, claim, outcomes, box)
-        failures = sum(1 for o in outcomes if o.account is None)
-        counts = SliceCounts(created, failures, len(claim.indices) - len(outcomes))
-        _close_slice(session, claim, counts)
-        add_outcome_counts(session, claim.job_id, outcomes)
-        finished = _count_slice_in_job(session, claim.job_id, counts)
-        notify_progress(session, claim.job_id)
-        owed = (claim.job_id, claim.slice_index) if repay_turn(session) else None
-        return SliceResult(True, created, failures, finished, counts.cancelled, owed)
+        # Job row locks in one order before any write: two turns never deadlock. (NO KEY
+        # UPDATE: the vault rows' foreign keys share these rows with other turns.)
+        session.execute(LOCK_JOBS, {"job_ids": sorted({str(c.job_id) for c, _ in kept})})
+        created = _store_accounts(session, kept, box)
+        counts = {
+            (c.job_id, c.slice_index): SliceCounts(
+                created.get((c.job_id, c.slice_index), 0),
+                sum(1 for o in outcomes if o.account is None),
+                len(c.indices) - len(outcomes),
+            )
+            for c, outcomes in kept
+        }
+        _close_slices(session, counts)
+        add_outcome_counts(session, [(c.job_id, o) for c, o in kept])
+        finished = _count_slices_in_jobs(session, counts)
+        owed = repay_turn(session)
+        return SliceResult(
+            True,
+            sum(c.successful for c in counts.values()),
+            sum(c.failures for c in counts.values()),
+            finished[0] if finished else None,
+            sum(c.cancelled for c in counts.values()),
+            owed,
+            finished,
+        )
 
 
 def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
@@ -172,35 +261,51 @@ def _mark_job_running(session: Session, job_id: uuid.UUID) -> None:
         notify_progress(session, job_id)
 
 
-def _lock_unfinished_slice(session: Session, claim: SliceClaim) -> bool:
-    row = session.execute(
-        text(
-            "SELECT 1 FROM job_slices WHERE job_id = :job_id AND slice_index = :slice_index "
-            f"AND status <> '{SliceStatus.DONE}' FOR UPDATE"
-        ),
-        {"job_id": claim.job_id, "slice_index": claim.slice_index},
-    ).first()
-    return row is not None
+def _lock_unfinished_slices(
+    session: Session, runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]]
+) -> list[tuple[SliceClaim, Sequence[ItemOutcome]]]:
+    """Lock the turn's slices not yet recorded, in key order; return their runs."""
+    ordered = sorted(runs, key=lambda run: (str(run[0].job_id), run[0].slice_index))
+    rows = session.execute(
+        LOCK_UNFINISHED,
+        {
+            "job_ids": [str(c.job_id) for c, _ in ordered],
+            "slice_indices": [c.slice_index for c, _ in ordered],
+        },
+    ).all()
+    open_slices = {(row.job_id, row.slice_index) for row in rows}
+    return [(c, o) for c, o in ordered if (c.job_id, c.slice_index) in open_slices]
 
 
 def _store_accounts(
-    session: Session, claim: SliceClaim, outcomes: Sequence[ItemOutcome], box: SecretBox
-) -> int:
-    accounts = [(o.item_index, o.account) for o in outcomes if o.account is not None]
+    session: Session, runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]], box: SecretBox
+) -> dict[tuple[uuid.UUID, int], int]:
+    """Insert the turn's accounts in one statement; the number stored per slice."""
+    accounts = [
+        (claim, outcome.item_index, outcome.account)
+        for claim, outcomes in runs
+        for outcome in outcomes
+        if outcome.account is not None
+    ]
     if not accounts:
-        return 0
+        return {}
     columns = {
-        "user_id": claim.user_id,
-        "job_id": claim.job_id,
-        "provider": claim.provider,
-        "indices": [index for index, _ in accounts],
-        "external_ids": [account.external_id for _, account in accounts],
-        "usernames": [account.username for _, account in accounts],
-        "secrets": [box.seal(account.secret) for _, account in accounts],
-        "metadata": [json.dumps(account.metadata) for _, account in accounts],
+        "user_id": runs[0][0].user_id,
+        "job_ids": [str(claim.job_id) for claim, _, _ in accounts],
+        "providers": [claim.provider for claim, _, _ in accounts],
+        "indices": [index for _, index, _ in accounts],
+        "external_ids": [account.external_id for _, _, account in accounts],
+        "usernames": [account.username for _, _, account in accounts],
+        "secrets": [box.seal(account.secret) for _, _, account in accounts],
+        "metadata": [json.dumps(account.metadata) for _, _, account in accounts],
     }
-    inserted = session.execute(STORE_ACCOUNTS, columns)
-    return int(inserted.rowcount)  # type: ignore[attr-defined]
+    stored = session.execute(STORE_ACCOUNTS, columns).all()
+    slice_of = {(c.job_id, i): c.slice_index for c, _ in runs for i in c.indices}
+    created: dict[tuple[uuid.UUID, int], int] = {}
+    for row in stored:
+        key = (row.job_id, slice_of[(row.job_id, row.item_index)])
+        created[key] = created.get(key, 0) + 1
+    return created
 
 
 @dataclass(frozen=True)
@@ -212,42 +317,44 @@ class SliceCounts:
     cancelled: int
 
 
-def _close_slice(session: Session, claim: SliceClaim, counts: SliceCounts) -> None:
+def _close_slices(session: Session, counts: dict[tuple[uuid.UUID, int], SliceCounts]) -> None:
+    keys = list(counts)
     session.execute(
-        text(
-            f"UPDATE job_slices SET status = '{SliceStatus.DONE}', successful = :successful, "
-            "failures = :failures, cancelled = :cancelled, finished_at = now(), "
-            "lease_expires_at = NULL WHERE job_id = :job_id AND slice_index = :slice_index"
-        ),
+        CLOSE_SLICES,
         {
-            "successful": counts.successful,
-            "failures": counts.failures,
-            "cancelled": counts.cancelled,
-            "job_id": claim.job_id,
-            "slice_index": claim.slice_index,
+            "job_ids": [str(job_id) for job_id, _ in keys],
+            "slice_indices": [index for _, index in keys],
+            "successful": [counts[k].successful for k in keys],
+            "failures": [counts[k].failures for k in keys],
+            "cancelled": [counts[k].cancelled for k in keys],
         },
     )
 
 
-def _count_slice_in_job(
-    session: Session, job_id: uuid.UUID, counts: SliceCounts
-) -> FinishedJob | None:
-    """Add the slice to the job under its row lock; the last slice finishes the job."""
-    row = session.execute(
-        text(
-            "UPDATE jobs SET successful = successful + :successful, "
-            "failures = failures + :failures, cancelled = cancelled + :cancelled, "
-            "slices_done = slices_done + 1, updated_at = now() WHERE id = :job_id "
-            "RETURNING slices_done, slices_total, cancel_requested_at"
-        ),
+def _count_slices_in_jobs(
+    session: Session, counts: dict[tuple[uuid.UUID, int], SliceCounts]
+) -> list[FinishedJob]:
+    """Add the slices to their jobs (whose row locks the caller holds); finish those complete."""
+    per_job: dict[uuid.UUID, list[int]] = {}
+    for (job_id, _), c in counts.items():
+        totals = per_job.setdefault(job_id, [0, 0, 0, 0])
+        for i, n in enumerate((c.successful, c.failures, c.cancelled, 1)):
+            totals[i] += n
+    jobs = sorted(per_job, key=str)
+    rows = session.execute(
+        COUNT_IN_JOBS,
         {
-            "successful": counts.successful,
-            "failures": counts.failures,
-            "cancelled": counts.cancelled,
-            "job_id": job_id,
+            "job_ids": [str(j) for j in jobs],
+            "successful": [per_job[j][0] for j in jobs],
+            "failures": [per_job[j][1] for j in jobs],
+            "cancelled": [per_job[j][2] for j in jobs],
+            "slices": [per_job[j][3] for j in jobs],
         },
-    ).one()
-    if row.slices_done < row.slices_total:
-        return None
-    ending = JobStatus.COMPLETED if row.cancel_requested_at is None else JobStatus.CANCELLED
-    return finish_locked_job(session, job_id, ending)
+    ).all()
+    notify_progress(session, *(row.id for row in rows if row.slices_done < row.slices_total))
+    endings = {
+        row.id: JobStatus.COMPLETED if row.cancel_requested_at is None else JobStatus.CANCELLED
+        for row in rows
+        if row.slices_done >= row.slices_total
+    }
+    return finish_locked_jobs(session, endings)

@@ -1,75 +1,81 @@
-"""The statements a turn runs: which jobs go first, their next slice, a user's calls held.
+"""The statements of a turn: pop the first user, claim their oldest slices, requeue them.
 
-A slice may run when it is pending (and not waiting for its provider), or running under a
-lease that expired (its worker died), unless its job's cancel was asked; a user's running
-slices hold `least(items, cap)` provider calls each.
+Each reads through an index in the order it needs (`ix_turn_queue_position`,
+`ix_job_slices_ready`, `ix_job_slices_running`) and stops at what it takes, so a turn
+costs the same however many users, jobs and slices are queued behind it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 
-from core.vocabulary import UNFINISHED_SQL, SliceStatus
+from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus
 
-# A pending slice given back to wait for its provider (worker/deferral.py) carries its
-# retry time in `enqueued_at`: no turn takes it before then.
-CLAIMABLE = (
-    f"((s.status = '{SliceStatus.PENDING}' AND s.enqueued_at <= now()) "
-    f"OR (s.status = '{SliceStatus.RUNNING}' AND s.lease_expires_at < now()))"
+# The first user who may be served now and whom no other turn is serving.
+POP_USER = text(
+    "SELECT user_id FROM turn_queue WHERE wake_at <= now() "
+    "ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
-# The calls one user's running (lease-held) slices may have in flight.
-USER_LANES = text(
-    f"""
-    SELECT coalesce(sum(least(r.stop_index - r.start_index, :cap)), 0)
-    FROM job_slices r JOIN jobs rj ON rj.id = r.job_id
-    WHERE rj.user_id = :user_id AND r.status = '{SliceStatus.RUNNING}'
-      AND r.lease_expires_at >= now()
-    """
+# Oldest job first, whoever's (TALLY_FAIR_TURNS=false): the user whose first pending slice
+# is oldest, waited for when another turn serves them (one queue, first in first out). It
+# reads every queued user: a mode to compare against, not for a crowd.
+POP_OLDEST_USER = text(
+    "SELECT q.user_id FROM turn_queue q WHERE q.wake_at <= now() "
+    "ORDER BY (SELECT min(s.enqueued_at) FROM job_slices s "
+    f"          WHERE s.user_id = q.user_id AND s.status = '{SliceStatus.PENDING}'), q.position "
+    "LIMIT 1 FOR UPDATE"
 )
 
-# A user's turns are claimed one at a time, so each sees the calls its predecessors hold.
-# A turn waits for the first user's lock it needs; holding one, it only tries others (a
-# turn never waits while it holds a user's lock, so turns cannot deadlock).
-USER_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
-TRY_USER_LOCK = text("SELECT pg_try_advisory_xact_lock(:key, hashtext(CAST(:user_id AS text)))")
-
-FAIREST_FIRST = "coalesce(u.slices, 0), j.created_at, j.id"
-OLDEST_FIRST = "j.created_at, j.id"
-
-
-def jobs_in_turn_order(order: str) -> TextClause:
-    """Unfinished jobs with a slice that may run, in turn order."""
-    return text(
-        f"""
-        WITH running AS (
-            SELECT rj.user_id, count(*) AS slices
-            FROM job_slices r JOIN jobs rj ON rj.id = r.job_id
-            WHERE r.status = '{SliceStatus.RUNNING}' AND r.lease_expires_at >= now()
-            GROUP BY rj.user_id
-        )
-        SELECT j.id AS job_id, j.user_id
-        FROM jobs j LEFT JOIN running u ON u.user_id = j.user_id
-        WHERE j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NULL
-          AND NOT (j.user_id = ANY(CAST(:passed_over AS uuid[])))
-          AND EXISTS (SELECT 1 FROM job_slices s WHERE s.job_id = j.id AND {CLAIMABLE})
-        ORDER BY {order}
-        LIMIT :jobs
-        """
-    )
-
-
-FAIREST_JOBS = jobs_in_turn_order(FAIREST_FIRST)
-OLDEST_JOBS = jobs_in_turn_order(OLDEST_FIRST)
-
-# A job's first slice that may run and that no other turn is taking right now.
-NEXT_SLICE = text(
+# A user's oldest pending slices that may run now (a slice waiting for its provider
+# carries its retry time in `enqueued_at`), read in `ix_job_slices_ready`'s order.
+READY_SLICES = text(
     f"""
-    SELECT s.slice_index, least(s.stop_index - s.start_index, :cap) AS lanes
+    SELECT s.job_id, s.slice_index, s.start_index, s.stop_index
     FROM job_slices s
-    WHERE s.job_id = :job_id AND {CLAIMABLE}
-    ORDER BY s.slice_index
-    LIMIT 1
+    WHERE s.user_id = :user_id AND s.status = '{SliceStatus.PENDING}' AND s.enqueued_at <= now()
+    ORDER BY s.enqueued_at, s.job_id, s.slice_index
+    LIMIT :most
     FOR UPDATE SKIP LOCKED
     """
 )
+
+# The provider calls a user's running slices may have in flight.
+USER_LANES = text(
+    "SELECT coalesce(sum(least(stop_index - start_index, :cap)), 0) FROM job_slices "
+    f"WHERE user_id = :user_id AND status = '{SliceStatus.RUNNING}'"
+)
+
+# Claims the slices chosen, unless their job finished or its cancel was asked meanwhile (a
+# cancel settles pending slices at once; one given back after it waits for the sweep).
+CLAIM_SLICES = text(
+    f"""
+    UPDATE job_slices s SET status = '{SliceStatus.RUNNING}', attempts = s.attempts + 1,
+        lease_expires_at = now() + make_interval(secs => :lease)
+    FROM unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[])) AS t(job_id, slice_index),
+        jobs j
+    WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index AND j.id = s.job_id
+      AND j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NULL
+    RETURNING s.job_id, s.slice_index, s.start_index, s.stop_index, s.attempts, j.provider
+    """
+)
+
+START_JOBS = text(
+    f"UPDATE jobs SET status = '{JobStatus.RUNNING}', started_at = now(), updated_at = now() "
+    f"WHERE id = ANY(CAST(:job_ids AS uuid[])) AND status = '{JobStatus.QUEUED}' "
+    "RETURNING id"
+)
+
+# When the user's first waiting slice may run (None: nothing waits).
+NEXT_WAKE = text(
+    "SELECT enqueued_at FROM job_slices "
+    f"WHERE user_id = :user_id AND status = '{SliceStatus.PENDING}' "
+    "ORDER BY enqueued_at LIMIT 1"
+)
+
+TO_THE_BACK = text(
+    "UPDATE turn_queue SET position = nextval('turn_positions'), wake_at = '-infinity' "
+    "WHERE user_id = :user_id"
+)
+PARK = text("UPDATE turn_queue SET wake_at = :wake_at WHERE user_id = :user_id")
+LEAVE = text("DELETE FROM turn_queue WHERE user_id = :user_id")

@@ -1,20 +1,22 @@
-"""Fair turns: each slice message is a turn at the fairest slice waiting, not at its own.
+"""Turns: each turn serves the user at the front of the turn queue, then sends them back.
 
-One message is still sent per slice (and the sweep re-sends for stale slices), so there
-are at least as many turns as slices to run; a duplicate turn finds nothing and costs a
-query. A turn takes the next waiting (or lease-expired) slice of the job whose user has
-the fewest slices running, oldest job first, skipping slices other turns are taking
-(`FOR UPDATE SKIP LOCKED`). A user whose running slices already hold
-`TALLY_USER_CONCURRENCY` provider calls is passed over until one of them finishes. A turn
-that finds slices waiting but claims none is owed, and sent again when a running slice
-finishes (worker/owed_turns.py). With fair turns off, a turn takes the oldest job's next
-slice, whoever's it is.
+A turn pops the first user who may be served (core/turn_queue.py), claims that user's
+oldest pending slices, up to `budget` items (at least one slice) and `TURN_SLICES`
+slices, under a lease, and moves the user to the back of the queue while work remains
+(or parks them until their first waiting slice may run, or removes them). So users take
+turns round-robin, a small job costs a share of a turn instead of a turn, and nothing a
+turn reads grows with what is queued behind the user it serves.
+
+A user whose running slices already hold `TALLY_USER_CONCURRENCY` provider calls is sent
+to the back and the next user is served; when every user a turn looks at is at their
+limit, the turn is owed (worker/owed_turns.py) and sent again as a slice finishes. With
+fair turns off, the user whose pending slice is oldest is served first.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,99 +24,122 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
+from core.finish import notify_progress
 from core.settings import Settings
-from worker import slices
+from core.turn_queue import TURN_TAKEN
+from worker import turn_queries as q
 from worker.owed_turns import owe_turn
-from worker.turn_queries import (
-    FAIREST_JOBS,
-    NEXT_SLICE,
-    OLDEST_JOBS,
-    TRY_USER_LOCK,
-    USER_LANES,
-    USER_LOCK,
-)
+from worker.slices import SliceClaim
 
-TURN_LOCK = 7_300_002  # advisory lock class of the per-user turn locks
-JOBS_PER_LOOK = 50  # jobs a turn reads at once, in turn order
+TURN_SLICES = 32  # slices one turn claims at most
+USERS_PER_TURN = 8  # users a turn looks at while those before are at their limit
 
 
 @dataclass(frozen=True)
 class TurnPolicy:
-    """How turns pick: fairly between users or oldest first, and each user's call limit."""
+    """How turns pick: fairly between users or oldest first, and how much each takes."""
 
     fair: bool
     user_limit: int  # provider calls in flight per user, over every worker
     slice_cap: int  # provider calls in flight per slice
+    budget: int  # items one turn claims at most (a first slice is always taken)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TurnPolicy:
         """The policy the settings describe."""
         cap = min(settings.provider_concurrency, settings.user_concurrency)
-        return cls(settings.fair_turns, settings.user_concurrency, cap)
+        return cls(settings.fair_turns, settings.user_concurrency, cap, settings.slice_size)
 
-    def lanes(self, claim: slices.SliceClaim) -> int:
-        """Provider calls a claimed slice may have in flight."""
-        return min(len(claim.indices), self.slice_cap)
+    def lanes(self, size: int) -> int:
+        """Provider calls a slice of `size` items may have in flight."""
+        return min(size, self.slice_cap)
 
 
-def take_turn(
-    sessions: SessionFactory, policy: TurnPolicy, lease_seconds: float
-) -> slices.SliceClaim | None:
-    """Claim the slice this turn should run; None when no slice may run now."""
+def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> list[SliceClaim]:
+    """Claim the slices this turn runs, all of one user; empty when none may run now."""
     with sessions() as session, session.begin():
         # A claim lost with a crash of the database is claimed again: at-least-once calls.
         session.execute(text("SET LOCAL synchronous_commit = off"))
-        claim = _claim_fairest(session, policy, lease_seconds)
-    return None if claim is None else dataclasses.replace(claim, lanes=policy.lanes(claim))
-
-
-def _claim_fairest(
-    session: Session, policy: TurnPolicy, lease_seconds: float
-) -> slices.SliceClaim | None:
-    limits = {"cap": policy.slice_cap, "limit": policy.user_limit}
-    passed_over: list[str] = []  # users found at their limit once their lock was held
-    while True:
-        known = len(passed_over)
-        jobs = _jobs_in_order(session, policy, limits, passed_over)
-        for job in jobs:
-            if str(job.user_id) in passed_over:
+        session.execute(TURN_TAKEN)
+        at_limit: uuid.UUID | None = None
+        for _ in range(USERS_PER_TURN):
+            user_id = session.execute(q.POP_USER if policy.fair else q.POP_OLDEST_USER).scalar()
+            if user_id is None:
+                break
+            claims = _serve(session, user_id, policy, lease)
+            if claims is None:
+                at_limit = at_limit or user_id
                 continue
-            picked = session.execute(NEXT_SLICE, {**limits, "job_id": job.job_id}).first()
-            if picked is None:
-                continue  # its slices are being taken by other turns
-            held = _lanes_held(session, job.user_id, limits, wait=not passed_over)
-            if held is None or held + picked.lanes > policy.user_limit:
-                passed_over.append(str(job.user_id))  # at its limit, or another turn's now
-                continue
-            claim = slices.claim_in(session, job.job_id, picked.slice_index, lease_seconds)
-            if claim is not None:
-                return claim
-        if len(jobs) < JOBS_PER_LOOK or len(passed_over) == known:  # read every job there is
-            if jobs:
-                # Slices wait, but their users are at their limit or other turns hold them
-                # (and may pass them over): this turn is owed, so none of them is left out.
-                owe_turn(session, uuid.UUID(passed_over[0]) if passed_over else jobs[0].user_id)
-            return None
+            if claims:
+                return claims
+        if at_limit is not None:
+            owe_turn(session, at_limit)
+        return []
 
 
-def _jobs_in_order(
-    session: Session, policy: TurnPolicy, limits: dict[str, int], passed_over: list[str]
-) -> list[Any]:
-    order = FAIREST_JOBS if policy.fair else OLDEST_JOBS
-    given = {**limits, "passed_over": passed_over, "jobs": JOBS_PER_LOOK}
-    return list(session.execute(order, given).all())
-
-
-def _lanes_held(
-    session: Session, user_id: uuid.UUID, limits: dict[str, int], *, wait: bool
-) -> int | None:
-    """Take the user's turn lock (until commit) and read the calls its running slices hold.
-
-    None when `wait` is false and another turn holds the lock.
-    """
-    lock = {"key": TURN_LOCK, "user_id": user_id}
-    if wait:
-        session.execute(USER_LOCK, lock)
-    elif not session.execute(TRY_USER_LOCK, lock).scalar_one():
+def _serve(
+    session: Session, user_id: uuid.UUID, policy: TurnPolicy, lease: float
+) -> list[SliceClaim] | None:
+    """Claim the user's share of this turn and requeue them; None when at their limit."""
+    ready = session.execute(q.READY_SLICES, {"user_id": user_id, "most": TURN_SLICES + 1}).all()
+    if not ready:
+        _requeue(session, user_id)
+        return []
+    held = session.execute(q.USER_LANES, {"user_id": user_id, "cap": policy.slice_cap})
+    chosen = _within_budget(ready, policy, policy.user_limit - int(held.scalar_one()))
+    if not chosen:
+        session.execute(q.TO_THE_BACK, {"user_id": user_id})
         return None
-    return int(session.execute(USER_LANES, {**limits, "user_id": user_id}).scalar_one())
+    claims = _claim(session, user_id, chosen, policy, lease)
+    if len(ready) > len(chosen):
+        session.execute(q.TO_THE_BACK, {"user_id": user_id})
+    else:
+        _requeue(session, user_id)
+    return claims
+
+
+def _within_budget(ready: Sequence[Any], policy: TurnPolicy, room: int) -> list[Any]:
+    """The first slices whose items fit the budget and whose calls fit the user's room."""
+    chosen: list[Any] = []
+    items = lanes = 0
+    for row in ready[:TURN_SLICES]:
+        size = row.stop_index - row.start_index
+        if (chosen and items + size > policy.budget) or lanes + policy.lanes(size) > room:
+            break
+        chosen.append(row)
+        items, lanes = items + size, lanes + policy.lanes(size)
+    return chosen
+
+
+def _claim(
+    session: Session, user_id: uuid.UUID, chosen: list[Any], policy: TurnPolicy, lease: float
+) -> list[SliceClaim]:
+    keys = {
+        "job_ids": [str(row.job_id) for row in chosen],
+        "slice_indices": [row.slice_index for row in chosen],
+    }
+    claimed = session.execute(q.CLAIM_SLICES, {**keys, "lease": lease}).all()
+    started = session.execute(q.START_JOBS, {"job_ids": keys["job_ids"]}).scalars().all()
+    notify_progress(session, *started)
+    return [
+        SliceClaim(
+            row.job_id,
+            row.slice_index,
+            user_id,
+            row.provider,
+            row.start_index,
+            row.stop_index,
+            row.attempts,
+            policy.lanes(row.stop_index - row.start_index),
+        )
+        for row in sorted(claimed, key=lambda r: (str(r.job_id), r.slice_index))
+    ]
+
+
+def _requeue(session: Session, user_id: uuid.UUID) -> None:
+    """After the user's ready slices are taken: back of the queue, parked, or gone."""
+    wake = session.execute(q.NEXT_WAKE, {"user_id": user_id}).scalar()
+    if wake is None:
+        session.execute(q.LEAVE, {"user_id": user_id})
+    else:
+        session.execute(q.PARK, {"user_id": user_id, "wake_at": wake})

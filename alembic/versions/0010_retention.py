@@ -1,7 +1,7 @@
 """retention: indexes that make each prune batch an index range
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 08:20:00.000000
 
 - Applied outbox rows, oldest applied first (reconcile/retention.py deletes them after
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -20,9 +20,9 @@ SEED = [
     FROM users u CROSS JOIN generate_series(1, :per_user) AS n
     """,
     """
-    INSERT INTO job_slices (job_id, slice_index, start_index, stop_index, status, attempts,
-                            successful, failures, finished_at)
-    SELECT id, 0, 0, requested, 'done', 1, successful, failures, now() FROM jobs
+    INSERT INTO job_slices (job_id, user_id, slice_index, start_index, stop_index, status,
+                            attempts, successful, failures, finished_at)
+    SELECT id, user_id, 0, 0, requested, 'done', 1, successful, failures, now() FROM jobs
     """,
     """
     INSERT INTO credit_ledger (user_id, job_id, kind, amount)

@@ -15,8 +15,8 @@ from tests.support.waiting import wait_for
 
 # Generous upper bound on recovery in these tests; the measured figure is printed.
 RECOVERY_TIMEOUT = 90.0
-SLICE_MESSAGES = "dramatiq:slices.msgs"
-DELAYED_MESSAGES = "dramatiq:slices.DQ.msgs"
+TURN_MESSAGES = "dramatiq:turns.msgs"
+DELAYED_MESSAGES = "dramatiq:turns.DQ.msgs"
 
 
 def submit(url: str, token: str, counts: Sequence[int]) -> list[uuid.UUID]:

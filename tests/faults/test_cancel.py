@@ -43,7 +43,7 @@ STOPS_WITHIN = 5.0
 
 @pytest.fixture
 def sender(redis_server: RedisServer) -> Iterator[RedisBroker]:
-    """A broker on the private Redis, to deliver slice messages again."""
+    """A broker on the private Redis, to deliver turn messages again."""
     broker = RedisBroker(url=redis_server.url)  # type: ignore[no-untyped-call]
     try:
         yield broker
@@ -142,10 +142,9 @@ def test_cancel_queued_running_finished_and_redelivered(
     assert stats_of(db, user.user_id) == expected
     assert_exact(db, all_successful=False)
 
-    # Every message of every job again: nothing may move.
+    # A turn for every slice of every job again: nothing may move.
     before = fingerprint(db)
-    again = [(queued, i) for i in range(3)] + [(big, i) for i in range(BIG // 500)]
-    send(sender, again)
+    send(sender, 3 + BIG // 500)
     wait_for(lambda: drained(redis_server), timeout=60)
     assert fingerprint(db) == before
     worker.stop()

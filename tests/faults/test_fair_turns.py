@@ -15,7 +15,7 @@ from sqlalchemy import text
 from core.broker import make_broker
 from core.database import Database
 from core.settings import Settings
-from core.slice_messages import send_slices
+from core.turn_messages import send_turns
 from core.users import NewUser, create_user
 from tests.faults.checks import assert_exact, submit
 from tests.support.counting_provider import counting_provider
@@ -94,13 +94,13 @@ PROVIDER_PAUSE = 0.02
 def send_every_slice_again(
     db: Database, settings: Settings, redis_url: str, job_ids: list[uuid.UUID]
 ) -> int:
-    """Send each slice's message once more, as a redelivery or the sweep would."""
+    """Send one more turn per slice, as redeliveries or the sweep would."""
     query = text("SELECT id, slices_total FROM jobs WHERE id = ANY(:ids)")
     with db.engine.connect() as connection:
         totals = {row.id: row.slices_total for row in connection.execute(query, {"ids": job_ids})}
     broker = make_broker(settings.with_changes(redis_url=redis_url))
     try:
-        return sum(send_slices(broker, job, range(total)) for job, total in totals.items())
+        return send_turns(broker, sum(totals.values()))
     finally:
         broker.close()
 

@@ -1,22 +1,21 @@
-"""Fault 6: slice messages delivered twice while jobs run, and again after they completed."""
+"""Fault 6: turn messages delivered twice while jobs run, and again after they completed."""
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
-import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 
 from core.database import Database
+from core.turn_messages import send_turns
 from core.users import NewUser
 from tests.faults.checks import (
     DELAYED_MESSAGES,
-    SLICE_MESSAGES,
+    TURN_MESSAGES,
     assert_exact,
     settle,
     submit,
@@ -54,26 +53,15 @@ def sender(redis_server: RedisServer) -> Iterator[RedisBroker]:
         broker.close()
 
 
-def send(broker: RedisBroker, slices: Iterable[tuple[uuid.UUID, int]]) -> int:
-    """Enqueue one process_slice message per (job, slice); return how many."""
-    sent = 0
-    for job_id, index in slices:
-        message: dramatiq.Message[None] = dramatiq.Message(
-            queue_name="slices",
-            actor_name="process_slice",
-            args=(str(job_id), index),
-            kwargs={},
-            options={},
-        )
-        broker.enqueue(message)
-        sent += 1
-    return sent
+def send(broker: RedisBroker, turns: int) -> int:
+    """Enqueue `turns` take_turn messages, as redeliveries or the sweep would; how many."""
+    return send_turns(broker, turns)
 
 
 def drained(redis: RedisServer) -> bool:
     """Whether every message was processed and acknowledged (none waits or is in flight)."""
     with redis.client() as client:
-        return client.hlen(SLICE_MESSAGES) == 0 and client.hlen(DELAYED_MESSAGES) == 0
+        return client.hlen(TURN_MESSAGES) == 0 and client.hlen(DELAYED_MESSAGES) == 0
 
 
 def database_now(db: Database) -> datetime:
@@ -110,7 +98,7 @@ def test_duplicate_and_late_messages_change_nothing(
     url = stack.web()
     worker = stack.worker(threads=4, **WORKER_ENV)
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
-    every_slice = [(j, i) for j in job_ids for i in range(SLICES_PER_JOB)]
+    every_slice = len(job_ids) * SLICES_PER_JOB
     send(sender, every_slice * 2)
     settle(db, time.monotonic(), "duplicates while running", after="the duplicates")
     wait_for(lambda: drained(redis_server), timeout=30)
@@ -118,10 +106,9 @@ def test_duplicate_and_late_messages_change_nothing(
     before = fingerprint(db)
 
     worker.stop()
-    strangers = [(uuid.uuid4(), 0), (job_ids[0], SLICES_PER_JOB + 7)]
-    late = send(sender, every_slice * REPEATS + strangers)
+    late = send(sender, every_slice * REPEATS)
     with redis_server.client() as client:
-        assert client.hlen(SLICE_MESSAGES) == late
+        assert client.hlen(TURN_MESSAGES) == late
     stack.worker(threads=4, **WORKER_ENV)
     wait_for(lambda: drained(redis_server), timeout=60)
     # The daemon runs on after the late messages: its leader checks every counter again.

@@ -7,7 +7,7 @@ import time
 from core.database import Database
 from core.users import NewUser
 from devstack.processes import Child
-from tests.faults.checks import SLICE_MESSAGES, assert_exact, settle, slice_states, submit
+from tests.faults.checks import TURN_MESSAGES, assert_exact, settle, slice_states, submit
 from tests.support.stack import RedisServer, Stack
 from tests.support.waiting import wait_for
 
@@ -28,7 +28,7 @@ def start_and_submit(stack: Stack, db: Database, user: NewUser, redis: RedisServ
     submit(url, user.token, [ITEMS] * JOBS)
     wait_for(lambda: slice_states(db).get("done", 0) >= 4, timeout=30)
     with redis.client() as client:
-        assert client.hlen(SLICE_MESSAGES) > 0, "no message was waiting in Redis"
+        assert client.hlen(TURN_MESSAGES) > 0, "no message was waiting in Redis"
     return worker
 
 

@@ -19,15 +19,16 @@ from core.jobs import JobRequest
 from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
-from core.slice_messages import SLICE_QUEUE, send_slices
+from core.turn_messages import TURN_QUEUE, send_turns
 from core.users import create_user
+from reconcile.sweep import take_back_expired
 from tests.integration.conftest import WorkerRunner
-from tests.support.inline import slice_context
+from tests.support.inline import process_job, slice_context
 from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants, totals, wait_all_terminal
 from worker import slices
 from worker.fanout import ItemOutcome, create_accounts
-from worker.processing import run_slice
+from worker.processing import run_turn
 
 SANDBOX = SandboxOptions(failure_rate=0.2)
 PRICE = 2
@@ -96,14 +97,13 @@ def settle(db: Database) -> dict[str, int]:
 
 
 def send_every_slice(broker: dramatiq.Broker, submitted: Submitted, times: int) -> None:
-    for _ in range(times):
-        for job in submitted.jobs:
-            send_slices(broker, job.id, range(job.slices_total))
+    """Send one turn per slice, `times` over: more turns than the work needs."""
+    send_turns(broker, times * sum(job.slices_total for job in submitted.jobs))
 
 
 def drain(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-    """Wait until every slice message was processed and acknowledged."""
-    broker.join(SLICE_QUEUE, timeout=60_000)  # type: ignore[attr-defined]
+    """Wait until every turn message was processed and acknowledged."""
+    broker.join(TURN_QUEUE, timeout=60_000)  # type: ignore[attr-defined]
     worker.join()
 
 
@@ -151,28 +151,21 @@ def test_messages_repeated_while_the_job_runs_count_once(
 
 
 def test_every_message_twice_records_each_slice_once(db: Database, job_settings: Settings) -> None:
-    # A message is a turn at the fairest waiting slice: twice as many turns as slices
-    # record each slice exactly once, and the surplus turns find nothing to run.
+    # A message is a turn for the user at the front of the turn queue: twice as many
+    # turns as slices record each slice exactly once, and the surplus turns run nothing.
     submitted = submit_jobs(db, job_settings, [120, 1])
-    with slice_context(db, job_settings) as context:
-        results = [
-            run_slice(context, job.id, index)
-            for job in submitted.jobs
-            for index in range(job.slices_total)
-            for _ in range(2)
-        ]
-        again = [run_slice(context, j.id, 0).recorded for j in submitted.jobs]
     slices_total = sum(job.slices_total for job in submitted.jobs)
-    assert sum(result.recorded for result in results) == slices_total
-    assert sum(result.finished is not None for result in results) == len(submitted.jobs)
+    with slice_context(db, job_settings) as context:
+        results = [run_turn(context) for _ in range(2 * slices_total)]
+        again = [run_turn(context).recorded for _ in submitted.jobs]
+    assert 0 < sum(result.recorded for result in results) <= slices_total
+    assert sum(len(result.finished_jobs) for result in results) == len(submitted.jobs)
     assert again == [False, False]
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)
 
 
-def test_run_slice_from_many_threads_at_once_records_once(
-    db: Database, job_settings: Settings
-) -> None:
+def test_turns_from_many_threads_at_once_record_once(db: Database, job_settings: Settings) -> None:
     submitted = submit_jobs(db, job_settings, [250])
     job = submitted.jobs[0]
     with slice_context(db, job_settings) as context:
@@ -183,7 +176,7 @@ def test_run_slice_from_many_threads_at_once_records_once(
 
         def deliver(index: int) -> None:
             barrier.wait()
-            result = run_slice(context, job.id, index)
+            result = run_turn(context)
             with lock:
                 recorded.append(result.recorded)
 
@@ -196,7 +189,8 @@ def test_run_slice_from_many_threads_at_once_records_once(
             thread.start()
         for thread in threads:
             thread.join()
-    assert sum(recorded) == job.slices_total and len(recorded) == copies * job.slices_total
+    assert 0 < sum(recorded) <= job.slices_total and len(recorded) == copies * job.slices_total
+    process_job(db, job_settings, job.id)  # the turns the claiming ones sent next
     assert settle(db) == single_delivery_totals(submitted)
     assert_invariants(db)
 
@@ -241,8 +235,7 @@ def test_a_stale_attempt_and_its_successor_record_once(
     fresh = slices.claim(db.sessions, job.id, 0, lease_seconds=30)
     assert fresh is not None and fresh.attempt == stale.attempt + 1
     assert slices.claim(db.sessions, job.id, 0, lease_seconds=30) is None
-    assert not slices.extend_lease(db.sessions, stale, 30)
-    assert slices.extend_lease(db.sessions, fresh, 30)
+    assert slices.extend_leases(db.sessions, [stale, fresh], 30) == {(job.id, 0)}
     # The successor records, then the stale attempt wakes up and tries with other outcomes.
     assert slices.record(db.sessions, fresh, outcomes_for(fresh), box).recorded
     failed_everything = [ItemOutcome(i, error="late") for i in stale.indices]
@@ -257,8 +250,9 @@ def test_a_slice_that_gave_up_still_finishes_the_job_once(
     job = one_slice_job.jobs[0]
     stale = slices.claim(db.sessions, job.id, 0, lease_seconds=0)
     assert stale is not None
+    assert take_back_expired(db.sessions).slices == 1  # the sweep, once its lease ran out
     with slice_context(db, job_settings.with_changes(slice_max_attempts=1)) as context:
-        given_up = run_slice(context, job.id, 0)
+        given_up = run_turn(context)
     assert given_up.recorded and given_up.finished is not None
     assert (given_up.successful, given_up.failures) == (0, job.requested)
     box = SecretBox(job_settings.fernet_key)
@@ -285,7 +279,7 @@ def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
 
         def deliver(index: int) -> None:
             barrier.wait()
-            run_slice(context, job.id, index)
+            run_turn(context)
 
         threads = [
             threading.Thread(target=deliver, args=(index,))
@@ -296,8 +290,8 @@ def test_a_job_that_cannot_run_fails_once_however_often_its_slices_arrive(
             thread.start()
         for thread in threads:
             thread.join()
-        for index in range(job.slices_total):
-            assert not run_slice(context, job.id, index).recorded
+        for _ in range(job.slices_total):
+            assert not run_turn(context).recorded
     view = jobs.read_job(db.reader, user, job.id)
     assert (view.status, view.successful, view.failures) == ("failed", 0, 130)
     assert view.error is not None and "TALLY_PROVIDER_URL" in view.error

@@ -39,12 +39,13 @@ from core.users import create_user
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
+from reconcile.sweep import take_back_expired
 from tests.conftest import TABLES
 from tests.support.inline import slice_context
 from tests.support.outbox import apply_pending
 from worker import slices
 from worker.fanout import ItemOutcome
-from worker.processing import run_slice
+from worker.processing import run_turn
 
 USERS = 2
 LONG_LEASE = 60.0
@@ -151,8 +152,10 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
 
         @rule()
         def settle_cancelled(self) -> None:
-            """The sweep settles cancelled jobs' slices no worker runs (expired leases)."""
+            """The sweep settles cancelled jobs' slices no worker runs (expired leases) and
+            takes back the others whose lease expired."""
             settle_abandoned(db.sessions)
+            take_back_expired(db.sessions)
 
         @rule(job=jobs, pick=st.integers(0, 3), seed=st.integers(0, 2**16))
         def deliver(self, job: uuid.UUID, pick: int, seed: int) -> None:
@@ -163,7 +166,7 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
                 return SlotKeyed(SandboxProvider(options, random.Random(seed)))
 
             with slice_context(db, config, providers=provider) as context:
-                run_slice(context, job, pick % _slice_count(db, job))
+                run_turn(context)
 
         @rule(job=jobs)
         def job_cannot_run(self, job: uuid.UUID) -> None:

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.users import create_user
 from devstack.processes import Child, kill_all
 from reconcile.leader import Leadership
+from tests.faults.checks import TURN_MESSAGES
 from tests.support.inline import process_job
 from tests.support.stack import Stack
 from tests.support.state import pending_outbox
@@ -146,12 +147,7 @@ def test_the_daemon_applies_recomputes_sweeps_and_reports(
     user = create_user(db.sessions, "owner", credits=500).user_id
     done = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 40, "sandbox")).job
     process_job(db, settings, done.id)
-    stuck = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox")).job
-    with db.engine.begin() as connection:  # its message was lost a while ago
-        connection.execute(
-            text("UPDATE job_slices SET enqueued_at = now() - interval '1 hour' WHERE job_id = :j"),
-            {"j": stuck.id},
-        )
+    jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox"))  # its turn is lost
     assert pending_outbox(db) == 1
 
     start_daemon()
@@ -164,7 +160,8 @@ def test_the_daemon_applies_recomputes_sweeps_and_reports(
         )
     wait_for(lambda: scalar(db, bc, u=user) == 40, timeout=30)
 
-    wait_for(lambda: daemon_report(db, "jobs_swept >= 1 AND slices_resent >= 1"), timeout=30)
+    # The stuck job's user waits and no turn is taken: the sweep sends turns.
+    wait_for(lambda: daemon_report(db, "slices_resent >= 1"), timeout=30)
     before = scalar(db, "SELECT max(id) FROM reconcile_reports")
     with db.engine.begin() as connection:
         connection.execute(
@@ -224,25 +221,21 @@ def test_a_leader_that_stops_renewing_loses_the_lease_and_steps_down_when_it_wak
 
 
 def test_a_frozen_leader_is_replaced_and_stats_are_applied_throughout(
-    db: Database, settings: Settings, start_daemon: StartDaemon
+    db: Database, settings: Settings, start_daemon: StartDaemon, redis_client: redis.Redis
 ) -> None:
     user = create_user(db.sessions, "frozen", credits=1000).user_id
     processes = {p.pid: p for p in (start_daemon(), start_daemon())}
     wait_for(lambda: set(heartbeats(db)) == set(processes) and fresh_leaders(db), timeout=30)
     leader = fresh_leaders(db)[0]
     (follower,) = set(processes) - {leader}
-    lost = jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox")).job
+    jobs.submit(db.sessions, settings, jobs.JobRequest(user, 5, "sandbox"))  # no turn sent
     os.kill(leader, signal.SIGSTOP)  # the kernel keeps its connections open
     try:
-        frozen_at = scalar(db, "SELECT extract(epoch FROM now())::bigint")
         add_completions(db, user, 50)
         wait_for(lambda: pending_outbox(db) == 0, timeout=15)  # the follower applies
         wait_for(lambda: fresh_leaders(db) == [follower], timeout=15)  # and takes the lease
-        # Only the leader sweeps: the job whose messages were lost is sent again.
-        resent = (
-            "SELECT count(*) FROM job_slices WHERE job_id = :j AND enqueued_at > to_timestamp(:t)"
-        )
-        wait_for(lambda: scalar(db, resent, j=lost.id, t=frozen_at) > 0, timeout=15)
+        # Only the leader sweeps: the user whose turn was lost gets turns sent again.
+        wait_for(lambda: redis_client.hlen(TURN_MESSAGES) > 0, timeout=15)
     finally:
         os.kill(leader, signal.SIGCONT)
     wait_for(lambda: set(heartbeats(db)) == set(processes), timeout=15)

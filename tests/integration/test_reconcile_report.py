@@ -21,7 +21,7 @@ from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
 from tests.support.inline import process_job, slice_context
 from tests.support.outbox import apply_pending
-from worker.processing import run_slice
+from worker.processing import run_turn
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def test_recompute_ignores_a_running_jobs_rows_until_its_completion_is_applied(
     user = create_user(db.sessions, "runner", credits=100).user_id
     job = jobs.submit(db.sessions, config, jobs.JobRequest(user, 20, "sandbox")).job
     with slice_context(db, config) as context:
-        run_slice(context, job.id, 0)  # half the job is in the vault
+        run_turn(context)  # half the job is in the vault (a turn takes one slice of 10)
     assert scalar(db, "SELECT count(*) FROM user_accounts WHERE user_id = :u", u=user) == 10
     recompute_business_centers(db.sessions)
     assert check_invariants(db.sessions) == []

@@ -14,6 +14,7 @@ from core.database import Database
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import create_user
+from reconcile.sweep import take_back_expired
 from tests.support.state import assert_invariants
 from worker import slices
 from worker.deferral import defer
@@ -33,9 +34,9 @@ def submit(db: Database, settings: Settings, name: str, count: int) -> jobs.JobV
     return jobs.submit(db.sessions, settings, JobRequest(owner, count, "sandbox")).job
 
 
-def turn(db: Database, policy: TurnPolicy) -> tuple[uuid.UUID, int] | None:
-    claim = take_turn(db.sessions, policy, lease_seconds=30)
-    return None if claim is None else (claim.job_id, claim.slice_index)
+def turn(db: Database, policy: TurnPolicy) -> list[tuple[uuid.UUID, int]]:
+    """The (job, slice) keys one turn claimed."""
+    return [(c.job_id, c.slice_index) for c in take_turn(db.sessions, policy, lease=30)]
 
 
 def finish(db: Database, settings: Settings, claim: slices.SliceClaim) -> slices.SliceResult:
@@ -49,14 +50,42 @@ def owed(db: Database) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def test_a_turn_takes_the_next_slice_of_the_user_with_fewest_running(
+def policy_of(fair: bool = True, user_limit: int = 1000, budget: int = SLICE) -> TurnPolicy:
+    return TurnPolicy(fair=fair, user_limit=user_limit, slice_cap=100, budget=budget)
+
+
+def test_users_take_turns_round_robin_and_a_newcomer_is_served_next(
     db: Database, small_slices: Settings
 ) -> None:
-    big = submit(db, small_slices, "big", 3 * SLICE)
-    small = submit(db, small_slices, "small", SLICE)
-    policy = TurnPolicy(fair=True, user_limit=1000, slice_cap=100)
-    taken = [turn(db, policy) for _ in range(5)]
-    assert taken == [(big.id, 0), (small.id, 0), (big.id, 1), (big.id, 2), None]
+    first = submit(db, small_slices, "first", 3 * SLICE)
+    second = submit(db, small_slices, "second", 3 * SLICE)
+    policy = policy_of()
+    # Each arrival goes to the front; each user served goes to the back.
+    assert turn(db, policy) == [(second.id, 0)]
+    assert turn(db, policy) == [(first.id, 0)]
+    assert turn(db, policy) == [(second.id, 1)]
+    newcomer = submit(db, small_slices, "newcomer", SLICE)
+    assert turn(db, policy) == [(newcomer.id, 0)]
+    assert turn(db, policy) == [(first.id, 1)]
+    assert turn(db, policy) == [(second.id, 2)]
+    assert turn(db, policy) == [(first.id, 2)]
+    assert turn(db, policy) == []
+    assert scalar(db, "SELECT count(*) FROM turn_queue") == 0
+
+
+def test_a_turn_takes_a_users_small_jobs_together_up_to_its_budget(
+    db: Database, small_slices: Settings
+) -> None:
+    owner = create_user(db.sessions, "many", credits=10_000).user_id
+    small = [
+        jobs.submit(db.sessions, small_slices, JobRequest(owner, 4, "sandbox")).job
+        for _ in range(5)
+    ]
+    policy = policy_of(budget=10)  # two jobs of 4 fit, a third would not
+    assert turn(db, policy) == sorted([(small[0].id, 0), (small[1].id, 0)], key=lambda k: str(k[0]))
+    assert turn(db, policy) == sorted([(small[2].id, 0), (small[3].id, 0)], key=lambda k: str(k[0]))
+    assert turn(db, policy) == [(small[4].id, 0)]
+    assert turn(db, policy) == []
 
 
 def test_with_fair_turns_off_a_turn_takes_the_oldest_job_first(
@@ -64,39 +93,40 @@ def test_with_fair_turns_off_a_turn_takes_the_oldest_job_first(
 ) -> None:
     big = submit(db, small_slices, "big", 3 * SLICE)
     small = submit(db, small_slices, "small", SLICE)
-    policy = TurnPolicy(fair=False, user_limit=1000, slice_cap=100)
+    policy = policy_of(fair=False)
     taken = [turn(db, policy) for _ in range(4)]
-    assert taken == [(big.id, 0), (big.id, 1), (big.id, 2), (small.id, 0)]
+    assert taken == [[(big.id, 0)], [(big.id, 1)], [(big.id, 2)], [(small.id, 0)]]
 
 
 def test_a_user_at_its_limit_is_passed_over_and_its_turn_owed_until_a_slice_finishes(
     db: Database, small_slices: Settings
 ) -> None:
-    limited = submit(db, small_slices, "limited", 2 * SLICE)
-    policy = TurnPolicy(fair=True, user_limit=SLICE, slice_cap=SLICE)  # one slice at a time
-    first = take_turn(db.sessions, policy, lease_seconds=30)
-    assert first is not None and first.lanes == SLICE
-    assert take_turn(db.sessions, policy, lease_seconds=30) is None
-    assert take_turn(db.sessions, policy, lease_seconds=30) is None
+    submit(db, small_slices, "limited", 2 * SLICE)
+    policy = TurnPolicy(fair=True, user_limit=SLICE, slice_cap=SLICE, budget=2 * SLICE)
+    [first] = take_turn(db.sessions, policy, lease=30)  # one slice: the limit's room
+    assert first.lanes == SLICE
+    assert take_turn(db.sessions, policy, lease=30) == []
+    assert take_turn(db.sessions, policy, lease=30) == []
     assert owed(db) == 2
     result = finish(db, small_slices, first)
-    assert result.owed_turn == (limited.id, 0) and owed(db) == 1
-    second = take_turn(db.sessions, policy, lease_seconds=30)
-    assert second is not None and second.slice_index == 1
+    assert result.owed_turn and owed(db) == 1
+    [second] = take_turn(db.sessions, policy, lease=30)
+    assert second.slice_index == 1
     assert finish(db, small_slices, second).finished is not None
     assert owed(db) == 0
     assert_invariants(db)
 
 
-def test_a_slice_whose_lease_ran_out_is_taken_by_the_next_turn(
+def test_a_slice_whose_lease_ran_out_is_taken_back_by_the_sweep_and_run_again(
     db: Database, small_slices: Settings
 ) -> None:
     job = submit(db, small_slices, "alone", SLICE)
-    policy = TurnPolicy(fair=True, user_limit=SLICE, slice_cap=SLICE)
-    stale = take_turn(db.sessions, policy, lease_seconds=0)
-    # Its lease is over, so it neither counts against the limit nor keeps the slice.
-    fresh = take_turn(db.sessions, policy, lease_seconds=30)
-    assert stale is not None and fresh is not None
+    policy = policy_of()
+    [stale] = take_turn(db.sessions, policy, lease=0)
+    assert take_turn(db.sessions, policy, lease=30) == []  # the user left the queue
+    taken_back = take_back_expired(db.sessions)
+    assert (taken_back.slices, taken_back.turns) == (1, 1)
+    [fresh] = take_turn(db.sessions, policy, lease=30)
     assert (fresh.job_id, fresh.slice_index, fresh.attempt) == (job.id, 0, stale.attempt + 1)
     assert finish(db, small_slices, fresh).recorded
     assert not finish(db, small_slices, stale).recorded
@@ -107,28 +137,35 @@ def test_a_slice_waiting_for_its_provider_is_not_taken_before_its_retry_time(
     db: Database, small_slices: Settings
 ) -> None:
     job = submit(db, small_slices, "waiting", 2 * SLICE)
-    policy = TurnPolicy(fair=True, user_limit=1000, slice_cap=100)
-    first = take_turn(db.sessions, policy, lease_seconds=30)
-    assert first is not None and first.slice_index == 0
+    policy = policy_of()
+    [first] = take_turn(db.sessions, policy, lease=30)
+    assert first.slice_index == 0
     assert defer(db.sessions, first, time.time() + 3600, "provider_unavailable")
-    # Slice 0 waits an hour for its provider: the next turns take slice 1, then nothing.
-    assert turn(db, policy) == (job.id, 1)
-    assert turn(db, policy) is None
+    # Slice 0 waits an hour for its provider: the next turn takes slice 1, then the user
+    # is parked until then.
+    assert turn(db, policy) == [(job.id, 1)]
+    assert turn(db, policy) == []
+    assert scalar(db, "SELECT count(*) FROM turn_queue WHERE wake_at > now()") == 1
     assert defer_until_now(db, job.id, 0) == 1
-    assert turn(db, policy) == (job.id, 0)
+    assert turn(db, policy) == [(job.id, 0)]
 
 
 def test_no_turn_takes_a_slice_of_a_job_whose_cancel_was_asked(
     db: Database, small_slices: Settings
 ) -> None:
     job = submit(db, small_slices, "cancelling", 2 * SLICE)
-    policy = TurnPolicy(fair=True, user_limit=1000, slice_cap=100)
-    assert turn(db, policy) == (job.id, 0)
+    policy = policy_of()
+    assert turn(db, policy) == [(job.id, 0)]
     with db.sessions() as session, session.begin():
         session.execute(
             text("UPDATE jobs SET cancel_requested_at = now() WHERE id = :id"), {"id": job.id}
         )
-    assert turn(db, policy) is None
+    assert turn(db, policy) == []
+
+
+def scalar(db: Database, query: str) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(query)).scalar_one())
 
 
 def defer_until_now(db: Database, job_id: uuid.UUID, slice_index: int) -> int:
@@ -141,4 +178,5 @@ def defer_until_now(db: Database, job_id: uuid.UUID, slice_index: int) -> int:
             ),
             {"job_id": job_id, "slice_index": slice_index},
         )
+        session.execute(text("UPDATE turn_queue SET wake_at = now()"))  # the user wakes
         return int(moved.rowcount)  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import text
@@ -15,7 +15,7 @@ from core.providers.registry import build_provider
 from core.settings import Settings
 from core.vocabulary import SliceStatus
 from tests.conftest import make_settings
-from worker.processing import ProviderFactory, SliceContext, run_slice
+from worker.processing import ProviderFactory, SliceContext, run_turn
 from worker.provider_loop import ProviderLoop
 from worker.slices import SliceResult
 
@@ -47,12 +47,12 @@ def slice_context(
 
 
 def process_job(db: Database, settings: Settings, job_id: uuid.UUID) -> list[SliceResult]:
-    """Take turns until no slice of the job waits (a turn runs the fairest waiting slice,
-    which may be another job's); stop early at a turn that records nothing."""
+    """Take turns until no slice of the job waits (a turn serves the user at the front of
+    the turn queue, who may be another job's); stop early at a turn that records nothing."""
     results: list[SliceResult] = []
     with slice_context(db, settings) as context:
-        while waiting := unfinished_slices(db, job_id):
-            results.append(run_slice(context, job_id, waiting[0]))
+        while unfinished_slices(db, job_id):
+            results.append(run_turn(context))
             if not results[-1].recorded:
                 break
     return results
@@ -73,9 +73,8 @@ class RecordedEnqueue:
     """An enqueue function for create_app that only remembers what it was asked to send."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[uuid.UUID, list[int]]] = []
+        self.calls: list[int] = []
 
-    def __call__(self, job_id: uuid.UUID, indices: Iterable[int]) -> int:
-        sent = list(indices)
-        self.calls.append((job_id, sent))
-        return len(sent)
+    def __call__(self, turns: int) -> int:
+        self.calls.append(turns)
+        return turns

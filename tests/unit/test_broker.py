@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
 import pytest
 import redis
@@ -15,7 +14,7 @@ from dramatiq.middleware.prometheus import Prometheus
 from core.broker import make_broker
 from core.errors import ConfigurationError
 from core.settings import Settings
-from core.slice_messages import PROCESS_SLICE, SLICE_QUEUE, send_slices
+from core.turn_messages import TAKE_TURN, TURN_QUEUE, send_turns
 from worker.broker import worker_broker
 from worker.resources import ProcessResources
 
@@ -35,7 +34,7 @@ def test_a_broker_url_is_required() -> None:
 def test_a_sender_broker_knows_the_queue_but_no_worker_code() -> None:
     broker = make_broker(STUB)
     assert isinstance(broker, StubBroker)
-    assert SLICE_QUEUE in broker.get_declared_queues()
+    assert TURN_QUEUE in broker.get_declared_queues()
     assert ProcessResources not in {type(m) for m in broker.middleware}
     assert broker.actors == {}
 
@@ -43,8 +42,8 @@ def test_a_sender_broker_knows_the_queue_but_no_worker_code() -> None:
 def test_the_worker_broker_gets_the_process_resources_and_the_actor() -> None:
     broker = worker_broker(STUB)
     assert ProcessResources in {type(m) for m in broker.middleware}
-    actor = broker.get_actor(PROCESS_SLICE)
-    assert actor.queue_name == SLICE_QUEUE
+    actor = broker.get_actor(TAKE_TURN)
+    assert actor.queue_name == TURN_QUEUE
 
 
 def test_dramatiq_metrics_are_added_only_when_enabled() -> None:
@@ -52,15 +51,12 @@ def test_dramatiq_metrics_are_added_only_when_enabled() -> None:
     assert Prometheus in middleware_types(STUB.with_changes(dramatiq_metrics=True))
 
 
-def test_sent_slices_name_the_actor_and_carry_job_and_index() -> None:
+def test_sent_turns_name_the_actor_and_carry_nothing_else() -> None:
     broker = make_broker(STUB)
-    job_id = uuid.uuid4()
-    assert send_slices(broker, job_id, range(3)) == 3
-    queued = list(broker.queues[SLICE_QUEUE].queue)  # type: ignore[attr-defined]
+    assert send_turns(broker, 3) == 3
+    queued = list(broker.queues[TURN_QUEUE].queue)  # type: ignore[attr-defined]
     decoded = [Message.decode(data) for data in queued]
-    assert [(m.actor_name, m.args) for m in decoded] == [
-        (PROCESS_SLICE, (str(job_id), index)) for index in range(3)
-    ]
+    assert [(m.actor_name, m.args) for m in decoded] == [(TAKE_TURN, ())] * 3
 
 
 def test_settings_read_the_broker_choice_from_the_environment() -> None:
@@ -89,5 +85,5 @@ def test_a_redis_that_never_answers_costs_the_timeout_not_a_hang() -> None:
         broker = make_broker(hung)
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
-            send_slices(broker, uuid.uuid4(), range(1))
+            send_turns(broker, 1)
         assert time.monotonic() - started < 5  # a hang would be stopped by pytest-timeout

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.support.inline import RecordedEnqueue
 from tests.support.waiting import wait_for
-from web.sender import SliceSender
+from web.sender import TurnSender
 
 USER = uuid.uuid4()
 
@@ -23,8 +23,8 @@ class StuckEnqueue(RecordedEnqueue):
         super().__init__()
         self.release = threading.Event()
 
-    def __call__(self, job_id: uuid.UUID, indices: Iterable[int]) -> int:
-        sent = super().__call__(job_id, indices)
+    def __call__(self, turns: int) -> int:
+        sent = super().__call__(turns)
         self.release.wait(10)
         return sent
 
@@ -36,25 +36,25 @@ def stuck() -> Iterator[StuckEnqueue]:
     enqueue.release.set()
 
 
-def failing(job_id: uuid.UUID, indices: Iterable[int]) -> int:
+def failing(turns: int) -> int:
     raise ConnectionError("broker down")
 
 
 def test_an_offered_job_is_sent_in_the_background() -> None:
     enqueue = RecordedEnqueue()
-    sender = SliceSender(enqueue, expiry=60)
+    sender = TurnSender(enqueue, expiry=60)
     sender.start()
     job = uuid.uuid4()
     assert sender.offer(job, USER, 3)
     wait_for(sender.idle, timeout=5)
-    assert enqueue.calls == [(job, [0, 1, 2])]
+    assert enqueue.calls == [3]
     sender.stop(timeout=5)
 
 
 def test_a_full_queue_refuses_at_once_and_warns_once(
     stuck: StuckEnqueue, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sender = SliceSender(stuck, expiry=60, capacity=1)
+    sender = TurnSender(stuck, expiry=60, capacity=1)
     sender.start()
     assert sender.offer(uuid.uuid4(), USER, 1)
     wait_for(lambda: stuck.calls, timeout=5)  # the thread is stuck on the first job
@@ -68,7 +68,7 @@ def test_a_full_queue_refuses_at_once_and_warns_once(
 
 
 def test_a_failed_send_is_logged_with_its_job(caplog: pytest.LogCaptureFixture) -> None:
-    sender = SliceSender(failing, expiry=60)
+    sender = TurnSender(failing, expiry=60)
     sender.start()
     job = uuid.uuid4()
     with caplog.at_level(logging.WARNING, logger="web.sender"):
@@ -81,7 +81,7 @@ def test_a_failed_send_is_logged_with_its_job(caplog: pytest.LogCaptureFixture) 
 
 def test_a_job_that_waited_longer_than_the_sweep_is_left_to_it() -> None:
     enqueue = RecordedEnqueue()
-    sender = SliceSender(enqueue, expiry=-1)
+    sender = TurnSender(enqueue, expiry=-1)
     sender.start()
     sender.offer(uuid.uuid4(), USER, 1)
     wait_for(sender.idle, timeout=5)
@@ -92,7 +92,7 @@ def test_a_job_that_waited_longer_than_the_sweep_is_left_to_it() -> None:
 def test_stop_drops_the_waiting_jobs_and_does_not_hang_on_the_broker(
     stuck: StuckEnqueue, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sender = SliceSender(stuck, expiry=60)
+    sender = TurnSender(stuck, expiry=60)
     sender.start()
     for _ in range(3):
         sender.offer(uuid.uuid4(), USER, 1)
