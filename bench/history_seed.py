@@ -33,10 +33,10 @@ JOBS = text(
     "LATERAL (SELECT now() - (n % 365) * interval '1 day' - (n % 997) * interval '1 s') AS t(at)"
 )
 SLICES = text(
-    "INSERT INTO job_slices (job_id, slice_index, start_index, stop_index, status, attempts, "
-    "enqueued_at, successful, failures, finished_at) "
-    "SELECT id, 0, 0, requested, 'done', 1, created_at, successful, failures, finished_at "
-    "FROM jobs"
+    "INSERT INTO job_slices (job_id, slice_index, user_id, start_index, stop_index, status, "
+    "attempts, enqueued_at, successful, failures, finished_at) "
+    "SELECT id, 0, user_id, 0, requested, 'done', 1, created_at, successful, failures, "
+    "finished_at FROM jobs"
 )
 OUTBOX = text(
     "INSERT INTO outbox (topic, key, user_id, payload, created_at, applied_at) "
@@ -49,9 +49,10 @@ LEDGER = text(
     "SELECT user_id, id, 'hold', -successful, 'history', created_at FROM jobs"
 )
 BALANCES = text(
-    "UPDATE user_credits c SET balance = c.balance + h.amount FROM ("
-    "  SELECT user_id, sum(amount) AS amount FROM credit_ledger WHERE kind = 'hold' "
-    "  GROUP BY user_id) h WHERE c.user_id = h.user_id"
+    "UPDATE user_credits c SET balance = c.balance + h.amount, "
+    "ledger_total = c.ledger_total + h.entries, jobs_total = c.jobs_total + h.entries FROM ("
+    "  SELECT user_id, sum(amount) AS amount, count(*) AS entries FROM credit_ledger "
+    "  WHERE kind = 'hold' GROUP BY user_id) h WHERE c.user_id = h.user_id"
 )
 VAULT = text(
     "INSERT INTO user_accounts (user_id, job_id, item_index, provider, external_id, username, "
