@@ -291,8 +291,8 @@ def test_an_outage_with_a_hundred_queued_jobs_ends_with_every_job_and_all_its_ac
     outage_ends = time.time() + outage  # the provider starts it after this clock reading
     provider.outage(outage)
     job_ids = submit(url, user.token, [3] * 100)
-    wait_for(lambda: deferred_slices(db) > 0, timeout=10, interval=0.05)
     assert time.time() < outage_ends, "the jobs were not queued within the outage"
+    worker.wait_for_log("waits for the provider", timeout=10)  # slices were given back
     started = time.monotonic()
     settle(db, started, "100 queued jobs through an outage", after="the last submit")
 
