@@ -66,8 +66,8 @@ def test_metrics_read_jobs_items_and_outbox_from_the_database(
     calls_before = local("tally_provider_call_seconds_count", provider="sandbox", outcome="ok")
     batches_before = local("tally_apply_batch_rows_count")
     done = submit(db.sessions, flaky, JobRequest(user.user_id, 120, "sandbox")).job
-    submit(db.sessions, flaky, JobRequest(user.user_id, 5, "sandbox"))
     process_job(db, flaky, done.id)
+    submit(db.sessions, flaky, JobRequest(user.user_id, 5, "sandbox"))  # queued: no turn runs
 
     answer = client.get("/metrics")
     assert answer.status_code == 200

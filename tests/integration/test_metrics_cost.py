@@ -122,8 +122,12 @@ def test_a_scrape_reads_only_unfinished_jobs_and_estimates_the_rest(
     assert statements
     reads = [read for sent in statements for read in big_table_reads(seeded, *sent)]
     assert all(kind != "Seq Scan" for kind, _, _ in reads), reads
-    # Either partial index of unfinished jobs (by status, or by user) holds only those.
-    unfinished_indexes = {"ix_jobs_unfinished", "ix_jobs_user_id_unfinished"}
+    # Each partial index of unfinished jobs (by status, by user, by age) holds only those.
+    unfinished_indexes = {
+        "ix_jobs_unfinished",
+        "ix_jobs_user_id_unfinished",
+        "ix_jobs_unfinished_updated_at",
+    }
     assert {name for _, name, _ in reads} <= {"jobs", *unfinished_indexes}, reads
     assert all(rows <= sum(UNFINISHED.values()) for _, _, rows in reads), reads
 
