@@ -19,7 +19,7 @@ from worker.broker import worker_broker
 from worker.resources import ProcessResources
 
 BASE = Settings(database_url="postgresql+psycopg2://u@h/db", redis_url="")
-STUB = BASE.with_changes(stub_broker=True)
+STUB = BASE.with_changes(broker="stub")
 
 
 def middleware_types(settings: Settings) -> set[type]:
