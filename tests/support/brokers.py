@@ -12,8 +12,8 @@ from core.settings import Settings
 from tests.support.rabbitmq import RabbitVhost
 from tests.support.stack import RedisServer
 
-SLICE_MESSAGES = "dramatiq:slices.msgs"
-DELAYED_MESSAGES = "dramatiq:slices.DQ.msgs"
+SLICE_MESSAGES = "dramatiq:turns.msgs"
+DELAYED_MESSAGES = "dramatiq:turns.DQ.msgs"
 
 
 class BrokerServer(Protocol):
