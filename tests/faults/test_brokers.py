@@ -9,8 +9,11 @@ import httpx
 from core.database import Database
 from core.users import NewUser
 from tests.faults.checks import assert_exact, settle, slice_states, submit
+from tests.faults.conftest import StackFactory
 from tests.support.brokers import BrokerServer
-from tests.support.stack import Stack
+from tests.support.rabbitmq import RabbitVhost
+from tests.support.reference import ReferenceServer
+from tests.support.stack import RedisServer, Stack
 from tests.support.waiting import wait_for
 
 JOBS = 12
@@ -51,3 +54,46 @@ def test_a_broker_losing_its_queues_twice_loses_no_job(
         print(f"\n[{any_broker.kind}] queues lost with {waiting} messages waiting")
     settle(db, time.monotonic(), f"{any_broker.kind} lost its queues twice")
     assert_exact(db, all_successful=True)
+
+
+def test_on_rabbitmq_the_rate_limit_holds_across_worker_processes_through_redis(
+    stacks: StackFactory,
+    fault_env: dict[str, str],
+    rabbit_vhost: RabbitVhost,
+    redis_server: RedisServer,
+    db: Database,
+    user: NewUser,
+) -> None:
+    """RabbitMQ carries the messages; Redis holds only the provider's shared pacing."""
+    rabbit_vhost.purge()
+    env = {**fault_env, "RABBITMQ_URL": rabbit_vhost.url, "REDIS_URL": redis_server.url}
+    stack = stacks(env)
+    provider = ReferenceServer(stack, "--rate-limit", "100", "--seed", "5")
+    paced = provider.env(
+        TALLY_PROVIDER_RATE_LIMIT="90", TALLY_PROVIDER_TIMEOUT="2", TALLY_SLICE_WAIT_SECONDS="5"
+    )
+    stack.reconcile(**paced)
+    url = stack.web(**paced)
+    worker = stack.worker(threads=4, processes=2, **paced)
+    submit(url, user.token, [150, 150, 150])
+    settle(db, time.monotonic(), "rate limit on RabbitMQ", after="the submit")
+    counts = provider.counts()
+    shown = {k: v for k, v in counts.items() if k != "accounts_by_key"}
+    print(f"\n[rabbitmq pacing] provider counts: {shown}")
+    assert "broker: rabbitmq at" in worker.log_text()
+    assert_exact(db, all_successful=True)
+    assert counts["accounts"] == 450
+    assert counts["max_requests_in_one_second"] <= 90 * 1.1
+    assert counts["answers"].get("429", 0) == 0
+
+
+def test_rabbitmq_with_the_http_provider_and_no_redis_refuses_to_start(
+    stacks: StackFactory, fault_env: dict[str, str], rabbit_vhost: RabbitVhost
+) -> None:
+    env = {**fault_env, "RABBITMQ_URL": rabbit_vhost.url, "REDIS_URL": ""}
+    env |= {"TALLY_PROVIDER": "http", "TALLY_PROVIDER_URL": "http://127.0.0.1:9/accounts"}
+    stack = stacks(env)
+    worker = stack.worker(threads=1)
+    wait_for(lambda: not worker.running, timeout=30)
+    assert worker.popen.returncode != 0
+    assert "tally worker: REDIS_URL is not set: the http provider's pacing" in worker.log_text()
