@@ -33,6 +33,7 @@ BENCHMARKS = {
     "provider": "bench.provider",
     "fairness": "bench.fairness",
     "crowd": "bench.crowd",
+    "capacity": "bench.capacity",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 
