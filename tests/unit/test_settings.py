@@ -256,3 +256,18 @@ def test_turn_settings_default_and_refuse_a_limit_below_one() -> None:
         settings_from(TALLY_USER_CONCURRENCY="0")
     with pytest.raises(ConfigurationError, match="TALLY_FAIR_TURNS must be true or false"):
         settings_from(TALLY_FAIR_TURNS="sometimes")
+
+
+def test_the_direct_url_defaults_to_the_pooled_one_and_pooling_is_explicit() -> None:
+    settings = settings_from()
+    assert settings.direct_database_url == settings.database_url
+    assert settings.database_pooling == "session"
+    pooled = settings_from(
+        DATABASE_URL="postgres://u@bouncer:6432/db",
+        DATABASE_DIRECT_URL="postgres://u@pg:5432/db",
+        TALLY_DATABASE_POOLING="transaction",
+    )
+    assert pooled.direct_database_url == "postgresql+psycopg2://u@pg:5432/db"
+    assert pooled.database_pooling == "transaction"
+    with pytest.raises(ConfigurationError, match="TALLY_DATABASE_POOLING must be one of session"):
+        settings_from(TALLY_DATABASE_POOLING="statement")
