@@ -19,6 +19,7 @@ from tests.support.waiting import wait_for
 JOBS = 12
 ITEMS = 150
 LATENCY = {"TALLY_SANDBOX_LATENCY_MS": "50"}
+LOST_JOBS = 30  # enough slices that messages still wait at the second loss
 
 
 def test_jobs_run_end_to_end_on_each_broker(
@@ -45,13 +46,14 @@ def test_a_broker_losing_its_queues_twice_loses_no_job(
 ) -> None:
     broker_stack.reconcile()
     url = broker_stack.web()
-    broker_stack.worker(threads=4, **LATENCY)
-    submit(url, user.token, [ITEMS] * JOBS)
+    broker_stack.worker(threads=2, **LATENCY)  # few messages held by the consumer
+    submit(url, user.token, [ITEMS] * LOST_JOBS)
     for loss in range(2):
-        wait_for(lambda n=loss: slice_states(db).get("done", 0) >= 4 + 8 * n, timeout=60)
-        waiting = any_broker.waiting()
-        any_broker.lose_queues()
-        print(f"\n[{any_broker.kind}] queues lost with {waiting} messages waiting")
+        wait_for(lambda n=loss: slice_states(db).get("done", 0) >= 4 + 12 * n, timeout=60)
+        wait_for(lambda: any_broker.ready() > 0, timeout=60)  # the sweep re-sent the lost
+        lost = any_broker.lose_queues()
+        print(f"\n[{any_broker.kind}] queues lost with {lost} messages waiting")
+        assert lost > 0
     settle(db, time.monotonic(), f"{any_broker.kind} lost its queues twice")
     assert_exact(db, all_successful=True)
 
@@ -83,8 +85,7 @@ def test_on_rabbitmq_the_rate_limit_holds_across_worker_processes_through_redis(
     assert "broker: rabbitmq at" in worker.log_text()
     assert_exact(db, all_successful=True)
     assert counts["accounts"] == 450
-    assert counts["max_requests_in_one_second"] <= 90 * 1.1
-    assert counts["answers"].get("429", 0) == 0
+    assert counts["max_requests_in_one_second"] <= 90 * 1.1  # each process alone: up to 2x
 
 
 def test_rabbitmq_with_the_http_provider_and_no_redis_refuses_to_start(

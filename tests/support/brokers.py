@@ -29,8 +29,12 @@ class BrokerServer(Protocol):
         """Slice messages queued or in flight, delayed ones included."""
         ...
 
-    def lose_queues(self) -> None:
-        """Lose every queued message, as a flushed or failed-over broker does."""
+    def ready(self) -> int:
+        """Slice messages waiting for a consumer (none held by one)."""
+        ...
+
+    def lose_queues(self) -> int:
+        """Lose every queued message, as a flushed or failed-over broker does; how many."""
         ...
 
 
@@ -48,8 +52,14 @@ class RedisBrokerServer:
         with self.redis.client() as client:
             return int(client.hlen(SLICE_MESSAGES)) + int(client.hlen(DELAYED_MESSAGES))
 
-    def lose_queues(self) -> None:
+    def ready(self) -> int:
+        with self.redis.client() as client:
+            return int(client.llen("dramatiq:slices"))
+
+    def lose_queues(self) -> int:
+        lost = self.waiting()
         self.redis.flushall()
+        return lost
 
 
 @dataclass
@@ -65,8 +75,11 @@ class RabbitBrokerServer:
     def waiting(self) -> int:
         return sum(self.vhost.messages().values())
 
-    def lose_queues(self) -> None:
-        self.vhost.purge()
+    def ready(self) -> int:
+        return sum(self.vhost.messages("messages_ready").values())
+
+    def lose_queues(self) -> int:
+        return self.vhost.purge()
 
 
 def sender(server: BrokerServer, database_url: str) -> dramatiq.Broker:

@@ -55,15 +55,19 @@ class RabbitVhost:
         """Remove the virtual host and every queue in it."""
         rabbitmqctl("delete_vhost", self.name)
 
-    def messages(self) -> dict[str, int]:
-        """Messages per queue, ready and unacknowledged together."""
-        out = rabbitmqctl("list_queues", "-p", self.name, "name", "messages", "--no-table-headers")
+    def messages(self, column: str = "messages") -> dict[str, int]:
+        """Messages per queue: ready and unacknowledged together, or `messages_ready`."""
+        out = rabbitmqctl("list_queues", "-p", self.name, "name", column, "--no-table-headers")
         pairs = (line.split() for line in out.splitlines() if line.strip())
         return {name: int(count) for name, count in pairs}
 
     def purge(self) -> int:
-        """Delete every ready message of every queue; return how many were waiting."""
-        waiting = self.messages()
-        for queue in waiting:
+        """Delete every ready message of every queue; return how many there were.
+
+        Messages a consumer holds unacknowledged stay: RabbitMQ redelivers them if the
+        consumer's connection drops.
+        """
+        ready = self.messages("messages_ready")
+        for queue in ready:
             rabbitmqctl("purge_queue", "-p", self.name, queue)
-        return sum(waiting.values())
+        return sum(ready.values())
