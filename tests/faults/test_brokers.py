@@ -19,7 +19,7 @@ from tests.support.waiting import wait_for
 JOBS = 12
 ITEMS = 150
 LATENCY = {"TALLY_SANDBOX_LATENCY_MS": "50"}
-LOST_JOBS = 30  # enough slices that messages still wait at the second loss
+LOST_JOBS = 30
 
 
 def test_jobs_run_end_to_end_on_each_broker(
@@ -41,20 +41,24 @@ def test_jobs_run_end_to_end_on_each_broker(
     assert f"broker: {any_broker.kind} at" in worker.log_text()
 
 
-def test_a_broker_losing_its_queues_twice_loses_no_job(
+def test_a_broker_losing_its_queues_again_and_again_loses_no_job(
     broker_stack: Stack, any_broker: BrokerServer, db: Database, user: NewUser
 ) -> None:
     broker_stack.reconcile()
     url = broker_stack.web()
-    broker_stack.worker(threads=2, **LATENCY)  # few messages held by the consumer
     submit(url, user.token, [ITEMS] * LOST_JOBS)
+    # With no worker yet, every message waits: each loss takes them all, twice (the second
+    # time the sweep's re-sends), then once more while a worker runs.
     for loss in range(2):
-        wait_for(lambda n=loss: slice_states(db).get("done", 0) >= 4 + 12 * n, timeout=60)
-        wait_for(lambda: any_broker.ready() > 0, timeout=60)  # the sweep re-sent the lost
+        wait_for(lambda: any_broker.ready() >= LOST_JOBS, timeout=60)
         lost = any_broker.lose_queues()
-        print(f"\n[{any_broker.kind}] queues lost with {lost} messages waiting")
-        assert lost > 0
-    settle(db, time.monotonic(), f"{any_broker.kind} lost its queues twice")
+        print(f"\n[{any_broker.kind}] loss {loss + 1}: {lost} messages waiting")
+        assert lost >= LOST_JOBS
+    broker_stack.worker(threads=2, **LATENCY)
+    wait_for(lambda: slice_states(db).get("done", 0) >= 8, timeout=60)
+    lost = any_broker.lose_queues()
+    print(f"[{any_broker.kind}] loss 3, mid-run: {lost} messages waiting")
+    settle(db, time.monotonic(), f"{any_broker.kind} lost its queues three times")
     assert_exact(db, all_successful=True)
 
 
