@@ -10,9 +10,11 @@ for a notification that is lost.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 
 from core.listener import Listener
@@ -32,7 +34,9 @@ class ApplyWakeup:
     def __call__(self, channel: str = OUTBOX_CHANNEL, payload: str = "") -> None:
         """Ask for an apply now (and once more, if one is running)."""
         self._asked.set()
-        if self._scheduler.running:
+        if not self._scheduler.running:
+            return
+        with contextlib.suppress(JobLookupError):  # the scheduler is shutting down
             self._scheduler.modify_job(self._job_id, next_run_time=datetime.now(UTC))
 
 
