@@ -98,6 +98,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_pool_size: NotNegative = 0  # 0: the worker process's threads + 2
     reconcile_pool_size: Positive = 6
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
+    # A reconcile daemon serves its own measurements on this port; 0 = not served.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     ready_max_outbox_age: Seconds = 60.0
     auth_failures_per_minute: Positive = 20  # per client address, per web process
     jwt_secret: str = ""  # HS256 secret the frontend's sign-in service signs JWTs with
@@ -266,6 +268,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_WORKER_POOL_SIZE": "worker_pool_size",
     "TALLY_RECONCILE_POOL_SIZE": "reconcile_pool_size",
     "TALLY_METRICS_TOKEN": "metrics_token",
+    "TALLY_METRICS_PORT": "metrics_port",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
     "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
     "TALLY_JWT_SECRET": "jwt_secret",

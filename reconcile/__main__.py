@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 
+import prometheus_client
+
 from core.broker import make_broker
 from core.entry import settings_or_exit
 from core.logs import configure_logging
@@ -19,6 +21,9 @@ def main() -> None:
     configure_logging(settings.log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     broker = make_broker(settings)
+    if settings.metrics_port:
+        # Its own measurements (apply batches), for a scraper that reads every process.
+        prometheus_client.start_http_server(settings.metrics_port)
     try:
         run(settings, functools.partial(send_turns, broker))
     finally:

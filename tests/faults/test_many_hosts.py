@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.database import Database
 from core.users import NewUser
+from devstack.processes import free_port
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.support.brokers import BrokerServer
-from tests.support.stack import WORKER_READY, Stack
+from tests.support.stack import WORKER_READY, RedisServer, Stack
 from tests.support.waiting import wait_for
 
 JOBS_PER_WEB = 8
@@ -83,4 +84,50 @@ def test_seven_processes_sharing_only_the_servers_stay_exact_under_faults(
         raise
     finally:
         for stack in hosts.values():
+            stack.stop_all()
+
+
+def summed(url: str, name: str) -> float:
+    """One sample's value summed over its labels, as one process exposes it."""
+    text = httpx.get(url, timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def test_the_measurements_of_every_process_add_up_when_each_is_scraped(
+    fault_env: dict[str, str], redis_server: RedisServer, db: Database, user: NewUser,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    env = {**fault_env, "REDIS_URL": redis_server.url, "TALLY_DRAMATIQ_METRICS": "true"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    daemons, workers = [], []
+    hosts = [host(tmp_path, env, f"h{n}") for n in range(5)]
+    try:
+        for stack in hosts[:2]:
+            port = free_port()
+            stack.reconcile(TALLY_METRICS_PORT=str(port))
+            daemons.append(f"http://127.0.0.1:{port}/metrics")
+        url = hosts[0].web()
+        for stack in hosts[2:]:
+            folder, port = stack.cwd / "metrics", free_port()
+            folder.mkdir()
+            shared = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "dramatiq_prom_db": str(folder)}
+            stack.worker(threads=4, dramatiq_prom_port=str(port), **shared, **LATENCY)
+            workers.append(f"http://127.0.0.1:{port}/")
+        jobs = submit(url, user.token, [ITEMS] * 6)
+        settle(db, time.monotonic(), "no fault", after="the submits")
+        calls = "tally_provider_call_seconds_count"
+        wait_for(lambda: sum(summed(w, calls) for w in workers) == 6 * ITEMS, timeout=30)
+        rows = "tally_apply_batch_rows_sum"
+        wait_for(lambda: sum(summed(d, rows) for d in daemons) == len(jobs), timeout=30)
+        print(
+            f"\n[metrics] provider calls per worker host {[summed(w, calls) for w in workers]}, "
+            f"outbox rows applied per daemon {[summed(d, rows) for d in daemons]}"
+        )
+    finally:
+        for stack in hosts:
             stack.stop_all()

@@ -271,3 +271,10 @@ def test_the_direct_url_defaults_to_the_pooled_one_and_pooling_is_explicit() -> 
     assert pooled.database_pooling == "transaction"
     with pytest.raises(ConfigurationError, match="TALLY_DATABASE_POOLING must be one of session"):
         settings_from(TALLY_DATABASE_POOLING="statement")
+
+
+def test_the_daemons_metrics_port_is_off_by_default_and_checked() -> None:
+    assert settings_from().metrics_port == 0
+    assert settings_from(TALLY_METRICS_PORT="9300").metrics_port == 9300
+    with pytest.raises(ConfigurationError, match="TALLY_METRICS_PORT"):
+        settings_from(TALLY_METRICS_PORT="70000")
