@@ -12,7 +12,7 @@ from core.settings import Settings
 from tests.support.rabbitmq import RabbitVhost
 from tests.support.stack import RedisServer
 
-SLICE_MESSAGES = "dramatiq:turns.msgs"
+TURN_MESSAGES = "dramatiq:turns.msgs"
 DELAYED_MESSAGES = "dramatiq:turns.DQ.msgs"
 
 
@@ -26,11 +26,11 @@ class BrokerServer(Protocol):
         ...
 
     def waiting(self) -> int:
-        """Slice messages queued or in flight, delayed ones included."""
+        """Turn messages queued or in flight, delayed ones included."""
         ...
 
     def ready(self) -> int:
-        """Slice messages waiting for a consumer (none held by one)."""
+        """Turn messages waiting for a consumer (none held by one)."""
         ...
 
     def lose_queues(self) -> int:
@@ -50,11 +50,11 @@ class RedisBrokerServer:
 
     def waiting(self) -> int:
         with self.redis.client() as client:
-            return int(client.hlen(SLICE_MESSAGES)) + int(client.hlen(DELAYED_MESSAGES))
+            return int(client.hlen(TURN_MESSAGES)) + int(client.hlen(DELAYED_MESSAGES))
 
     def ready(self) -> int:
         with self.redis.client() as client:
-            return int(client.llen("dramatiq:slices"))
+            return int(client.llen("dramatiq:turns"))
 
     def lose_queues(self) -> int:
         lost = self.waiting()
