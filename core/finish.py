@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.database import SessionFactory
+from core.outbox import OUTBOX_CHANNEL
 from core.vocabulary import UNFINISHED_SQL, JobStatus, SliceStatus, Topic
 
 PROGRESS_CHANNEL = "tally_job_progress"
@@ -43,11 +44,12 @@ ADD_TO_BALANCES = text(
     "FROM unnest(CAST(:user_ids AS uuid[]), CAST(:amounts AS bigint[])) AS t(user_id, amount) "
     "WHERE c.user_id = t.user_id"
 )
+# Each row it inserts announces itself to the appliers at commit (core/outbox.py).
 WRITE_COMPLETIONS = text(
     "INSERT INTO outbox (topic, key, user_id, payload) "
     "SELECT :topic, key, user_id, payload FROM unnest(CAST(:keys AS text[]), "
     "CAST(:user_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS t(key, user_id, payload) "
-    "ON CONFLICT (topic, key) DO NOTHING"
+    f"ON CONFLICT (topic, key) DO NOTHING RETURNING pg_notify('{OUTBOX_CHANNEL}', '')"
 )
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import psycopg2
+import psycopg2.extensions
 from sqlalchemy import text
 
 from core import outbox
 from core.database import Database
+from core.finish import finish_locked_job
+from core.jobs import JobRequest, submit
+from core.listener import libpq_dsn
+from core.outbox import OUTBOX_CHANNEL
+from core.settings import Settings
 from core.users import create_user
-from core.vocabulary import Topic
+from core.vocabulary import JobStatus, Topic
 from reconcile.wakeup import LISTENER_NAME
 from tests.support.stack import DAEMON_STARTED, Stack
 from tests.support.state import pending_outbox
@@ -80,3 +87,28 @@ def test_a_daemon_whose_listener_was_cut_still_applies_without_waiting_for_the_i
             connection.commit()
         complete(db, user.user_id, 7)
         wait_for(lambda: requested(db, user.user_id) == 7, timeout=30)  # notified, or reconnected
+
+
+def test_every_way_an_outbox_row_is_written_announces_it(db: Database, settings: Settings) -> None:
+    user = create_user(db.sessions, "announced", credits=100)
+    job = submit(db.sessions, settings, JobRequest(user.user_id, 3, "sandbox")).job
+    listener = psycopg2.connect(libpq_dsn(settings.direct_database_url))
+    listener.autocommit = True
+    try:
+        with listener.cursor() as cursor:
+            cursor.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
+        with db.sessions() as session, session.begin():  # a job finishing, as a turn does
+            assert finish_locked_job(session, job.id, JobStatus.FAILED) is not None
+        assert wait_for(lambda: announced(listener), timeout=10)
+        complete(db, user.user_id, 1)  # core.outbox.add, as a vault deletion writes
+        assert wait_for(lambda: announced(listener), timeout=10)
+    finally:
+        listener.close()
+
+
+def announced(listener: psycopg2.extensions.connection) -> bool:
+    """Whether a notification on the outbox channel arrived (consumes them)."""
+    listener.poll()
+    found = any(n.channel == OUTBOX_CHANNEL for n in listener.notifies)
+    listener.notifies.clear()
+    return found
