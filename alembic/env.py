@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the config (tests) or DATABASE_URL."""
+"""Alembic environment: the URL from the config (tests), DATABASE_DIRECT_URL or DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def database_url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
+    # Migrations want a session of their own: past a pooler when one is in between.
+    given = os.environ.get("DATABASE_DIRECT_URL") or os.environ.get("DATABASE_URL", "")
+    url = config.get_main_option("sqlalchemy.url") or given
     if not url:
         raise SystemExit("DATABASE_URL is not set")
     return normalize_database_url(url)

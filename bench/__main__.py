@@ -35,6 +35,7 @@ BENCHMARKS = {
     "crowd": "bench.crowd",
     "history": "bench.history",
     "cancel": "bench.cancel",
+    "capacity": "bench.capacity",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

@@ -150,7 +150,7 @@ def visibility_latency(bench: Bench) -> list[Row]:
             "s",
             interval,
             reference,
-            Target("figure", "<=", 1.0, "s"),
+            Target("figure", "<=", 0.1, "s"),
             f"outbox created→applied p99 {db_p99:.3f}s",
         ),
     ]

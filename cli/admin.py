@@ -67,7 +67,7 @@ def _database(args: argparse.Namespace) -> Database:
 def run_migrate(args: argparse.Namespace) -> int:
     """Apply every pending migration."""
     settings = Settings.from_env(args.env)
-    migrate.upgrade(settings.database_url, rls=settings.rls)
+    migrate.upgrade(settings.direct_database_url, rls=settings.rls)
     print("database is at the latest schema")
     return 0
 
@@ -143,6 +143,8 @@ def _user_id(raw: str) -> uuid.UUID:
 
 def run_rls(args: argparse.Namespace) -> int:
     """Turn row-level security for the `authenticated` role on or off."""
-    migrate.row_level_security(Settings.from_env(args.env).database_url, enabled=args.state == "on")
+    migrate.row_level_security(
+        Settings.from_env(args.env).direct_database_url, enabled=args.state == "on"
+    )
     print(f"row-level security for the authenticated role is {args.state}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, normalize_database_url
@@ -48,8 +48,8 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def session_limits(settings: Settings) -> str:
-    """Server-side limits for every session of a process, as libpq `options`.
+def session_limits(settings: Settings) -> dict[str, int]:
+    """Server-side limits for every transaction of a process, in milliseconds.
 
     Nothing a process holds outlives them: a statement, a wait for a lock, or a transaction
     left open (a process frozen or stuck mid-transaction) is ended by PostgreSQL itself,
@@ -60,7 +60,30 @@ def session_limits(settings: Settings) -> str:
         "lock_timeout": settings.lock_timeout,
         "idle_in_transaction_session_timeout": settings.idle_transaction_timeout,
     }
-    return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in limits.items())
+    return {name: round(seconds * 1000) for name, seconds in limits.items()}
+
+
+def startup_options(limits: Mapping[str, int]) -> str:
+    """The limits as libpq `options`, set once when a direct connection opens."""
+    return " ".join(f"-c {name}={value}" for name, value in limits.items())
+
+
+def limit_each_transaction(engine: Engine, limits: Mapping[str, int]) -> None:
+    """Set the limits at the start of every transaction (`SET LOCAL`), for a pooler.
+
+    Behind PgBouncer in transaction mode a connection is the client's for one transaction
+    only: settings must not outlive it (nor may `options` be sent at connect, which
+    PgBouncer refuses). One statement sets all three, in the transaction it limits.
+    """
+    assignments = ", ".join(
+        f"set_config('{name}', '{value}', true)" for name, value in limits.items()
+    )
+    statement = f"SELECT {assignments}"
+
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(statement)
+
+    event.listen(engine, "begin", on_begin)
 
 
 class Database:
@@ -95,15 +118,24 @@ class Database:
     def from_settings(
         cls, settings: Settings, *, pool_size: int = 10, application_name: str = "tally"
     ) -> Database:
-        """Create the process's database handle from settings."""
-        limits = {"options": session_limits(settings)}
+        """Create the process's database handle from settings.
+
+        With TALLY_DATABASE_POOLING=transaction its connections carry no session state:
+        the limits are set in each transaction, and the reader's single statements run
+        under the role's defaults (README, "PgBouncer").
+        """
+        limits = session_limits(settings)
+        pooled = settings.database_pooling == "transaction"
+        connect_args = {} if pooled else {"options": startup_options(limits)}
         engine = make_engine(
             settings.database_url,
             pool_size=pool_size,
             application_name=application_name,
-            connect_args=limits,
+            connect_args=connect_args,
         )
-        return cls(engine, application_name, limits)
+        if pooled:
+            limit_each_transaction(engine, limits)
+        return cls(engine, application_name, connect_args)
 
     @classmethod
     def from_settings_url(cls, url: str, *, pool_size: int = 2) -> Database:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import tracing, transitions
 from core.database import SessionFactory
+from core.outbox import OUTBOX_CHANNEL
 from core.vocabulary import JobStatus, Topic
 
 PROGRESS_CHANNEL = "tally_job_progress"
@@ -35,11 +36,12 @@ ADD_TO_BALANCES = text(
     "CAST(:entries AS bigint[])) AS t(user_id, amount, entries) "
     "WHERE c.user_id = t.user_id"
 )
+# Each row it inserts announces itself to the appliers at commit (core/outbox.py).
 WRITE_COMPLETIONS = text(
     "INSERT INTO outbox (topic, key, user_id, payload, trace_context) "
     "SELECT :topic, key, user_id, payload, :trace_context FROM unnest(CAST(:keys AS text[]), "
     "CAST(:user_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS t(key, user_id, payload) "
-    "ON CONFLICT (topic, key) DO NOTHING"
+    f"ON CONFLICT (topic, key) DO NOTHING RETURNING pg_notify('{OUTBOX_CHANNEL}', '')"
 )
 
 

@@ -80,9 +80,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a tally process needs to know about its environment."""
 
     database_url: str = ""
+    # A connection without a pooler in between, for what needs a session (LISTEN, migrations).
+    database_direct_url: str = ""  # "" = database_url
+    # "transaction": DATABASE_URL is a pooler in transaction mode (PgBouncer); no session state.
+    database_pooling: Literal["session", "transaction"] = "session"
     redis_url: str = ""
     rabbitmq_url: str = ""
-    stub_broker: bool = False  # Dramatiq's in-memory broker, for unit tests only
+    cloudamqp_url: str = ""  # the CloudAMQP add-on's name for the same thing
+    broker: Literal["", "redis", "rabbitmq", "stub"] = ""  # "" = RabbitMQ if given, else Redis
     broker_timeout: Seconds = 2.0
     dramatiq_metrics: bool = False
     environment: Literal["development", "production"] = "development"
@@ -110,6 +115,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_pool_size: NotNegative = 0  # 0: the worker process's threads + 2
     reconcile_pool_size: Positive = 6
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
+    # A reconcile daemon serves its own measurements on this port; 0 = not served.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     ready_max_outbox_age: Seconds = 60.0
     auth_failures_per_minute: Positive = 20  # per client address, per web process
     jwt_secret: str = ""  # HS256 secret the frontend's sign-in service signs JWTs with
@@ -186,10 +193,46 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The providers users may choose: the operator's allowlist, or the default alone."""
         return self.providers or (self.provider,)
 
+    @property
+    def direct_database_url(self) -> str:
+        """The URL for session needs: DATABASE_DIRECT_URL, else DATABASE_URL."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def amqp_url(self) -> str:
+        """RabbitMQ's URL: RABBITMQ_URL, else CLOUDAMQP_URL."""
+        return self.rabbitmq_url or self.cloudamqp_url
+
+    @property
+    def broker_kind(self) -> Literal["redis", "rabbitmq", "stub"] | None:
+        """The broker: TALLY_BROKER, else RabbitMQ when its URL is given, else Redis."""
+        if self.broker:
+            return self.broker
+        if self.amqp_url:
+            return "rabbitmq"
+        return "redis" if self.redis_url else None
+
+    @property
+    def stub_broker(self) -> bool:
+        """Whether this process uses Dramatiq's in-memory broker (unit tests only)."""
+        return self.broker == "stub"
+
     def require_broker(self) -> None:
-        """Refuse to run a process that sends or receives messages without a broker."""
-        if not (self.redis_url or self.rabbitmq_url or self.stub_broker):
+        """Refuse to run a process that sends or receives messages without a usable broker."""
+        kind = self.broker_kind
+        if kind is None:
             raise ConfigurationError("REDIS_URL (or RABBITMQ_URL) is not set")
+        if kind == "redis" and not self.redis_url:
+            raise ConfigurationError("TALLY_BROKER is redis but REDIS_URL is not set")
+        if kind == "rabbitmq" and not self.amqp_url:
+            raise ConfigurationError("TALLY_BROKER is rabbitmq but RABBITMQ_URL is not set")
+        if self.rabbitmq_url and self.cloudamqp_url and self.rabbitmq_url != self.cloudamqp_url:
+            raise ConfigurationError("RABBITMQ_URL and CLOUDAMQP_URL name different servers")
+        if kind != "stub" and "http" in self.offered_providers and not self.redis_url:
+            raise ConfigurationError(
+                "REDIS_URL is not set: the http provider's pacing (pauses, "
+                "TALLY_PROVIDER_RATE_LIMIT) is shared between worker processes in Redis"
+            )
 
     def secret_box(self) -> SecretBox:
         """The Fernet box for account secrets; raises ConfigurationError without a valid key."""
@@ -203,9 +246,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 # Each variable and the field it sets (a dotted path into Settings).
 VARIABLES: dict[str, str] = {
     "DATABASE_URL": "database_url",
+    "DATABASE_DIRECT_URL": "database_direct_url",
+    "TALLY_DATABASE_POOLING": "database_pooling",
     "REDIS_URL": "redis_url",
     "RABBITMQ_URL": "rabbitmq_url",
-    "TALLY_BROKER": "stub_broker",
+    "CLOUDAMQP_URL": "cloudamqp_url",
+    "TALLY_BROKER": "broker",
     "TALLY_BROKER_TIMEOUT": "broker_timeout",
     "TALLY_DRAMATIQ_METRICS": "dramatiq_metrics",
     "TALLY_ENV": "environment",
@@ -244,6 +290,7 @@ VARIABLES: dict[str, str] = {
     "TALLY_WORKER_POOL_SIZE": "worker_pool_size",
     "TALLY_RECONCILE_POOL_SIZE": "reconcile_pool_size",
     "TALLY_METRICS_TOKEN": "metrics_token",
+    "TALLY_METRICS_PORT": "metrics_port",
     "TALLY_READY_MAX_OUTBOX_AGE": "ready_max_outbox_age",
     "TALLY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
     "TALLY_JWT_SECRET": "jwt_secret",
@@ -281,6 +328,7 @@ WORDS = {"bool": "true or false", "int": "an integer", "float": "a number"}
 SECRET_VARIABLES = frozenset(
     {"DATABASE_URL", "TALLY_FERNET_KEY", "TALLY_PROVIDER_TOKEN", "TALLY_METRICS_TOKEN"}
 )
+SECRET_VARIABLES |= {"DATABASE_DIRECT_URL", "REDIS_URL", "RABBITMQ_URL", "CLOUDAMQP_URL"}
 SECRET_VARIABLES |= {"TALLY_JWT_SECRET", "TALLY_SERVICE_KEY"}
 
 
@@ -301,17 +349,10 @@ def _names(raw: str) -> list[str]:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def _stub_flag(raw: str) -> str:
-    # TALLY_BROKER names a broker kind; "stub" is the only one chosen by name.
-    if raw != "stub":
-        raise ConfigurationError(f"TALLY_BROKER must be 'stub' or unset, got {raw!r}")
-    return "true"
-
-
 # Variables read by more than conversion to their field's type.
 READERS: dict[str, Callable[[str], object]] = {
     "DATABASE_URL": normalize_database_url,
-    "TALLY_BROKER": _stub_flag,
+    "DATABASE_DIRECT_URL": normalize_database_url,
     "TALLY_PROVIDERS": _names,
     "TALLY_CORS_ORIGINS": _names,
 }
@@ -342,4 +383,6 @@ def _choices(path: str) -> tuple[str, ...]:
     kind = next(f.type for f in msgspec.structs.fields(struct) if f.name == leaf)
     if get_origin(kind) is tuple:  # a list of names: each must be one of its choices
         kind = get_args(kind)[0]
-    return tuple(str(v) for v in get_args(kind)) if get_origin(kind) is Literal else ()
+    if get_origin(kind) is not Literal:
+        return ()
+    return tuple(str(v) for v in get_args(kind) if v != "")  # "" is the variable unset

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 
+import prometheus_client
+
 from core.broker import make_broker
 from core.entry import settings_or_exit, tracing_or_exit
 from core.logs import configure_logging
@@ -20,6 +22,9 @@ def main() -> None:
     tracing_or_exit("reconcile")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     broker = make_broker(settings)
+    if settings.metrics_port:
+        # Its own measurements (apply batches), for a scraper that reads every process.
+        prometheus_client.start_http_server(settings.metrics_port)
     try:
         run(settings, functools.partial(send_turns, broker))
     finally:

@@ -1,6 +1,7 @@
 """The reconcile daemon: APScheduler jobs over one database handle.
 
-Every daemon applies the outbox (SKIP LOCKED makes that safe to share), keeps its
+Every daemon applies the outbox (SKIP LOCKED makes that safe to share) every interval and
+whenever a commit announces outbox rows (reconcile/wakeup.py), keeps its
 heartbeat row fresh and campaigns for the leader lock. Only the leader runs the
 singleton jobs: the sweep, the business_centers recompute and the report.
 """
@@ -30,6 +31,7 @@ from reconcile.report import run_report
 from reconcile.report_store import latest_report_age
 from reconcile.retention import PAUSE_SECONDS, Policy, prune
 from reconcile.sweep import Enqueue, Swept, TurnClock, sweep
+from reconcile.wakeup import ApplyWakeup, listen
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Daemon:
     leadership: Leadership
     identity: heartbeat.DaemonIdentity = field(default_factory=heartbeat.DaemonIdentity)
     stopping: threading.Event = field(default_factory=threading.Event)
+    apply_asked: threading.Event = field(default_factory=threading.Event)  # NOTIFY came
     _swept: Swept = field(default_factory=Swept)
     _swept_guard: threading.Lock = field(default_factory=threading.Lock)
     _turn_clock: TurnClock = field(init=False)
@@ -55,12 +58,16 @@ class Daemon:
         self._turn_clock = TurnClock(self.settings.intervals.stale_enqueue)
 
     def apply_outbox(self) -> int:
-        """Apply pending outbox rows batch by batch until none is left or the daemon stops."""
+        """Apply pending outbox rows batch by batch until none is left or the daemon stops.
+
+        A notification during a batch (`apply_asked`) means rows it may not have seen: go on.
+        """
         total, limit = 0, self.settings.apply_batch
         while not self.stopping.is_set():
+            self.apply_asked.clear()
             applied = apply_batch(self.database.sessions, limit)
             total += applied.rows
-            if applied.rows < limit:
+            if applied.rows < limit and not self.apply_asked.is_set():
                 break
         return total
 
@@ -197,12 +204,17 @@ def run(settings: Settings, enqueue: Enqueue) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logger.info("reconcile daemon started (id %s)", daemon.identity.daemon_id)
+    listener = None
     try:
         daemon.campaign()
         scheduler.start()
+        wakeup = ApplyWakeup(scheduler, daemon.apply_asked, "apply")
+        listener = listen(settings.direct_database_url, wakeup)
         daemon.stopping.wait()
     finally:
         daemon.stopping.set()
+        if listener is not None:
+            listener.stop()
         if scheduler.running:
             scheduler.shutdown(wait=True)
         close(daemon)

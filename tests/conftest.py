@@ -20,6 +20,8 @@ from core.crypto import generate_key
 from core.database import Database
 from core.migrate import upgrade
 from core.settings import Intervals, Settings, normalize_database_url
+from tests.support.pgbouncer import PgBouncer
+from tests.support.pgbouncer import binary as pgbouncer_binary
 
 # Every table of the schema, dependents first, for one TRUNCATE.
 TABLES = ", ".join(table.name for table in reversed(schema.Base.metadata.sorted_tables))
@@ -159,3 +161,28 @@ def process_env(settings: Settings) -> dict[str, str]:
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(
+    server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PgBouncer]:
+    """Debian's PgBouncer in transaction mode in front of the test server (skips without it)."""
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
+    bouncer = PgBouncer(tmp_path_factory.mktemp("pgbouncer"), server_database_url)
+    bouncer.start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture
+def pooled_settings(settings: Settings, pgbouncer: PgBouncer) -> Settings:
+    """Settings whose DATABASE_URL is PgBouncer in transaction mode, the direct URL beside it."""
+    return settings.with_changes(
+        database_url=normalize_database_url(pgbouncer.url(settings.database_url)),
+        database_direct_url=settings.database_url,
+        database_pooling="transaction",
+    )

@@ -107,7 +107,7 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
                 settings, pool_size=settings.web_pool_size, application_name="tally-web"
             )
             resources.callback(app.state.database.dispose)
-            app.state.live = LiveJobs(settings.database_url, app.state.database.reader)
+            app.state.live = LiveJobs(settings.direct_database_url, app.state.database.reader)
             app.state.live.start()
             resources.callback(app.state.live.stop)
             app.state.metrics = metrics.build_registry(app.state.database.sessions, app.state.live)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from sqlalchemy import Engine
 
 from core.finish import PROGRESS_CHANNEL
+from core.listener import Listener
 from web.job_cache import JobCache
-from web.listener import Listener
 
 
 class Topic:

@@ -7,6 +7,8 @@ that killing, flushing or restarting them touches nothing outside the test.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -14,6 +16,9 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
+from tests.support import rabbitmq
+from tests.support.brokers import BrokerServer, RabbitBrokerServer, RedisBrokerServer
+from tests.support.rabbitmq import RabbitVhost
 from tests.support.stack import RedisServer, Stack
 
 # Short intervals so each fault heals within seconds (production: see Settings.from_env).
@@ -70,6 +75,38 @@ def redis_server(private_redis: RedisServer) -> RedisServer:
 def fault_env(process_env: dict[str, str], redis_server: RedisServer) -> dict[str, str]:
     """The environment of every process in a fault test."""
     return {**process_env, **FAULT_ENV, "REDIS_URL": redis_server.url}
+
+
+@pytest.fixture(scope="module")
+def rabbit_vhost() -> Iterator[RabbitVhost]:
+    """A RabbitMQ virtual host of this module's own on the machine's server."""
+    reason = rabbitmq.available()
+    if reason is not None:
+        pytest.skip(reason)
+    vhost = RabbitVhost(f"tally-test-{os.getpid()}-{secrets.token_hex(3)}")
+    vhost.create()
+    try:
+        yield vhost
+    finally:
+        vhost.delete()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def any_broker(request: pytest.FixtureRequest, redis_server: RedisServer) -> BrokerServer:
+    """Each broker in turn, empty: the test runs once on Redis and once on RabbitMQ."""
+    if request.param == "redis":
+        return RedisBrokerServer(redis_server)
+    vhost: RabbitVhost = request.getfixturevalue("rabbit_vhost")
+    vhost.purge()
+    return RabbitBrokerServer(vhost)
+
+
+@pytest.fixture
+def broker_stack(
+    stacks: StackFactory, fault_env: dict[str, str], any_broker: BrokerServer, db: Database
+) -> Stack:
+    """Processes on the test database (emptied first) and each broker in turn."""
+    return stacks({**fault_env, **any_broker.env()})
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from core.database import Database
 from core.users import NewUser, create_user
 from tests.faults.checks import assert_exact, settle, submit
 from tests.faults.test_late_messages import drained, fingerprint, send
+from tests.support.brokers import RedisBrokerServer
 from tests.support.outbox import apply_pending
 from tests.support.stack import WORKER_READY, RedisServer, Stack
 from tests.support.waiting import wait_for
@@ -145,7 +146,7 @@ def test_cancel_queued_running_finished_and_redelivered(
     # A turn for every slice of every job again: nothing may move.
     before = fingerprint(db)
     send(sender, 3 + BIG // 500)
-    wait_for(lambda: drained(redis_server), timeout=60)
+    wait_for(lambda: drained(RedisBrokerServer(redis_server)), timeout=60)
     assert fingerprint(db) == before
     worker.stop()
     client.close()

@@ -6,21 +6,18 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
+import dramatiq
 import pytest
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 
 from core.database import Database
+from core.settings import Settings
 from core.turn_messages import send_turns
 from core.users import NewUser
-from tests.faults.checks import (
-    DELAYED_MESSAGES,
-    TURN_MESSAGES,
-    assert_exact,
-    settle,
-    submit,
-)
-from tests.support.stack import RedisServer, Stack
+from tests.faults.checks import assert_exact, settle, submit
+from tests.support.brokers import BrokerServer
+from tests.support.brokers import sender as make_sender
+from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
 JOBS = 10
@@ -44,24 +41,23 @@ FINGERPRINT = {
 
 
 @pytest.fixture
-def sender(redis_server: RedisServer) -> Iterator[RedisBroker]:
-    """A broker on the private Redis, to send slice messages as the web and sweep do."""
-    broker = RedisBroker(url=redis_server.url)  # type: ignore[no-untyped-call]
+def sender(any_broker: BrokerServer, settings: Settings) -> Iterator[dramatiq.Broker]:
+    """A broker on the test's broker, to send slice messages as the web and sweep do."""
+    broker = make_sender(any_broker, settings.database_url)
     try:
         yield broker
     finally:
         broker.close()
 
 
-def send(broker: RedisBroker, turns: int) -> int:
+def send(broker: dramatiq.Broker, turns: int) -> int:
     """Enqueue `turns` take_turn messages, as redeliveries or the sweep would; how many."""
     return send_turns(broker, turns)
 
 
-def drained(redis: RedisServer) -> bool:
+def drained(broker: BrokerServer) -> bool:
     """Whether every message was processed and acknowledged (none waits or is in flight)."""
-    with redis.client() as client:
-        return client.hlen(TURN_MESSAGES) == 0 and client.hlen(DELAYED_MESSAGES) == 0
+    return broker.waiting() == 0
 
 
 def database_now(db: Database) -> datetime:
@@ -92,8 +88,13 @@ def fingerprint(db: Database) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_duplicate_and_late_messages_change_nothing(
-    stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
+    broker_stack: Stack,
+    db: Database,
+    user: NewUser,
+    any_broker: BrokerServer,
+    sender: dramatiq.Broker,
 ) -> None:
+    stack = broker_stack  # on Redis, then on RabbitMQ
     stack.reconcile(**REPORT_EVERY_SECOND)
     url = stack.web()
     worker = stack.worker(threads=4, **WORKER_ENV)
@@ -101,16 +102,15 @@ def test_duplicate_and_late_messages_change_nothing(
     every_slice = len(job_ids) * SLICES_PER_JOB
     send(sender, every_slice * 2)
     settle(db, time.monotonic(), "duplicates while running", after="the duplicates")
-    wait_for(lambda: drained(redis_server), timeout=30)
+    wait_for(lambda: drained(any_broker), timeout=30)
     assert_exact(db, all_successful=False)
     before = fingerprint(db)
 
     worker.stop()
     late = send(sender, every_slice * REPEATS)
-    with redis_server.client() as client:
-        assert client.hlen(TURN_MESSAGES) == late
+    assert any_broker.waiting() == late
     stack.worker(threads=4, **WORKER_ENV)
-    wait_for(lambda: drained(redis_server), timeout=60)
+    wait_for(lambda: drained(any_broker), timeout=60)
     # The daemon runs on after the late messages: its leader checks every counter again.
     drained_at = database_now(db)
     report = wait_for(lambda: report_since(db, drained_at), timeout=30)

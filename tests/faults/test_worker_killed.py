@@ -17,8 +17,9 @@ KILLS = 5
 
 
 def test_worker_killed_repeatedly_loses_nothing_and_counts_nothing_twice(
-    stack: Stack, db: Database, user: NewUser
+    broker_stack: Stack, db: Database, user: NewUser
 ) -> None:
+    stack = broker_stack  # on Redis, then on RabbitMQ
     stack.reconcile()
     url = stack.web()
     worker = stack.worker(threads=4, TALLY_SANDBOX_LATENCY_MS="100")

@@ -31,11 +31,12 @@ class Stack:
     logs: Path
     grace: float = STOP_GRACE_SECONDS
     children: list[Child] = field(default_factory=list)
+    cwd: Path = PROJECT_ROOT  # another folder runs the processes as on a host of their own
 
     def start(self, name: str, command: list[str], **env: str) -> Child:
         """Start a command in a session of its own, output appended to logs/<name>-<n>.log."""
         log = self.logs / f"{name}-{len(self.children)}.log"
-        child = start(name, command, cwd=PROJECT_ROOT, env={**self.env, **env}, log=log)
+        child = start(name, command, cwd=self.cwd, env={**self.env, **env}, log=log)
         self.children.append(child)
         return child
 

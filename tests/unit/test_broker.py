@@ -11,7 +11,7 @@ from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.prometheus import Prometheus
 
-from core.broker import make_broker
+from core.broker import describe_broker, make_broker
 from core.errors import ConfigurationError
 from core.settings import Settings
 from core.turn_messages import TAKE_TURN, TURN_QUEUE, send_turns
@@ -19,7 +19,7 @@ from worker.broker import worker_broker
 from worker.resources import ProcessResources
 
 BASE = Settings(database_url="postgresql+psycopg2://u@h/db", redis_url="")
-STUB = BASE.with_changes(stub_broker=True)
+STUB = BASE.with_changes(broker="stub")
 
 
 def middleware_types(settings: Settings) -> set[type]:
@@ -87,3 +87,53 @@ def test_a_redis_that_never_answers_costs_the_timeout_not_a_hang() -> None:
         with pytest.raises(redis.TimeoutError):
             send_turns(broker, 1)
         assert time.monotonic() - started < 5  # a hang would be stopped by pytest-timeout
+
+
+def broker_env(**env: str) -> Settings:
+    return Settings.from_env({"DATABASE_URL": "postgres://h/db", **env})
+
+
+def test_rabbitmq_is_chosen_whenever_its_url_is_given_even_beside_redis() -> None:
+    both = broker_env(REDIS_URL="redis://r:6379/0", RABBITMQ_URL="amqp://u:p@rabbit:5672/v")
+    assert both.broker_kind == "rabbitmq"
+    assert describe_broker(both) == "rabbitmq at rabbit:5672/v (RABBITMQ_URL)"
+    assert broker_env(REDIS_URL="redis://r:6379/0").broker_kind == "redis"
+
+
+def test_the_cloudamqp_add_on_variable_is_accepted() -> None:
+    settings = broker_env(CLOUDAMQP_URL="amqps://u:secret@cloud.example/vh")
+    assert settings.broker_kind == "rabbitmq" and settings.amqp_url.endswith("/vh")
+    assert "secret" not in describe_broker(settings)
+    assert "(CLOUDAMQP_URL)" in describe_broker(settings)
+
+
+def test_an_explicit_broker_wins_and_needs_its_url() -> None:
+    env = {"REDIS_URL": "redis://r:6379/0", "RABBITMQ_URL": "amqp://rabbit"}
+    assert broker_env(TALLY_BROKER="redis", **env).broker_kind == "redis"
+    with pytest.raises(ConfigurationError, match="TALLY_BROKER is rabbitmq but RABBITMQ_URL"):
+        broker_env(TALLY_BROKER="rabbitmq", REDIS_URL="redis://r").require_broker()
+    with pytest.raises(ConfigurationError, match="TALLY_BROKER is redis but REDIS_URL"):
+        broker_env(TALLY_BROKER="redis", RABBITMQ_URL="amqp://rabbit").require_broker()
+
+
+def test_two_rabbitmq_urls_that_disagree_are_refused() -> None:
+    settings = broker_env(RABBITMQ_URL="amqp://a", CLOUDAMQP_URL="amqp://b")
+    with pytest.raises(ConfigurationError, match="different servers"):
+        settings.require_broker()
+
+
+def test_the_http_provider_needs_redis_for_its_shared_pacing_whatever_the_broker() -> None:
+    http = {"TALLY_PROVIDER": "http", "TALLY_PROVIDER_URL": "https://p.example/accounts"}
+    with pytest.raises(ConfigurationError, match="REDIS_URL is not set: the http provider"):
+        broker_env(RABBITMQ_URL="amqp://rabbit", **http).require_broker()
+    broker_env(RABBITMQ_URL="amqp://rabbit", REDIS_URL="redis://r", **http).require_broker()
+    broker_env(RABBITMQ_URL="amqp://rabbit").require_broker()  # the sandbox needs no Redis
+
+
+def test_a_rabbitmq_broker_confirms_sends_and_keeps_the_urls_own_options() -> None:
+    settings = broker_env(RABBITMQ_URL="amqp://u:p@rabbit:5672/%2F?heartbeat=30")
+    broker = make_broker(settings)
+    assert broker.confirm_delivery  # type: ignore[attr-defined]
+    assert broker.parameters.heartbeat == 30  # type: ignore[attr-defined]
+    assert broker.parameters.virtual_host == "/"  # type: ignore[attr-defined]
+    assert broker.parameters.socket_timeout == settings.broker_timeout  # type: ignore[attr-defined]

@@ -38,6 +38,8 @@ def test_each_row_is_what_the_defaults_open() -> None:
     assert rows["tally-worker"].processes == processes
     assert rows["tally-reconcile"].per_process == DEFAULTS.reconcile_pool_size
     assert rows["tally-webhooks"].per_process == WEBHOOKS_POOL_SIZE
+    assert rows["tally-reconcile-listener"].per_process == LISTENER
+    assert rows["tally-reconcile-listener"].processes == rows["tally-reconcile"].processes
     assert all(row.at_most == row.per_process * row.processes for row in rows.values())
 
 

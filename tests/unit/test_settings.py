@@ -283,3 +283,25 @@ def test_tally_log_format_wins_over_the_older_log_format() -> None:
     assert settings_from(TALLY_LOG_FORMAT="json").log_format == "json"
     assert settings_from(LOG_FORMAT="text", TALLY_LOG_FORMAT="json").log_format == "json"
     assert settings_from(LOG_FORMAT="json").log_format == "json"
+
+
+def test_the_direct_url_defaults_to_the_pooled_one_and_pooling_is_explicit() -> None:
+    settings = settings_from()
+    assert settings.direct_database_url == settings.database_url
+    assert settings.database_pooling == "session"
+    pooled = settings_from(
+        DATABASE_URL="postgres://u@bouncer:6432/db",
+        DATABASE_DIRECT_URL="postgres://u@pg:5432/db",
+        TALLY_DATABASE_POOLING="transaction",
+    )
+    assert pooled.direct_database_url == "postgresql+psycopg2://u@pg:5432/db"
+    assert pooled.database_pooling == "transaction"
+    with pytest.raises(ConfigurationError, match="TALLY_DATABASE_POOLING must be one of session"):
+        settings_from(TALLY_DATABASE_POOLING="statement")
+
+
+def test_the_daemons_metrics_port_is_off_by_default_and_checked() -> None:
+    assert settings_from().metrics_port == 0
+    assert settings_from(TALLY_METRICS_PORT="9300").metrics_port == 9300
+    with pytest.raises(ConfigurationError, match="TALLY_METRICS_PORT"):
+        settings_from(TALLY_METRICS_PORT="70000")

@@ -1,4 +1,4 @@
-"""One PostgreSQL connection per web process that LISTENs for notifications, in a thread.
+"""One PostgreSQL connection per process that LISTENs for notifications, in a thread.
 
 The thread blocks in select() on the connection's socket, hands every notification to a
 callback, pings the server now and then, and reconnects with backoff when the connection
