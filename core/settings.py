@@ -113,7 +113,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intervals: Intervals = msgspec.field(default_factory=Intervals)
     web_pool_size: Positive = 10
     worker_pool_size: NotNegative = 0  # 0: the worker process's threads + 2
-    reconcile_pool_size: Positive = 6
+    reconcile_pool_size: Positive = 5
     metrics_token: str = ""  # bearer token for /metrics and /readyz; "" = open in development
     # A reconcile daemon serves its own measurements on this port; 0 = not served.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0

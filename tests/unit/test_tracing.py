@@ -24,7 +24,7 @@ from core.tracing import TracingConfig
 from core.turn_messages import TAKE_TURN, TURN_QUEUE, send_turns
 from tests.support.spans import named, recorded_spans
 
-STUB = Settings(database_url="postgresql+psycopg2://u@h/db", stub_broker=True)
+STUB = Settings(database_url="postgresql+psycopg2://u@h/db", broker="stub")
 ACCOUNT = CreatedAccount("ext-1", "user-1", "s3cret", {})
 
 
