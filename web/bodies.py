@@ -372,7 +372,16 @@ class JobAccountPage(Struct):
 class WebhookRequest(Struct, forbid_unknown_fields=True):
     """POST /api/webhooks: where to deliver the caller's terminal job statuses."""
 
-    url: Annotated[str, Meta(description="https (http too in development); at most 2048.")]
+    url: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=2048,
+            pattern="^https?://[^/?#]+",
+            description="https (http too in development); at most 2048 characters. A URL "
+            "that resolves to a loopback, private or link-local address is refused (400).",
+        ),
+    ]
 
 
 class WebhookEndpoint(Struct):

@@ -26,6 +26,7 @@ from web.params import (
     REPORT_ID_PATTERN,
 )
 from web.tokens import TOKEN_ID_PATTERN
+from web.webhooks import MAX_DELIVERY_ID
 
 STATIC = Path(__file__).parent / "static"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -429,7 +430,11 @@ OPERATIONS.update(
             parameters=[
                 ENDPOINT_PARAM,
                 LIMIT_PARAM,
-                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "before",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_ID},
+                },
             ],
         ),
         ("/api/webhooks/{endpoint_id}/test", "post"): _op(

@@ -16,7 +16,7 @@ from web.answers import json_response
 from web.auth import caller_of
 from web.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
 
-MAX_DELIVERY_ID = 10**18
+MAX_DELIVERY_ID = 10**18 - 1  # 18 digits, as every integer parameter
 
 
 async def create(request: Request) -> Response:
@@ -79,7 +79,7 @@ async def replay(request: Request) -> Response:
     caller = caller_of(request)
     endpoint_id = path_uuid(request, "endpoint_id")
     raw = str(request.path_params["delivery_id"])
-    if not raw.isdigit() or not 0 < int(raw) < MAX_DELIVERY_ID or raw.startswith("0"):
+    if not raw.isdigit() or not 0 < int(raw) <= MAX_DELIVERY_ID or raw.startswith("0"):
         raise InvalidInput("delivery_id must be a positive integer", field="delivery_id")
     sessions = request.app.state.database.sessions
     queued = await run_in_threadpool(
