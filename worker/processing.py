@@ -28,7 +28,7 @@ from worker.provider_loop import Outcomes, ProviderLoop, wait_all
 from worker.pushback import SliceDeferred
 from worker.shared_providers import ProviderFactory
 from worker.slice_span import slice_spans, used
-from worker.turns import TurnPolicy, take_turn
+from worker.turns import BUSY_RETRY_SECONDS, TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,11 @@ def run_turn(context: SliceContext) -> slices.SliceResult:
     the turns of a worker's threads overlap while work remains.
     """
     policy = TurnPolicy.from_settings(context.settings)
-    claims = take_turn(context.sessions, policy, context.settings.intervals.lease)
+    turn = take_turn(context.sessions, policy, context.settings.intervals.lease)
+    claims = turn.claims
     if not claims:
+        if turn.busy and context.resend is not None:
+            context.resend(BUSY_RETRY_SECONDS)
         return slices.SliceResult(recorded=False)
     if context.resend is not None:
         context.resend(0.0)

@@ -33,6 +33,7 @@ from worker.owed_turns import owe_turn
 from worker.slices import SliceClaim
 
 TURN_SLICES = 32  # slices one turn claims at most
+BUSY_RETRY_SECONDS = 0.05  # a turn that found every ready user held comes back after this
 USERS_PER_TURN = 8  # users a turn looks at while those before are at their limit
 
 
@@ -56,26 +57,40 @@ class TurnPolicy:
         return min(size, self.slice_cap)
 
 
-def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> list[SliceClaim]:
-    """Claim the slices this turn runs, all of one user; empty when none may run now."""
+@dataclass(frozen=True)
+class Turn:
+    """What a turn claimed (all of one user's), and whether it found every ready user held.
+
+    A user's row is held by the turn serving it, and for a moment by a submit of that user
+    (core/turn_queue.py). A turn that finds only held users claims nothing, so it is sent
+    again shortly (`busy`): a submit's moment must not end the turns while work waits.
+    """
+
+    claims: list[SliceClaim]
+    busy: bool = False
+
+
+def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Turn:
+    """Claim the slices this turn runs, all of one user; none when none may run now."""
     with sessions() as session, session.begin():
         # A claim lost with a crash of the database is claimed again: at-least-once calls.
         session.execute(text("SET LOCAL synchronous_commit = off"))
         session.execute(TURN_TAKEN)
         at_limit: uuid.UUID | None = None
-        for _ in range(USERS_PER_TURN):
+        for looked in range(USERS_PER_TURN):
             user_id = session.execute(q.POP_USER if policy.fair else q.POP_OLDEST_USER).scalar()
             if user_id is None:
-                break
+                busy = looked == 0 and bool(session.execute(q.ANY_READY).scalar())
+                return Turn([], busy)
             claims = _serve(session, user_id, policy, lease)
             if claims is None:
                 at_limit = at_limit or user_id
                 continue
             if claims:
-                return claims
+                return Turn(claims)
         if at_limit is not None:
             owe_turn(session, at_limit)
-        return []
+        return Turn([])
 
 
 def _serve(

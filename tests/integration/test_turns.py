@@ -36,7 +36,7 @@ def submit(db: Database, settings: Settings, name: str, count: int) -> jobs.JobV
 
 def turn(db: Database, policy: TurnPolicy) -> list[tuple[uuid.UUID, int]]:
     """The (job, slice) keys one turn claimed."""
-    return [(c.job_id, c.slice_index) for c in take_turn(db.sessions, policy, lease=30)]
+    return [(c.job_id, c.slice_index) for c in take_turn(db.sessions, policy, lease=30).claims]
 
 
 def finish(db: Database, settings: Settings, claim: slices.SliceClaim) -> slices.SliceResult:
@@ -103,14 +103,14 @@ def test_a_user_at_its_limit_is_passed_over_and_its_turn_owed_until_a_slice_fini
 ) -> None:
     submit(db, small_slices, "limited", 2 * SLICE)
     policy = TurnPolicy(fair=True, user_limit=SLICE, slice_cap=SLICE, budget=2 * SLICE)
-    [first] = take_turn(db.sessions, policy, lease=30)  # one slice: the limit's room
+    [first] = take_turn(db.sessions, policy, lease=30).claims  # one slice: the limit's room
     assert first.lanes == SLICE
-    assert take_turn(db.sessions, policy, lease=30) == []
-    assert take_turn(db.sessions, policy, lease=30) == []
+    assert take_turn(db.sessions, policy, lease=30).claims == []
+    assert take_turn(db.sessions, policy, lease=30).claims == []
     assert owed(db) == 2
     result = finish(db, small_slices, first)
     assert result.owed_turn and owed(db) == 1
-    [second] = take_turn(db.sessions, policy, lease=30)
+    [second] = take_turn(db.sessions, policy, lease=30).claims
     assert second.slice_index == 1
     assert finish(db, small_slices, second).finished is not None
     assert owed(db) == 0
@@ -122,11 +122,11 @@ def test_a_slice_whose_lease_ran_out_is_taken_back_by_the_sweep_and_run_again(
 ) -> None:
     job = submit(db, small_slices, "alone", SLICE)
     policy = policy_of()
-    [stale] = take_turn(db.sessions, policy, lease=0)
-    assert take_turn(db.sessions, policy, lease=30) == []  # the user left the queue
+    [stale] = take_turn(db.sessions, policy, lease=0).claims
+    assert take_turn(db.sessions, policy, lease=30).claims == []  # the user left the queue
     taken_back = take_back_expired(db.sessions)
     assert (taken_back.slices, taken_back.turns) == (1, 1)
-    [fresh] = take_turn(db.sessions, policy, lease=30)
+    [fresh] = take_turn(db.sessions, policy, lease=30).claims
     assert (fresh.job_id, fresh.slice_index, fresh.attempt) == (job.id, 0, stale.attempt + 1)
     assert finish(db, small_slices, fresh).recorded
     assert not finish(db, small_slices, stale).recorded
@@ -138,7 +138,7 @@ def test_a_slice_waiting_for_its_provider_is_not_taken_before_its_retry_time(
 ) -> None:
     job = submit(db, small_slices, "waiting", 2 * SLICE)
     policy = policy_of()
-    [first] = take_turn(db.sessions, policy, lease=30)
+    [first] = take_turn(db.sessions, policy, lease=30).claims
     assert first.slice_index == 0
     assert defer(db.sessions, first, time.time() + 3600, "provider_unavailable")
     # Slice 0 waits an hour for its provider: the next turn takes slice 1, then the user
@@ -180,3 +180,19 @@ def defer_until_now(db: Database, job_id: uuid.UUID, slice_index: int) -> int:
         )
         session.execute(text("UPDATE turn_queue SET wake_at = now()"))  # the user wakes
         return int(moved.rowcount)  # type: ignore[attr-defined]
+
+
+def test_a_turn_that_finds_every_ready_user_held_says_so_and_is_sent_again(
+    db: Database, small_slices: Settings
+) -> None:
+    job = submit(db, small_slices, "held", 2 * SLICE)
+    policy = policy_of()
+    with db.engine.connect() as holder:  # a submit of this user holds its row a moment
+        holder.execute(text("SELECT 1 FROM turn_queue FOR UPDATE"))
+        held = take_turn(db.sessions, policy, lease=30)
+        holder.rollback()
+    assert held.claims == [] and held.busy
+    assert turn(db, policy) == [(job.id, 0)]
+    assert turn(db, policy) == [(job.id, 1)]
+    nothing = take_turn(db.sessions, policy, lease=30)
+    assert nothing.claims == [] and not nothing.busy
