@@ -7,7 +7,7 @@ Procfile's worker, reconcile daemon and web running:
 - one account submitted until `/api/stats` counts it, while reports run back to back
   (from this process, as `tally report --run` does), against the same at a quiet moment;
 - a report's and a recompute's duration, against bare aggregates over the same tables;
-- the heaviest user's first vault page and the page at offset 9,000, against a user
+- the heaviest user's first vault page and the page after 9,000 accounts, against a user
   with 10,000 accounts; one `/metrics` scrape against `/healthz`;
 - the rows retention deletes (reconcile/retention.py, the default policy), and whether a
   report after the prune still finds no drift.
@@ -38,7 +38,8 @@ from reconcile.retention import Policy, prune
 PROBES = 8
 REQUESTS = 7  # per page or endpoint timed; the median is kept
 DEEP_OFFSET = 9_000
-PAGE = "/api/accounts?limit=50&offset={offset}"
+PAGE = "/api/accounts?limit=50"
+WALK = "/api/accounts?limit=100"  # the largest page, to reach the deep page's cursor
 # The floor of any report: one pass over each table it reads, grouped by user.
 BARE_CHECK = (
     "SELECT user_id, sum(requested), sum(successful), sum(failures) FROM jobs GROUP BY user_id",
@@ -159,15 +160,28 @@ def _durations(bench: Bench, reports: list[float]) -> dict[str, float]:
 
 
 def _pages(base: str, history: History) -> dict[str, float]:
-    """Median seconds of the heaviest and the reference user's first and deep vault pages."""
+    """Median seconds of the heaviest and the reference user's first and deep vault pages
+    (the deep one reached by following `next` past DEEP_OFFSET accounts)."""
     timed: dict[str, float] = {}
     for who, user in (("heaviest", history.heaviest), ("reference", history.reference)):
         headers = {"Authorization": f"Bearer {user.token}"}
-        for depth, offset in (("first", 0), ("deep", DEEP_OFFSET)):
-            timed[f"{who}_{depth}_page_seconds"] = _median_get(
-                base, PAGE.format(offset=offset), headers
-            )
+        deep = f"{PAGE}&cursor={_cursor_after(base, headers, DEEP_OFFSET)}"
+        for depth, path in (("first", PAGE), ("deep", deep)):
+            timed[f"{who}_{depth}_page_seconds"] = _median_get(base, path, headers)
     return timed
+
+
+def _cursor_after(base: str, headers: dict[str, str], accounts: int) -> str:
+    """The cursor of the page that starts after the newest `accounts` vault rows."""
+    path, seen = WALK, 0
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        while True:
+            page = client.get(path).raise_for_status().json()
+            seen += len(page["items"])
+            cursor = page["next_cursor"]
+            if seen >= accounts or cursor is None:
+                return str(cursor or "")
+            path = f"{WALK}&cursor={cursor}"
 
 
 def _median_get(base: str, path: str, headers: dict[str, str]) -> float:
@@ -265,9 +279,12 @@ def _page_rows(pages: dict[str, float]) -> list[Row]:
             pages[f"reference_{depth}_page_seconds"],
             "10,000-account user",
             Target("ratio", "<=", 2.0),
-            f"offset {offset:,}, limit 50, median of {REQUESTS}",
+            f"{where}, limit 50, median of {REQUESTS}",
         )
-        for depth, offset in (("first", 0), ("deep", DEEP_OFFSET))
+        for depth, where in (
+            ("first", "the newest accounts"),
+            ("deep", f"after {DEEP_OFFSET:,} accounts, by cursor"),
+        )
     ]
 
 
