@@ -34,8 +34,11 @@ LONG = 20_000  # runs for a minute at this stack's pace: time enough to cancel i
 TOO_MANY = 90_000  # more than the credits: a 402, whose numbers print like the cards'
 TIMEOUT_MS = 60_000
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONES = {"phone-390": {"width": 390, "height": 844}, "phone-360": {"width": 360, "height": 740}}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONES: dict[str, ViewportSize] = {
+    "phone-390": {"width": 390, "height": 844},
+    "phone-360": {"width": 360, "height": 740},
+}
 MIN_TAP_PX = 44  # the smallest target a finger should have to hit on a phone
 
 BAD = re.compile(r"\bbad\b")  # the class that shows a figure as a problem

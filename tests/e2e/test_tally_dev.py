@@ -69,7 +69,7 @@ class DevRun:
 
     def process_tree(self) -> list[psutil.Process]:
         """Every process this run started: its descendants and the detached postmaster."""
-        tree = psutil.Process(self.process.pid).children(recursive=True)
+        tree: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
         postmaster = self.data_dir / "postgres" / "postmaster.pid"
         if postmaster.exists():
             tree.append(psutil.Process(int(postmaster.read_text().split()[0])))

@@ -94,9 +94,9 @@ def fingerprint(db: Database) -> dict[str, list[tuple[object, ...]]]:
 def test_duplicate_and_late_messages_change_nothing(
     stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
 ) -> None:
-    stack.reconcile(**REPORT_EVERY_SECOND)
+    stack.reconcile(env=REPORT_EVERY_SECOND)
     url = stack.web()
-    worker = stack.worker(threads=4, **WORKER_ENV)
+    worker = stack.worker(threads=4, env=WORKER_ENV)
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
     every_slice = len(job_ids) * SLICES_PER_JOB
     send(sender, every_slice * 2)
@@ -109,7 +109,7 @@ def test_duplicate_and_late_messages_change_nothing(
     late = send(sender, every_slice * REPEATS)
     with redis_server.client() as client:
         assert client.hlen(TURN_MESSAGES) == late
-    stack.worker(threads=4, **WORKER_ENV)
+    stack.worker(threads=4, env=WORKER_ENV)
     wait_for(lambda: drained(redis_server), timeout=60)
     # The daemon runs on after the late messages: its leader checks every counter again.
     drained_at = database_now(db)

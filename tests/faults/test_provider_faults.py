@@ -71,7 +71,7 @@ def test_provider_faults_are_retried_then_counted_and_refunded(
 ) -> None:
     stack.reconcile()
     url = stack.web()
-    stack.worker(threads=4, **FAULTS)
+    stack.worker(threads=4, env=FAULTS)
     started = time.monotonic()
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
     settle(db, started, "provider faults", after="the submit")

@@ -55,8 +55,8 @@ def test_a_receiver_down_then_killed_gets_every_terminal_status_signed(
     receiver.wait_for_log("receiver ready", timeout=30)
     stack.reconcile()
     stack.worker(threads=4)
-    stack.webhooks(**WEBHOOK_ENV).wait_for_log(WEBHOOKS_STARTED, timeout=30)
-    url = stack.web(**WEBHOOK_ENV)
+    stack.webhooks(env=WEBHOOK_ENV).wait_for_log(WEBHOOKS_STARTED, timeout=30)
+    url = stack.web(env=WEBHOOK_ENV)
     headers = {"Authorization": f"Bearer {user.token}"}
     made = httpx.post(
         f"{url}/api/webhooks", json={"url": f"http://127.0.0.1:{port}/hook"}, headers=headers

@@ -66,7 +66,7 @@ class Backlog:
             self._count(topic, user, payload)
         self.rows += len(events)
 
-    def _job(self) -> tuple[str, uuid.UUID, dict[str, int]]:
+    def _job(self) -> tuple[Topic, uuid.UUID, dict[str, int]]:
         requested = self.rng.randint(1, 5_000)
         successful = self.rng.randint(0, requested)
         payload = {"requested": requested, "successful": successful}
@@ -79,7 +79,7 @@ class Backlog:
             },
         )
 
-    def _removal(self) -> tuple[str, uuid.UUID, dict[str, int]]:
+    def _removal(self) -> tuple[Topic, uuid.UUID, dict[str, int]]:
         return Topic.VAULT_REMOVED, self.rng.choice(self.users), {"count": 1}
 
     def _count(self, topic: str, user: uuid.UUID, payload: dict[str, int]) -> None:

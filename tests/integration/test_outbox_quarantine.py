@@ -75,7 +75,7 @@ def backlog(db: Database) -> tuple[int, int]:
 
 def test_counters_are_bigint(db: Database) -> None:
     with db.engine.connect() as connection:
-        types = dict(
+        types: dict[str, str] = dict(
             connection.execute(
                 text(
                     "SELECT table_name || '.' || column_name, data_type "

@@ -155,7 +155,7 @@ def test_the_daemon_prunes_history_and_its_reports_stay_clean(
     config: Settings,
     process_env: dict[str, str],
     tmp_path: Path,
-    redis_client: redis.Redis,
+    redis_client: redis.Redis[bytes],
 ) -> None:
     users = [create_user(db.sessions, f"d{n}", credits=10_000).user_id for n in range(2)]
     for user in users:

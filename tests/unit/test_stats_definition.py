@@ -10,7 +10,7 @@ from core.stats import JOB_STATS, STAT_NAMES, STATS, VAULT_STATS, Source
 from core.vocabulary import JobStatus, Topic
 from outbox.apply import APPLY_BATCH
 from reconcile.invariants import EXPECTED_STATS
-from reconcile.recompute import RECOMPUTE
+from reconcile.recompute import CORRECT, CREATE
 
 
 def test_every_stat_is_a_user_stats_column_and_only_those() -> None:
@@ -43,7 +43,9 @@ def test_the_apply_statement_and_the_checker_cover_every_stat() -> None:
 
 def test_the_recompute_writes_exactly_the_vault_stats() -> None:
     assert [s.source for s in VAULT_STATS] == [Source.VAULT]
+    writes = CORRECT.text + CREATE.text
     for stat in VAULT_STATS:
-        assert f"SET {stat.name} = excluded.{stat.name}" in RECOMPUTE.text
+        assert f"SET {stat.name} = s.{stat.name} + c.delta" in CORRECT.text
+        assert f"(user_id, {stat.name})" in CREATE.text
     for stat in JOB_STATS:
-        assert f"SET {stat.name} =" not in RECOMPUTE.text
+        assert stat.name not in writes
