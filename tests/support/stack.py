@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -75,18 +75,21 @@ class Stack:
         factory: bool = True,
         log_level: str | None = "warning",
         name: str = "web",
+        args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         **more: str,
     ) -> str:
         """uvicorn serving `app` on a free port; return its base URL once `ready` answers 200.
 
-        `log_level=None` keeps uvicorn's own level, access log included, as the Procfile runs it.
+        `log_level=None` keeps uvicorn's own level, access log included, as the Procfile runs it;
+        `args` are more of uvicorn's options.
         """
         port = free_port()
         command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
         command += ["--port", str(port)]
         command += ["--factory"] if factory else []
         command += ["--log-level", log_level] if log_level else []
+        command += args
         child = self.start(name, command, env, **more)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url + ready) or not child.running, timeout=30)
