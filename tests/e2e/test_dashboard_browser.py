@@ -14,7 +14,7 @@ from core.credits import grant
 from core.database import Database
 from core.migrate import PROJECT_ROOT
 from core.users import NewUser, create_user
-from tests.support.stack import Stack
+from harness.stack import Stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Locator, Page, Response, ViewportSize

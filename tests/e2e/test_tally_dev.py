@@ -17,7 +17,7 @@ import pytest
 
 from core.migrate import PROJECT_ROOT
 from devstack.processes import free_port, start
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 TALLY = str(Path(sys.executable).with_name("tally"))
 STARTUP_TIMEOUT = 90.0

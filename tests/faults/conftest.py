@@ -14,7 +14,7 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
-from tests.support.stack import RedisServer, Stack
+from harness.stack import RedisServer, Stack
 
 # Short intervals so each fault heals within seconds (production: see Settings.from_env).
 FAULT_ENV = {

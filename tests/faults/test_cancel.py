@@ -18,11 +18,11 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
+from harness.stack import WORKER_READY, RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, submit
 from tests.faults.test_late_messages import drained, fingerprint, send
-from tests.support.outbox import apply_pending
-from tests.support.stack import WORKER_READY, RedisServer, Stack
-from tests.support.waiting import wait_for
 
 SLICE_SIZE = 50  # TALLY_SLICE_SIZE of the fault suite
 PRICE = 1

@@ -8,11 +8,11 @@ from functools import partial
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.faults.backlog import seed_backlog
 from tests.faults.checks import assert_exact, settle, submit
-from tests.support.stack import Stack
 from tests.support.state import pending_outbox
-from tests.support.waiting import wait_for
 
 USERS = 100
 JOBS_PER_USER = 200

@@ -18,11 +18,11 @@ from core.database import Database
 from core.settings import Settings
 from core.turn_messages import send_turns
 from core.users import NewUser, create_user
+from harness.stack import WORKER_READY, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, submit
 from tests.support.counting_provider import counting_provider
-from tests.support.stack import WORKER_READY, Stack
 from tests.support.state import unfinished_jobs
-from tests.support.waiting import wait_for
 
 PROCESSES, THREADS = 2, 2
 BIG, SMALL = 8000, 10  # TALLY_SLICE_SIZE is 50: 160 slices, and one

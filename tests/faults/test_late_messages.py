@@ -13,6 +13,8 @@ from sqlalchemy import text
 from core.database import Database
 from core.turn_messages import send_turns
 from core.users import NewUser
+from harness.stack import RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import (
     DELAYED_MESSAGES,
     TURN_MESSAGES,
@@ -20,8 +22,6 @@ from tests.faults.checks import (
     settle,
     submit,
 )
-from tests.support.stack import RedisServer, Stack
-from tests.support.waiting import wait_for
 
 JOBS = 10
 ITEMS = 120

@@ -14,8 +14,8 @@ from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions
 from core.users import NewUser
+from harness.stack import Stack
 from tests.faults.checks import assert_exact, settle, submit
-from tests.support.stack import Stack
 
 JOBS = 10
 ITEMS = 200

@@ -16,11 +16,11 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import WORKER_READY, Stack
+from harness.waiting import wait_for
 from reconcile.report import run_report
 from tests.faults.checks import assert_exact, settle, submit
 from tests.support.reference import ReferenceServer
-from tests.support.stack import WORKER_READY, Stack
-from tests.support.waiting import wait_for
 
 # Small figures so that each behaviour shows within seconds.
 PUSHBACK_ENV = {

@@ -11,10 +11,10 @@ import httpx
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle
 from tests.support.silent_server import SilentServer
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 SUBMITS = 45
 ITEMS = 20

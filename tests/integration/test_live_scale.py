@@ -17,8 +17,8 @@ from core.database import Database
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import NewUser, create_user
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
+from harness.stack import Stack
+from harness.waiting import wait_for
 
 POLLS = 2000
 USERS = 10

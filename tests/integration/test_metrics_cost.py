@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
+from harness.waiting import wait_for
 from tests.integration.test_metrics import scrape
 from tests.support.inline import RecordedEnqueue
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 JOBS, VAULT_ROWS = 50_000, 200_000

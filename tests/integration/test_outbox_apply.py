@@ -17,8 +17,8 @@ from core import outbox
 from core.database import Database
 from core.settings import Settings
 from core.vocabulary import Topic
+from harness.outbox import apply_pending
 from outbox.apply import apply_batch
-from tests.support.outbox import apply_pending
 from tests.support.state import pending_outbox
 
 USERS = 50

@@ -36,13 +36,13 @@ from core.providers.base import CreatedAccount, item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.sweep import take_back_expired
 from tests.conftest import TABLES
 from tests.support.inline import slice_context
-from tests.support.outbox import apply_pending
 from worker import slices
 from worker.fanout import ItemOutcome
 from worker.processing import run_turn

@@ -18,12 +18,12 @@ from core.database import Database
 from core.settings import Settings
 from core.users import create_user
 from devstack.processes import Child, kill_all
+from harness.stack import Stack
+from harness.waiting import wait_for
 from reconcile.leader import Leadership
 from tests.faults.checks import TURN_MESSAGES
 from tests.support.inline import process_job
-from tests.support.stack import Stack
 from tests.support.state import pending_outbox
-from tests.support.waiting import wait_for
 
 FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",

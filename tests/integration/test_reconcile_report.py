@@ -15,12 +15,12 @@ from core.cancel import cancel_job
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
 from tests.support.inline import process_job, slice_context
-from tests.support.outbox import apply_pending
 from worker.processing import run_turn
 
 

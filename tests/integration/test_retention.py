@@ -15,14 +15,14 @@ from core import jobs
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
+from harness.stack import Stack
+from harness.waiting import wait_for
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.report import run_report
 from reconcile.retention import OUTBOX, Policy, prune
 from tests.support.inline import process_job
-from tests.support.outbox import apply_pending
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 DAY = 86_400.0
 # What must never change: the users' records, and what they add up to.

@@ -21,8 +21,8 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import create_user
+from harness.stack import DAEMON_STARTED, Stack
 from tests.conftest import TABLES, make_settings
-from tests.support.stack import DAEMON_STARTED, Stack
 
 EXAMPLES = 60
 SEED = 1  # the same cases every run

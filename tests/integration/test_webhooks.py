@@ -17,8 +17,8 @@ from core.settings import SandboxOptions, Settings, WebhookOptions
 from core.users import NewUser, create_user
 from core.webhook_address import resolve
 from core.webhook_signing import verify
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
-from tests.support.waiting import wait_for
 from web.app import create_app
 from webhooks import transport
 from webhooks.deliverer import Deliverer

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from devstack.processes import free_port
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
+from harness.stack import Stack
+from harness.waiting import wait_for
 
 
 class ReferenceServer:

@@ -16,7 +16,7 @@ import redis
 from core.migrate import PROJECT_ROOT
 from devstack.embedded import redis_server_binary
 from devstack.processes import STOP_GRACE_SECONDS, Child, free_port, start, stop_all
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 WEB_APP = "web.main:app"  # an app factory, as the Procfile runs it
 WORKER_READY = "Worker process is ready for action."
