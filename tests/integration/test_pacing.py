@@ -11,7 +11,8 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 
 from core.providers.http import parse_retry_after
-from worker.pacing import RATE_LIMITED, UNAVAILABLE, LocalPacer, RedisPacer
+from core.vocabulary import WaitingReason
+from worker.pacing import LocalPacer, RedisPacer
 from worker.pushback import SliceRun
 
 T = TypeVar("T")
@@ -42,11 +43,11 @@ def test_a_pushback_with_retry_after_pauses_every_other_process(redis_url: str) 
     async def body(pacer: Callable[..., RedisPacer]) -> None:
         first, second = pacer(), pacer()
         assert (await second.acquire()).granted
-        pushed = await first.pushback(2.0, UNAVAILABLE, pause=True)
+        pushed = await first.pushback(2.0, WaitingReason.UNAVAILABLE, pause=True)
         assert 1.5 < pushed.pause <= 2.0
         second._fresh_until = 0.0  # what 100 ms without asking would do
         permit = await second.acquire()
-        assert not permit.granted and permit.paused and permit.reason == UNAVAILABLE
+        assert not permit.granted and permit.paused and permit.reason == WaitingReason.UNAVAILABLE
         assert 1.5 < permit.wait <= 2.0
 
     on_redis(redis_url, body)
@@ -55,7 +56,7 @@ def test_a_pushback_with_retry_after_pauses_every_other_process(redis_url: str) 
 def test_after_a_pause_one_call_probes_and_an_answer_lets_everyone_go(redis_url: str) -> None:
     async def body(pacer: Callable[..., RedisPacer]) -> None:
         first, second = pacer(), pacer()
-        await first.pushback(0.05, RATE_LIMITED, pause=True)
+        await first.pushback(0.05, WaitingReason.RATE_LIMITED, pause=True)
         await asyncio.sleep(0.1)
         probe = await first.acquire()
         held = await second.acquire()
@@ -71,12 +72,12 @@ def test_unavailability_is_timed_from_the_first_pushback_across_processes(
 ) -> None:
     async def body(pacer: Callable[..., RedisPacer]) -> None:
         first, second = pacer(), pacer()
-        await first.pushback(None, UNAVAILABLE, pause=False)
+        await first.pushback(None, WaitingReason.UNAVAILABLE, pause=False)
         await asyncio.sleep(0.3)
-        pushed = await second.pushback(None, UNAVAILABLE, pause=False)
+        pushed = await second.pushback(None, WaitingReason.UNAVAILABLE, pause=False)
         assert pushed.unavailable_for >= 0.25
         await second.answered()
-        again = await first.pushback(None, UNAVAILABLE, pause=False)
+        again = await first.pushback(None, WaitingReason.UNAVAILABLE, pause=False)
         assert again.unavailable_for < 0.2
 
     on_redis(redis_url, body)
@@ -109,11 +110,11 @@ def test_the_rate_limit_holds_for_every_pacer_together(redis_url: str) -> None:
 def test_without_redis_the_process_paces_itself() -> None:
     async def body() -> None:
         pacer = LocalPacer(rate_limit=0.0, backoff_cap=0.4)
-        pushed = await pacer.pushback(None, UNAVAILABLE, pause=True)
+        pushed = await pacer.pushback(None, WaitingReason.UNAVAILABLE, pause=True)
         assert 0.125 <= pushed.pause <= 0.25  # the first backoff, jittered
         assert not (await pacer.acquire()).granted
         for _ in range(6):
-            pushed = await pacer.pushback(None, UNAVAILABLE, pause=True)
+            pushed = await pacer.pushback(None, WaitingReason.UNAVAILABLE, pause=True)
         assert pushed.pause <= 0.4  # capped
 
     asyncio.run(body())
@@ -122,13 +123,13 @@ def test_without_redis_the_process_paces_itself() -> None:
 def test_a_pause_past_the_wait_budget_stops_the_slice_but_its_own_rate_does_not() -> None:
     told: list[tuple[str | None, float | None]] = []
     run = SliceRun(budget=1.0, listener=lambda reason, at: told.append((reason, at)))
-    assert run.wait(RATE_LIMITED, 5.0, paused=False)
+    assert run.wait(WaitingReason.RATE_LIMITED, 5.0, paused=False)
     assert not run.stopping
-    assert run.wait(UNAVAILABLE, 0.5)
-    assert not run.wait(UNAVAILABLE, 2.0)
+    assert run.wait(WaitingReason.UNAVAILABLE, 0.5)
+    assert not run.wait(WaitingReason.UNAVAILABLE, 2.0)
     deferred = run.deferred()
-    assert deferred is not None and deferred.reason == UNAVAILABLE
-    assert told[0][0] == RATE_LIMITED and told[-1][0] == UNAVAILABLE
+    assert deferred is not None and deferred.reason == WaitingReason.UNAVAILABLE
+    assert told[0][0] == WaitingReason.RATE_LIMITED and told[-1][0] == WaitingReason.UNAVAILABLE
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
