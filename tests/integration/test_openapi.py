@@ -120,7 +120,7 @@ def test_schemas_follow_the_vocabulary_and_the_stats(spec: dict[str, Any]) -> No
 def test_each_reason_comes_with_the_words_people_read(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     for kind, labels in LABELS.items():
-        assert schemas[kind.__name__]["enum"] == list(kind)
+        assert set(schemas[kind.__name__]["enum"]) == set(kind)
         assert schemas[kind.__name__]["x-labels"] == {str(k): v for k, v in labels.items()}
     job = schemas["Job"]["properties"]
     assert job["waiting"]["anyOf"][0] == {"$ref": "#/components/schemas/WaitingReason"}
