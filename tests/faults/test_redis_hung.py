@@ -11,10 +11,10 @@ import httpx
 
 from core.database import Database
 from core.users import NewUser
+from harness.silent_server import SilentServer
 from harness.stack import Stack
 from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle
-from tests.support.silent_server import SilentServer
 
 SUBMITS = 45
 ITEMS = 20

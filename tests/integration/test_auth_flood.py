@@ -10,9 +10,9 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
+from harness.auth_flood import Flood
 from harness.stack import Stack
 from harness.waiting import wait_for
-from tests.support.auth_flood import Flood
 
 LIMIT = 20  # the default TALLY_AUTH_FAILURES_PER_MINUTE
 CLIENTS = 16

@@ -23,11 +23,11 @@ from core.database import Database
 from core.schema import CreditLedger, User
 from core.settings import Settings
 from core.users import create_user, provision
+from harness.silent_server import SilentServer
 from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, process_job
 from tests.support.jwks import SECRET, JwksServer, SigningKey, claims, hs256
 from tests.support.live_server import serve
-from tests.support.silent_server import SilentServer
 from web.app import create_app
 
 SIGNUP = 25
