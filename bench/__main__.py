@@ -35,6 +35,8 @@ BENCHMARKS = {
     "crowd": "bench.crowd",
     "history": "bench.history",
     "cancel": "bench.cancel",
+    "flood": "bench.flood",
+    "hung": "bench.hung",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 
