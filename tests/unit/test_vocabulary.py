@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cli.client import describe_status
 from core.migrate import PROJECT_ROOT
 from core.vocabulary import LABELS, FailureReason, WaitingReason
 
@@ -43,3 +44,9 @@ def test_no_module_spells_a_reason_of_its_own() -> None:
         for found in words.findall(path.read_text())
     ]
     assert spelled == []
+
+
+def test_the_cli_says_why_a_job_waits_in_the_vocabularys_words() -> None:
+    job = {"status": "running", "waiting": WaitingReason.RATE_LIMITED.value, "retry_at": None}
+    words = LABELS[WaitingReason][WaitingReason.RATE_LIMITED]
+    assert describe_status(job) == f"running (waiting: {words})"
