@@ -36,6 +36,8 @@ BENCHMARKS = {
     "history": "bench.history",
     "cancel": "bench.cancel",
     "capacity": "bench.capacity",
+    "flood": "bench.flood",
+    "hung": "bench.hung",
 }
 RESULTS = PROJECT_ROOT / ".bench"
 

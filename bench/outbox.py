@@ -15,7 +15,7 @@ from bench.context import Bench
 from bench.processes import reconcile, uvicorn, worker
 from bench.report import Row, Target, percentile
 from core.users import create_user
-from tests.support.outbox import apply_pending
+from harness.outbox import apply_pending
 
 BACKLOG = text(
     "INSERT INTO outbox (topic, key, user_id, payload) "

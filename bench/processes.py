@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from devstack.processes import Child
-from tests.support.stack import DAEMON_STARTED, WORKER_READY, Stack
+from harness.stack import DAEMON_STARTED, WORKER_READY, Stack
 
 STOP_GRACE_SECONDS = 30.0
 

@@ -20,7 +20,7 @@ from bench.context import Bench
 from bench.processes import services, worker
 from bench.report import Row, Target
 from devstack.processes import free_port
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 RATE_LIMIT = 200.0
 LIMITED_LATENCY_MS = 20.0

@@ -32,7 +32,7 @@ from cli import export
 from cli.api import Api
 from cli.tables import accounts_table, jobs_table, page_title, stats_table
 from core.errors import Unauthorized
-from core.vocabulary import JobStatus
+from core.vocabulary import LABELS, JobStatus, WaitingReason
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PageTable = Callable[[Sequence[dict[str, Any]], str, int], Table]
@@ -170,7 +170,8 @@ def describe_status(job: dict[str, Any]) -> str:
     if isinstance(until, str):
         moment = datetime.fromisoformat(until).astimezone(UTC)
         shown = f" until {moment:%H:%M:%S} UTC"
-    return f"{job['status']} (waiting: {waiting.replace('_', ' ')}{shown})"
+    words = LABELS[WaitingReason].get(waiting, waiting)
+    return f"{job['status']} (waiting: {words}{shown})"
 
 
 def _stats_after(api: Api, before: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:

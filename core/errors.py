@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.vocabulary import WaitingReason
+
 
 class TallyError(Exception):
     """Root of every error tally raises on purpose."""
@@ -91,11 +93,13 @@ class ProviderUnavailable(ProviderError):
 class ProviderPushback(TransientProviderError):
     """The provider asked to be called later (429, 5xx, unreachable), perhaps saying when.
 
-    `reason` is `provider_rate_limited` or `provider_unavailable`; `retry_after` is the
-    seconds the provider asked for, or None when it did not say.
+    `reason` says which (rate limited or unavailable); `retry_after` is the seconds the
+    provider asked for, or None when it did not say.
     """
 
-    def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, reason: WaitingReason, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.retry_after = retry_after

@@ -60,7 +60,7 @@ class JobView:
     updated_at: datetime
     cancelled: int = 0
     cancel_requested_at: datetime | None = None
-    waiting: str | None = None  # why an unfinished job is slow: provider_rate_limited, ...
+    waiting: str | None = None  # why an unfinished job is slow: a WaitingReason
     retry_at: datetime | None = None  # when the provider said it may be called again
     orphans: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from core.errors import (
     TransientProviderError,
 )
 from core.providers.base import CreatedAccount, Provider
+from core.vocabulary import WaitingReason
 
 PROVIDER_LATENCY = Histogram(
     "tally_provider_call_seconds",
@@ -30,7 +31,8 @@ PROVIDER_LATENCY = Histogram(
 PROVIDER_REQUESTS = Counter(
     "tally_provider_requests",
     "Provider calls by what they answered: created, replayed (an account created earlier), "
-    "refused, provider_rate_limited, provider_unavailable, ambiguous (no answer), transient.",
+    f"refused, {WaitingReason.RATE_LIMITED}, {WaitingReason.UNAVAILABLE}, ambiguous (no answer), "
+    "transient.",
     ["provider", "outcome"],
 )
 PROVIDER_PAUSES = Counter(

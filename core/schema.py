@@ -25,7 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.vocabulary import UNFINISHED_SQL, JobStatus, LedgerKind, SliceStatus, sql_list
+from core.vocabulary import (
+    UNFINISHED_SQL,
+    JobStatus,
+    LedgerKind,
+    SliceStatus,
+    WaitingReason,
+    sql_list,
+)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -102,9 +109,7 @@ class Job(Base):
             name="counts_within_requested",
         ),
         UniqueConstraint("user_id", "idempotency_key"),
-        CheckConstraint(
-            "waiting IN ('provider_rate_limited', 'provider_unavailable')", name="waiting_known"
-        ),
+        CheckConstraint(f"waiting IN {sql_list(WaitingReason)}", name="waiting_known"),
         Index("ix_jobs_user_id_created_at_id", "user_id", text("created_at DESC"), text("id DESC")),
         Index(
             "ix_jobs_unfinished",

@@ -1,4 +1,4 @@
-"""The words every process shares: job and slice statuses, outbox topics, ledger kinds."""
+"""The words every process shares: statuses, topics, ledger kinds, waiting and failure reasons."""
 
 from __future__ import annotations
 
@@ -69,6 +69,34 @@ UNFINISHED_SQL = sql_list(UNFINISHED_JOB_STATUSES)
 TERMINAL_SQL = sql_list(TERMINAL_JOB_STATUSES)
 
 
-# Why an unfinished job is slow (jobs.waiting): its provider pushes back.
-WaitingReason = Literal["provider_rate_limited", "provider_unavailable"]
-WAITING_REASONS: tuple[str, ...] = get_args(WaitingReason)
+class WaitingReason(StrEnum):
+    """Why a provider pushes back, and so why an unfinished job waits (jobs.waiting)."""
+
+    RATE_LIMITED = "provider_rate_limited"
+    UNAVAILABLE = "provider_unavailable"
+
+
+class FailureReason(StrEnum):
+    """Why an item failed: the keys of a job's failures by reason (jobs.failure_reasons)."""
+
+    REFUSED = "refused"  # the provider refused the request for good
+    RETRIES_EXHAUSTED = "retries_exhausted"  # every attempt failed, transiently
+    # The provider stayed unavailable past the job's patience: the waiting reason's word.
+    UNAVAILABLE = WaitingReason.UNAVAILABLE.value
+    FAILED = "failed"  # a failure of no known kind
+
+
+# The words a person reads for each reason (the dashboard shows them); the API description
+# carries them beside each reason's values, as `x-labels`.
+LABELS: dict[type[StrEnum], dict[str, str]] = {
+    WaitingReason: {
+        WaitingReason.RATE_LIMITED: "provider rate limit",
+        WaitingReason.UNAVAILABLE: "provider unavailable",
+    },
+    FailureReason: {
+        FailureReason.REFUSED: "refused by the provider",
+        FailureReason.RETRIES_EXHAUSTED: "failed on every attempt",
+        FailureReason.UNAVAILABLE: "provider unavailable for too long",
+        FailureReason.FAILED: "failed",
+    },
+}

@@ -7,7 +7,8 @@ with `Idempotent-Replayed: true`. It pushes back as real APIs do, as its options
 
 - `--rate-limit R`: a token bucket of R requests/s; beyond it `429` with `Retry-After`.
 - `--outage START:LENGTH` (seconds after start, repeatable; or `POST /_outage`
-  `{"seconds": N}` from now): `503` with `Retry-After` while it lasts.
+  `{"seconds": N}` from now, `{"seconds": 0}` to end it): `503` with `Retry-After` while it
+  lasts.
 - `--latency-ms`: every answer takes this long.
 - `--late-fraction F --late-seconds S`: that share of creations answers only S seconds
   after the account was created (after a client's timeout).
@@ -172,9 +173,12 @@ class ReferenceProvider:
         return JSONResponse(self.ledger.as_dict())
 
     async def outage(self, request: Request) -> Response:
-        """POST /_outage {"seconds": N}: answer 503 for the next N seconds."""
+        """POST /_outage {"seconds": N}: answer 503 for the next N seconds; 0 ends it now."""
         seconds = float((await request.json())["seconds"])
-        self._extra_outages.append((time.monotonic() - self.started, seconds))
+        if seconds <= 0:
+            self._extra_outages.clear()
+        else:
+            self._extra_outages.append((time.monotonic() - self.started, seconds))
         return JSONResponse({"outage_seconds": seconds})
 
     async def reset(self, request: Request) -> Response:

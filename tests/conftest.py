@@ -138,7 +138,7 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
     """A client on an emptied Redis database."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
 
 import msgspec
 from starlette.responses import Response
@@ -13,7 +12,7 @@ from core.credits import CreditsView
 from core.jobs import JobView
 from core.stats import StatsView
 from core.vault import AccountView
-from core.vocabulary import JobStatus, LedgerKind, WaitingReason
+from core.vocabulary import FailureReason, JobStatus, LedgerKind, WaitingReason
 from reconcile.report_store import Report
 from web import bodies
 
@@ -53,9 +52,9 @@ def job_body(job: JobView) -> bodies.Job:
         error=job.error,
         cancelled=job.cancelled,
         cancel_requested_at=_time(job.cancel_requested_at),
-        waiting=None if job.terminal else cast(WaitingReason | None, job.waiting),
+        waiting=None if job.terminal or job.waiting is None else WaitingReason(job.waiting),
         retry_at=None if job.terminal else _time(job.retry_at),
-        failures_by_reason=job.failure_reasons,
+        failures_by_reason={FailureReason(k): n for k, n in job.failure_reasons.items()},
         orphans=job.orphans,
         note=_note(job),
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType, defstruct
 
 from core.stats import STAT_NAMES
-from core.vocabulary import JobStatus, LedgerKind, WaitingReason
+from core.vocabulary import FailureReason, JobStatus, LedgerKind, WaitingReason
 
 # An ISO 8601 timestamp with its UTC offset, as datetime.isoformat() writes it.
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
@@ -71,7 +71,7 @@ class Job(Struct):
     # Why an unfinished job is slow, and when its provider may be called again.
     waiting: WaitingReason | None = None
     retry_at: Timestamp | None = None
-    failures_by_reason: dict[str, int] = {}
+    failures_by_reason: dict[FailureReason, int] = {}
     orphans: int = 0  # accounts the provider may hold that the vault does not
     retry_of: Annotated[
         uuid.UUID | None, Meta(description="The job whose failed items this job retries.")

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from core.cursors import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
 from core.settings import Settings
+from core.vocabulary import LABELS
 from web import bodies
 from web.answers import JSON, json_response
 from web.params import (
@@ -500,7 +501,17 @@ def components() -> tuple[dict[type, dict[str, Any]], dict[str, Any]]:
     """Each contract type the operations use, with its reference, and the components."""
     types = list(dict.fromkeys(_contract_types(OPERATIONS)))
     references, schemas = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    return dict(zip(types, references, strict=True)), schemas
+    return dict(zip(types, references, strict=True)), _labelled(schemas)
+
+
+def _labelled(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Each vocabulary enum's components with the words people read for its values."""
+    found = dict(schemas)
+    for kind, labels in LABELS.items():
+        if kind.__name__ in found:
+            words = {str(value): label for value, label in labels.items()}
+            found[kind.__name__] = {**found[kind.__name__], "x-labels": words}
+    return found
 
 
 def _referenced(node: Any, references: dict[type, dict[str, Any]]) -> Any:

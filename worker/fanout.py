@@ -25,16 +25,12 @@ from core.errors import (
 )
 from core.metrics import observe_pause
 from core.providers.base import CreatedAccount, Provider, item_key
+from core.vocabulary import FailureReason, WaitingReason
 from worker.adaptive import AdaptiveRate
-from worker.pacing import RATE_LIMITED, UNAVAILABLE, Pacer, Permit, backoff
+from worker.pacing import Pacer, Permit, backoff
 from worker.pushback import SliceRun
 
 BASE_BACKOFF_SECONDS = 0.05
-
-REFUSED = "refused"
-GAVE_UP = "gave_up"
-RETRIES_EXHAUSTED = "retries_exhausted"
-PATIENCE_EXHAUSTED = "provider_unavailable"
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class ItemOutcome:
     item_index: int
     account: CreatedAccount | None = None
     error: str | None = None
-    reason: str | None = None  # a failure's kind: REFUSED, PATIENCE_EXHAUSTED, ...
+    reason: FailureReason | None = None  # a failure's kind
     orphans: int = 0  # accounts the provider may hold for this slot beyond the vault's
 
 
@@ -124,11 +120,11 @@ async def _create_with_retries(
         try:
             return ItemOutcome(index, account=await provider.create_account(key))
         except PermanentProviderError as exc:
-            return ItemOutcome(index, error=str(exc), reason=REFUSED)
+            return ItemOutcome(index, error=str(exc), reason=FailureReason.REFUSED)
         except TransientProviderError as exc:
             if attempt == attempts:
                 error = f"{exc} (after {attempts} attempts)"
-                return ItemOutcome(index, error=error, reason=RETRIES_EXHAUSTED)
+                return ItemOutcome(index, error=error, reason=FailureReason.RETRIES_EXHAUSTED)
             await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
     raise AssertionError("unreachable: attempts must be at least 1")
 
@@ -159,14 +155,20 @@ async def _create_patiently(
         if isinstance(answer, Permit):
             if answer.paused and patience.exhausted(answer.unavailable_for):
                 return _out_of_patience(index, answer.unavailable_for, ambiguous)
-            if run.wait(answer.reason or UNAVAILABLE, answer.wait, paused=answer.paused):
+            if run.wait(
+                answer.reason or WaitingReason.UNAVAILABLE,
+                answer.wait,
+                paused=answer.paused,
+            ):
                 await asyncio.sleep(answer.wait)
             continue
         if isinstance(answer, PermanentProviderError):
             await pacer.answered()
-            return ItemOutcome(index, error=str(answer), reason=REFUSED, orphans=ambiguous)
+            return ItemOutcome(
+                index, error=str(answer), reason=FailureReason.REFUSED, orphans=ambiguous
+            )
         if isinstance(answer, ProviderPushback):
-            if patience.rate is not None and answer.reason == RATE_LIMITED:
+            if patience.rate is not None and answer.reason == WaitingReason.RATE_LIMITED:
                 patience.rate.throttled()
             observe_pause(provider.name, answer.reason)
             pushed = await pacer.pushback(answer.retry_after, answer.reason, pause=True)
@@ -176,7 +178,7 @@ async def _create_patiently(
         if isinstance(answer, TransientProviderError):
             # Ambiguous (or unclassified): the account may exist; ask again with the same key.
             ambiguous += 1
-            pushed = await pacer.pushback(None, UNAVAILABLE, pause=False)
+            pushed = await pacer.pushback(None, WaitingReason.UNAVAILABLE, pause=False)
             if patience.exhausted(pushed.unavailable_for):
                 return _out_of_patience(index, pushed.unavailable_for, ambiguous)
             await asyncio.sleep(backoff(ambiguous - 1, patience.backoff_cap, rng))
@@ -215,7 +217,7 @@ async def _attempt(
         await asyncio.sleep(permit.wait)
     if time.monotonic() > permit.send_by:
         # Woken too late for its slot: ask again rather than send in a burst.
-        return Permit(False, 0.0, RATE_LIMITED, permit.unavailable_for)
+        return Permit(False, 0.0, WaitingReason.RATE_LIMITED, permit.unavailable_for)
     bound: AbstractAsyncContextManager[object] = gate if gate is not None else nullcontext()
     try:
         async with bound:
@@ -229,4 +231,4 @@ async def _attempt(
 def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:
     error = f"the provider was unavailable for {seconds:.0f} s"
     # An unanswered call may have created an account the vault will never hold.
-    return ItemOutcome(index, error=error, reason=PATIENCE_EXHAUSTED, orphans=ambiguous)
+    return ItemOutcome(index, error=error, reason=FailureReason.UNAVAILABLE, orphans=ambiguous)

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.vocabulary import FailureReason
 from worker.fanout import ItemOutcome
-
-UNKNOWN_REASON = "failed"
 
 ADD_COUNTS = text(
     "UPDATE jobs j SET orphans = j.orphans + t.orphans, failure_reasons = ("
@@ -28,9 +27,9 @@ ADD_COUNTS = text(
 )
 
 
-def failure_reasons(outcomes: Sequence[ItemOutcome]) -> Counter[str]:
+def failure_reasons(outcomes: Sequence[ItemOutcome]) -> Counter[FailureReason]:
     """How many of these outcomes failed, by reason."""
-    return Counter(o.reason or UNKNOWN_REASON for o in outcomes if o.account is None)
+    return Counter(o.reason or FailureReason.FAILED for o in outcomes if o.account is None)
 
 
 def add_outcome_counts(
@@ -41,7 +40,7 @@ def add_outcome_counts(
     The caller holds the jobs' row locks or takes them in key order after this; one
     statement for every job that has something to add.
     """
-    reasons: dict[uuid.UUID, Counter[str]] = {}
+    reasons: dict[uuid.UUID, Counter[FailureReason]] = {}
     orphans: Counter[uuid.UUID] = Counter()
     for job_id, outcomes in runs:
         reasons.setdefault(job_id, Counter()).update(failure_reasons(outcomes))

@@ -20,10 +20,10 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from core.vocabulary import WaitingReason
+
 logger = logging.getLogger(__name__)
 
-RATE_LIMITED = "provider_rate_limited"
-UNAVAILABLE = "provider_unavailable"
 FIRST_BACKOFF_SECONDS = 0.25
 # Reserve a slot at most this far ahead; beyond it, wait and ask again.
 HORIZON_SECONDS = 1.0
@@ -86,7 +86,7 @@ class Permit:
 
     granted: bool  # call after `wait`; when False, ask again after `wait`
     wait: float  # seconds
-    reason: str | None  # why not granted: RATE_LIMITED or UNAVAILABLE
+    reason: WaitingReason | None  # why not granted
     unavailable_for: float  # seconds since the provider stopped answering; 0 if it answers
     paused: bool = False  # not granted because the provider paused us (else: our own limit)
     send_by: float = float("inf")  # a granted slot is lost if the call is not sent by then
@@ -107,7 +107,9 @@ class Pacer(Protocol):
         """Ask to call the provider once."""
         ...
 
-    async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:
+    async def pushback(
+        self, retry_after: float | None, reason: WaitingReason, pause: bool
+    ) -> Pushed:
         """Record a transient outcome; pause every caller when `pause` is set."""
         ...
 
@@ -134,7 +136,7 @@ class LocalPacer:
         self._tau = _tolerance(rate_limit)
         self._tat = 0.0
         self._until = 0.0
-        self._reason = UNAVAILABLE
+        self._reason = WaitingReason.UNAVAILABLE
         self._since: float | None = None
         self._strikes = 0
         self._cap = backoff_cap
@@ -159,11 +161,13 @@ class LocalPacer:
         tat = max(self._tat, now)
         wait = max(0.0, tat - self._tau - now)
         if wait > HORIZON_SECONDS:
-            return Permit(False, wait, RATE_LIMITED, down)
+            return Permit(False, wait, WaitingReason.RATE_LIMITED, down)
         self._tat = tat + self._interval
         return Permit(True, wait, None, down, send_by=now + wait + _late(self._tau))
 
-    async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:
+    async def pushback(
+        self, retry_after: float | None, reason: WaitingReason, pause: bool
+    ) -> Pushed:
         now = time.monotonic()
         if self._since is None:
             self._since = now
@@ -239,12 +243,15 @@ class RedisPacer:
         down = 0.0 if self._down_since is None else now - self._down_since
         if not granted:
             paused = reason != b"self"
-            why = RATE_LIMITED if reason in (b"self", RATE_LIMITED.encode()) else UNAVAILABLE
+            limited = reason in (b"self", WaitingReason.RATE_LIMITED.encode())
+            why = WaitingReason.RATE_LIMITED if limited else WaitingReason.UNAVAILABLE
             return Permit(False, wait, why, down, paused=paused)
         send_by = now + wait + _late(self._tau_ms / 1000) if self._interval_ms else float("inf")
         return Permit(True, wait, None, down, send_by=send_by)
 
-    async def pushback(self, retry_after: float | None, reason: str, pause: bool) -> Pushed:
+    async def pushback(
+        self, retry_after: float | None, reason: WaitingReason, pause: bool
+    ) -> Pushed:
         local = await self._local.pushback(retry_after, reason, pause)
         pause_ms = local.pause * 1000 if pause else 0
         try:
@@ -281,7 +288,7 @@ class RedisPacer:
         """Pauses hold within the process; a deployment-wide rate waits for Redis."""
         if self._interval_ms:
             # No process can know what the others send: calling could break the limit.
-            return Permit(False, REDIS_RETRY_SECONDS, RATE_LIMITED, 0.0, paused=False)
+            return Permit(False, REDIS_RETRY_SECONDS, WaitingReason.RATE_LIMITED, 0.0, paused=False)
         return await self._local.acquire()
 
 

@@ -25,12 +25,11 @@ from core.errors import (
     ProviderUnavailable,
 )
 from core.providers.base import CreatedAccount
+from core.vocabulary import WaitingReason
 
 # One line per request at INFO would drown a worker's log.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-RATE_LIMITED = "provider_rate_limited"
-UNAVAILABLE = "provider_unavailable"
 # Answers that say "not now" without refusing the request.
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Failures that happen before the request reaches the provider: nothing can exist.
@@ -72,12 +71,14 @@ class HttpProvider:
                 headers={"Idempotency-Key": idempotency_key},
             )
         except NOT_SENT as exc:
-            raise ProviderPushback(f"http provider: {type(exc).__name__}", UNAVAILABLE) from exc
+            raise ProviderPushback(
+                f"http provider: {type(exc).__name__}", WaitingReason.UNAVAILABLE
+            ) from exc
         except httpx.TransportError as exc:
             raise AmbiguousProviderError(f"http provider: {type(exc).__name__}") from exc
         status = response.status_code
         if status >= 500 or status in RETRYABLE_STATUS:
-            reason = RATE_LIMITED if status == 429 else UNAVAILABLE
+            reason = WaitingReason.RATE_LIMITED if status == 429 else WaitingReason.UNAVAILABLE
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise ProviderPushback(f"http provider answered {status}", reason, retry_after)
         if status >= 400:

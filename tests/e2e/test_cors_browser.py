@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 
 from core.database import Database
 from core.schema import Job, User
+from harness.stack import Stack
 from tests.support.jwks import SECRET, hs256
-from tests.support.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

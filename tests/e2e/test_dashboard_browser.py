@@ -9,12 +9,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import text
 
+from core import jobs
 from core.credits import grant
 from core.database import Database
+from core.jobs import JobRequest
 from core.migrate import PROJECT_ROOT
+from core.settings import Settings
 from core.users import NewUser, create_user
-from tests.support.stack import Stack
+from core.vocabulary import LABELS, WaitingReason
+from harness.stack import Stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Locator, Page, Response, ViewportSize
@@ -34,8 +39,11 @@ LONG = 20_000  # runs for a minute at this stack's pace: time enough to cancel i
 TOO_MANY = 90_000  # more than the credits: a 402, whose numbers print like the cards'
 TIMEOUT_MS = 60_000
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONES = {"phone-390": {"width": 390, "height": 844}, "phone-360": {"width": 360, "height": 740}}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONES: dict[str, ViewportSize] = {
+    "phone-390": {"width": 390, "height": 844},
+    "phone-360": {"width": 360, "height": 740},
+}
 MIN_TAP_PX = 44  # the smallest target a finger should have to hit on a phone
 
 BAD = re.compile(r"\bbad\b")  # the class that shows a figure as a problem
@@ -391,4 +399,40 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         expect(tab.locator("#report-panel")).to_be_hidden()
         assert errors == PROVOKED, f"a member's sign-in answered errors: {errors}"
         assert not [text for text in console if not PROVOKED_CONSOLE.match(text)]
+        browser.close()
+
+
+@pytest.fixture
+def web_alone(process_env: dict[str, str], db: Database, tmp_path: Path) -> Iterator[str]:
+    """The web process with no worker or daemon: a queued job stays as the test leaves it."""
+    with Stack(process_env, tmp_path / "logs") as stack:
+        yield stack.web()
+
+
+def test_the_dashboard_says_why_a_job_waits_in_the_servers_words(
+    web_alone: str, db: Database, settings: Settings, user: NewUser
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    request = JobRequest(user_id=user.user_id, count=5, provider="sandbox")
+    job_id = jobs.submit(db.sessions, settings, request).job.id
+    with db.engine.begin() as connection:  # as the worker records a provider's pushback
+        connection.execute(
+            text(
+                "UPDATE jobs SET waiting = :w, retry_at = now() + interval '1 hour' WHERE id = :j"
+            ),
+            {"w": WaitingReason.RATE_LIMITED, "j": job_id},
+        )
+    words = LABELS[WaitingReason][WaitingReason.RATE_LIMITED]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(web_alone)
+        page.fill("#token", user.token)
+        page.click("#sign-in-form button[type=submit]")
+        note = page.locator(f'[data-job="{job_id}"] [data-waiting]')
+        expect(note).to_have_text(re.compile(f"^waiting: {words} until "), timeout=TIMEOUT_MS)
         browser.close()

@@ -20,8 +20,8 @@ import pytest
 
 from core.migrate import PROJECT_ROOT
 from devstack.processes import free_port
-from tests.support.stack import DAEMON_STARTED, Stack
-from tests.support.waiting import wait_for
+from harness.stack import DAEMON_STARTED, Stack
+from harness.waiting import wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 RULES = PROJECT_ROOT / "ops" / "prometheus" / "rules.yml"
@@ -85,7 +85,7 @@ def test_stopping_the_daemons_fires_the_leader_alert_and_a_daemon_resolves_it(
         web = stack.web()
         daemons = [stack.reconcile(), stack.reconcile()]
         for daemon in daemons:
-            wait_for(lambda d=daemon: DAEMON_STARTED in d.tail(), timeout=30)
+            daemon.wait_for_log(DAEMON_STARTED, timeout=30)
         port = free_port()
         command = [
             str(PROMETHEUS),

@@ -9,6 +9,7 @@ itself).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -18,9 +19,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from core.migrate import PROJECT_ROOT
+from devstack.processes import Child, start
 
 README = PROJECT_ROOT / "README.md"
 BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
@@ -138,16 +141,30 @@ def test_every_readme_command_works_pasted_in_order_into_a_fresh_shell(tmp_path:
     copy_project(clone)
     script = shell_script(readme_commands(README.read_text()), logs)
     (tmp_path / "readme.sh").write_text(script)
+    command = ["bash", str(tmp_path / "readme.sh")]
+    shell = start("readme", command, cwd=clone, env=fresh_shell_environment(), log=logs / "all.log")
     try:
-        done = subprocess.run(
-            ["bash", str(tmp_path / "readme.sh")],
-            cwd=clone,
-            env=fresh_shell_environment(),
-            capture_output=True,
-            text=True,
-            timeout=1100,
-        )
+        shell.popen.wait(timeout=1100)
     finally:
-        subprocess.run(["pkill", "-f", str(clone)], check=False)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0 and "README-DONE" in done.stdout, output[-6000:]
+        kill_what_it_started(shell, clone)
+    output = shell.log_text()
+    assert shell.popen.returncode == 0 and "README-DONE" in output, output[-6000:]
+
+
+def kill_what_it_started(shell: Child, clone: Path) -> None:
+    """SIGKILL the script's process tree, then any PostgreSQL it left detached in the copy.
+
+    `pg_ctl` detaches the postmaster from the tree; its `postmaster.pid` file records it.
+    """
+    found = [psutil.Process(shell.pid)] if shell.running else []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        found += psutil.Process(shell.pid).children(recursive=True)
+    for pid_file in clone.rglob("postmaster.pid"):
+        with contextlib.suppress(OSError, ValueError, psutil.NoSuchProcess):
+            postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+            if "postgres" in postmaster.name():
+                found += [postmaster, *postmaster.children(recursive=True)]
+    for process in found:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(found, timeout=30)

@@ -15,8 +15,9 @@ import httpx
 import psutil
 import pytest
 
-from devstack.processes import free_port
-from tests.support.waiting import wait_for
+from core.migrate import PROJECT_ROOT
+from devstack.processes import free_port, start
+from harness.waiting import wait_for
 
 TALLY = str(Path(sys.executable).with_name("tally"))
 STARTUP_TIMEOUT = 90.0
@@ -43,18 +44,12 @@ class DevRun:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = log.open("wb")
-        self.process = subprocess.Popen(
-            [TALLY, "dev", "--data-dir", str(data_dir), "--port", str(self.port)],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        command = [TALLY, "dev", "--data-dir", str(data_dir), "--port", str(self.port)]
+        self.child = start("tally-dev", command, cwd=PROJECT_ROOT, env=env, log=log)
+        self.process = self.child.popen
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.child.log_text()
 
     def wait_ready(self) -> str:
         """Wait for the banner and return the demo token it printed."""
@@ -69,7 +64,7 @@ class DevRun:
 
     def process_tree(self) -> list[psutil.Process]:
         """Every process this run started: its descendants and the detached postmaster."""
-        tree = psutil.Process(self.process.pid).children(recursive=True)
+        tree: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
         postmaster = self.data_dir / "postgres" / "postmaster.pid"
         if postmaster.exists():
             tree.append(psutil.Process(int(postmaster.read_text().split()[0])))
@@ -78,16 +73,11 @@ class DevRun:
     def interrupt(self) -> int:
         """Send Ctrl-C and return the exit status."""
         self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=60)
-        finally:
-            self._log_file.close()
+        return self.process.wait(timeout=60)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log_file.close()
+        """SIGKILL its process group."""
+        self.child.kill()
 
 
 def still_alive(processes: list[psutil.Process]) -> list[psutil.Process]:

@@ -9,10 +9,10 @@ import httpx
 
 from core.database import Database
 from core.users import create_user
+from harness.stack import WORKER_READY, Stack
+from harness.waiting import wait_for
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.reference import ReferenceServer
-from tests.support.stack import WORKER_READY, Stack
-from tests.support.waiting import wait_for
 
 CLIENT = 3  # SpanKind in OTLP's protobuf
 TRACING = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": ""}
@@ -33,8 +33,8 @@ def run_job(
 
     `first` runs once both are ready, just before the submit.
     """
-    web = stack.web(**env)
-    worker = stack.worker(**env)
+    web = stack.web(env=env)
+    worker = stack.worker(env=env)
     wait_for(lambda: WORKER_READY in worker.tail(), timeout=30)
     first()
     headers = {"Authorization": f"Bearer {token}"}

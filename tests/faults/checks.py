@@ -10,8 +10,8 @@ import httpx
 from sqlalchemy import text
 
 from core.database import Database
+from harness.waiting import wait_for
 from tests.support.state import assert_invariants, pending_outbox, unfinished_jobs
-from tests.support.waiting import wait_for
 
 # Generous upper bound on recovery in these tests; the measured figure is printed.
 RECOVERY_TIMEOUT = 90.0

@@ -16,10 +16,10 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
+from harness.stack import RedisServer, Stack
 from tests.support import rabbitmq
 from tests.support.brokers import BrokerServer, RabbitBrokerServer, RedisBrokerServer
 from tests.support.rabbitmq import RabbitVhost
-from tests.support.stack import RedisServer, Stack
 
 # Short intervals so each fault heals within seconds (production: see Settings.from_env).
 FAULT_ENV = {

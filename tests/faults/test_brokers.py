@@ -8,13 +8,13 @@ import httpx
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.faults.conftest import StackFactory
 from tests.support.brokers import BrokerServer
 from tests.support.rabbitmq import RabbitVhost
 from tests.support.reference import ReferenceServer
-from tests.support.stack import RedisServer, Stack
-from tests.support.waiting import wait_for
 
 JOBS = 12
 ITEMS = 150
@@ -27,7 +27,7 @@ def test_jobs_run_end_to_end_on_each_broker(
 ) -> None:
     broker_stack.reconcile()
     url = broker_stack.web()
-    worker = broker_stack.worker(threads=4, processes=2, **LATENCY)
+    worker = broker_stack.worker(threads=4, processes=2, env=LATENCY)
     ids = submit(url, user.token, [ITEMS] * JOBS)
     headers = {"Authorization": f"Bearer {user.token}"}
     with httpx.Client(base_url=url, headers=headers, timeout=40) as client:
@@ -54,7 +54,7 @@ def test_a_broker_losing_its_queues_again_and_again_loses_no_job(
         lost = any_broker.lose_queues()
         print(f"\n[{any_broker.kind}] loss {loss + 1}: {lost} messages waiting")
         assert lost > 0
-    broker_stack.worker(threads=2, **LATENCY)
+    broker_stack.worker(threads=2, env=LATENCY)
     wait_for(lambda: slice_states(db).get("done", 0) >= 8, timeout=60)
     lost = any_broker.lose_queues()
     print(f"[{any_broker.kind}] loss 3, mid-run: {lost} messages waiting")
@@ -78,9 +78,9 @@ def test_on_rabbitmq_the_rate_limit_holds_across_worker_processes_through_redis(
     paced = provider.env(
         TALLY_PROVIDER_RATE_LIMIT="90", TALLY_PROVIDER_TIMEOUT="2", TALLY_SLICE_WAIT_SECONDS="5"
     )
-    stack.reconcile(**paced)
-    url = stack.web(**paced)
-    worker = stack.worker(threads=4, processes=2, **paced)
+    stack.reconcile(env=paced)
+    url = stack.web(env=paced)
+    worker = stack.worker(threads=4, processes=2, env=paced)
     submit(url, user.token, [150, 150, 150])
     settle(db, time.monotonic(), "rate limit on RabbitMQ", after="the submit")
     counts = provider.counts()

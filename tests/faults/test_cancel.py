@@ -18,12 +18,12 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
+from harness.stack import WORKER_READY, RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, submit
 from tests.faults.test_late_messages import drained, fingerprint, send
 from tests.support.brokers import RedisBrokerServer
-from tests.support.outbox import apply_pending
-from tests.support.stack import WORKER_READY, RedisServer, Stack
-from tests.support.waiting import wait_for
 
 SLICE_SIZE = 50  # TALLY_SLICE_SIZE of the fault suite
 PRICE = 1
@@ -99,7 +99,7 @@ def test_cancel_queued_running_finished_and_redelivered(
     stack: Stack, db: Database, user: NewUser, redis_server: RedisServer, sender: RedisBroker
 ) -> None:
     stack.reconcile()
-    url = stack.web(**BIG_SLICE)
+    url = stack.web(env=BIG_SLICE)
     client = client_for(url, user.token)
     # Queued: no worker runs yet, so the job is cancelled at once and nothing is charged.
     [queued] = submit(url, user.token, [1_200])
@@ -110,7 +110,7 @@ def test_cancel_queued_running_finished_and_redelivered(
     stranger = create_user(db.sessions, "stranger", credits=1)
     assert client_for(url, stranger.token).post(f"/api/job/{queued}/cancel").status_code == 404
 
-    worker = stack.worker(threads=4, processes=2, **SLOW_WORKER)  # both processes stop
+    worker = stack.worker(threads=4, processes=2, env=SLOW_WORKER)  # both processes stop
     [small, big] = submit(url, user.token, [10, BIG])
     wait_for(lambda: status(client, small)["status"] == "completed", timeout=30)
     finished = client.post(f"/api/job/{small}/cancel")
@@ -183,7 +183,7 @@ def test_cancel_after_the_worker_died_is_finished_by_the_sweep(
 ) -> None:
     stack.reconcile()
     url = stack.web()
-    worker = stack.worker(threads=4, **LATENCY)
+    worker = stack.worker(threads=4, env=LATENCY)
     client = client_for(url, user.token)
     [job_id] = submit(url, user.token, [5_000])
     wait_for(lambda: status(client, job_id)["successful"] > 0, timeout=30)

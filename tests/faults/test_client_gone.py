@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, submit
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 VANISHING = [150, 40, 1]
 ABRUPT = [30, 5]

@@ -14,9 +14,9 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import Stack
 from tests.faults.checks import assert_exact, settle, submit
 from tests.support.budget import documented_budget
-from tests.support.stack import Stack
 from tests.support.state import unfinished_jobs
 
 JOBS = [300] * 8

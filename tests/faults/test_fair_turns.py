@@ -8,6 +8,7 @@ things happened as the database recorded it, never how long they took.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import pytest
 from sqlalchemy import text
@@ -17,11 +18,11 @@ from core.database import Database
 from core.settings import Settings
 from core.turn_messages import send_turns
 from core.users import NewUser, create_user
+from harness.stack import WORKER_READY, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, submit
 from tests.support.counting_provider import counting_provider
-from tests.support.stack import WORKER_READY, Stack
 from tests.support.state import unfinished_jobs
-from tests.support.waiting import wait_for
 
 PROCESSES, THREADS = 2, 2
 BIG, SMALL = 8000, 10  # TALLY_SLICE_SIZE is 50: 160 slices, and one
@@ -56,8 +57,8 @@ def slices_finished_after(db: Database, job_id: uuid.UUID, other: uuid.UUID) -> 
         return int(connection.execute(query, {"id": job_id, "other": other}).scalar_one())
 
 
-def start_worker(stack: Stack, threads: int = THREADS, **env: str) -> None:
-    worker = stack.worker(threads=threads, processes=PROCESSES, **env)
+def start_worker(stack: Stack, env: Mapping[str, str], threads: int = THREADS) -> None:
+    worker = stack.worker(threads=threads, processes=PROCESSES, env=env)
     worker.wait_for_log(WORKER_READY, count=PROCESSES)
 
 
@@ -67,7 +68,7 @@ def test_a_small_job_submitted_after_a_big_one_finishes_while_the_big_one_runs(
 ) -> None:
     small_user = create_user(db.sessions, "small-user", credits=1000)
     url = stack.web()
-    start_worker(stack, TALLY_FAIR_TURNS=str(fair).lower(), **SANDBOX)
+    start_worker(stack, {"TALLY_FAIR_TURNS": str(fair).lower(), **SANDBOX})
     [big] = submit(url, user.token, [BIG])
     wait_for(lambda: slices_done(db, big) >= PROCESSES * THREADS, timeout=30, interval=0.02)
     [small] = submit(url, small_user.token, [SMALL])
@@ -115,12 +116,14 @@ def test_no_user_ever_has_more_calls_in_flight_than_its_limit(
         # only by the workers' own owed turns.
         start_worker(
             stack,
+            {
+                "TALLY_PROVIDER": "http",
+                "TALLY_PROVIDER_URL": provider_url,
+                "TALLY_PROVIDER_CONCURRENCY": "100",  # per process: 200 at once without a limit
+                "TALLY_USER_CONCURRENCY": str(LIMIT),
+                "TALLY_STALE_ENQUEUE_SECONDS": "3600",
+            },
             threads=4,  # eight slices at once: without its limit, one user would take them
-            TALLY_PROVIDER="http",
-            TALLY_PROVIDER_URL=provider_url,
-            TALLY_PROVIDER_CONCURRENCY="100",  # per process: 200 at once without a limit
-            TALLY_USER_CONCURRENCY=str(LIMIT),
-            TALLY_STALE_ENQUEUE_SECONDS="3600",
         )
         jobs_of = {
             user.user_id: submit(url, user.token, [510, 500]),

@@ -14,11 +14,11 @@ from core.database import Database
 from core.settings import Settings
 from core.turn_messages import send_turns
 from core.users import NewUser
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, submit
 from tests.support.brokers import BrokerServer
 from tests.support.brokers import sender as make_sender
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 JOBS = 10
 ITEMS = 120
@@ -95,9 +95,9 @@ def test_duplicate_and_late_messages_change_nothing(
     sender: dramatiq.Broker,
 ) -> None:
     stack = broker_stack  # on Redis, then on RabbitMQ
-    stack.reconcile(**REPORT_EVERY_SECOND)
+    stack.reconcile(env=REPORT_EVERY_SECOND)
     url = stack.web()
-    worker = stack.worker(threads=4, **WORKER_ENV)
+    worker = stack.worker(threads=4, env=WORKER_ENV)
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
     every_slice = len(job_ids) * SLICES_PER_JOB
     send(sender, every_slice * 2)
@@ -109,7 +109,7 @@ def test_duplicate_and_late_messages_change_nothing(
     worker.stop()
     late = send(sender, every_slice * REPEATS)
     assert any_broker.waiting() == late
-    stack.worker(threads=4, **WORKER_ENV)
+    stack.worker(threads=4, env=WORKER_ENV)
     wait_for(lambda: drained(any_broker), timeout=60)
     # The daemon runs on after the late messages: its leader checks every counter again.
     drained_at = database_now(db)

@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.database import Database
 from core.users import NewUser
 from devstack.processes import free_port
+from harness.stack import WORKER_READY, RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.support.brokers import BrokerServer
-from tests.support.stack import WORKER_READY, RedisServer, Stack
-from tests.support.waiting import wait_for
 
 JOBS_PER_WEB = 8
 ITEMS = 200
@@ -55,7 +55,7 @@ def test_seven_processes_sharing_only_the_servers_stay_exact_under_faults(
     try:
         daemons = [hosts["d1"].reconcile(), hosts["d2"].reconcile()]
         webs = [hosts["w1"].web(), hosts["w2"].web()]
-        workers = [hosts[k].worker(threads=4, **LATENCY) for k in ("k1", "k2", "k3")]
+        workers = [hosts[k].worker(threads=4, env=LATENCY) for k in ("k1", "k2", "k3")]
         for url in webs:
             submit(url, user.token, [ITEMS] * JOBS_PER_WEB)
         wait_for(lambda: slice_states(db).get("done", 0) >= 6, timeout=60)
@@ -65,7 +65,7 @@ def test_seven_processes_sharing_only_the_servers_stay_exact_under_faults(
         daemons[0].signal_group(signal.SIGSTOP)  # a daemon freezes past its leader lease
         wait_for(lambda: slice_states(db).get("done", 0) >= 14, timeout=60)
         daemons[1].kill()  # ... and the other one dies
-        workers[0] = hosts["k1"].worker(threads=4, **LATENCY)
+        workers[0] = hosts["k1"].worker(threads=4, env=LATENCY)
         workers[0].wait_for_log(WORKER_READY, timeout=60)
         daemons[0].signal_group(signal.SIGCONT)
         faults_over = time.monotonic()
@@ -116,7 +116,7 @@ def test_the_measurements_of_every_process_add_up_when_each_is_scraped(
             folder, port = stack.cwd / "metrics", free_port()
             folder.mkdir()
             shared = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "dramatiq_prom_db": str(folder)}
-            stack.worker(threads=4, dramatiq_prom_port=str(port), **shared, **LATENCY)
+            stack.worker(threads=4, env={**shared, **LATENCY, "dramatiq_prom_port": str(port)})
             workers.append(f"http://127.0.0.1:{port}/")
         jobs = submit(url, user.token, [ITEMS] * 6)
         settle(db, time.monotonic(), "no fault", after="the submits")

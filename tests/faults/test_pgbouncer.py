@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import httpx
@@ -11,12 +12,12 @@ from sqlalchemy import text
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser
+from harness.stack import WORKER_READY
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.faults.conftest import StackFactory
 from tests.faults.test_postgres_cut import cut_connections
 from tests.support.pgbouncer import PgBouncer
-from tests.support.stack import WORKER_READY
-from tests.support.waiting import wait_for
 
 JOBS = 10
 ITEMS = 200
@@ -56,7 +57,7 @@ def test_jobs_run_exactly_through_pgbouncer_in_transaction_mode(
     stack.reconcile()
     stack.reconcile()
     url = stack.web()
-    stack.worker(threads=4, processes=2, **LATENCY)
+    stack.worker(threads=4, processes=2, env=LATENCY)
     ids = submit(url, user.token, [ITEMS] * JOBS)
     headers = {"Authorization": f"Bearer {user.token}"}
     with httpx.Client(base_url=url, headers=headers, timeout=40) as client:
@@ -81,13 +82,13 @@ def test_workers_killed_and_server_connections_cut_behind_pgbouncer_lose_nothing
     stack = stacks(pooled_env)
     stack.reconcile()
     url = stack.web()
-    worker = stack.worker(threads=4, **LATENCY)
+    worker = stack.worker(threads=4, env=LATENCY)
     submit(url, user.token, [ITEMS] * JOBS)
     for kill in range(2):
         worker.wait_for_log(WORKER_READY, timeout=60)
-        wait_for(lambda k=kill: slice_states(db).get("done", 0) >= 2 + 4 * k, timeout=60)
+        wait_for(functools.partial(slices_done, db, 2 + 4 * kill), timeout=60)
         worker.kill()
-        worker = stack.worker(threads=4, **LATENCY)
+        worker = stack.worker(threads=4, env=LATENCY)
     cuts = []
     for _ in range(10):
         cuts.append(cut_connections(db)[0])
@@ -96,3 +97,8 @@ def test_workers_killed_and_server_connections_cut_behind_pgbouncer_lose_nothing
     settle(db, time.monotonic(), "workers killed and connections cut behind PgBouncer")
     assert sum(cuts) > 0
     assert_exact(db, all_successful=True)
+
+
+def slices_done(db: Database, at_least: int) -> bool:
+    """Whether at least that many slices are done."""
+    return slice_states(db).get("done", 0) >= at_least

@@ -16,10 +16,10 @@ from core.database import Database
 from core.migrate import upgrade
 from core.users import NewUser, create_user
 from devstack.embedded import EmbeddedPostgres
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.faults.checks import assert_exact, settle, slice_states, submit
 from tests.faults.conftest import StackFactory
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 JOBS = 20
 ITEMS = 300

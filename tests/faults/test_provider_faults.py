@@ -14,8 +14,8 @@ from core.providers.base import item_key
 from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions
 from core.users import NewUser
+from harness.stack import Stack
 from tests.faults.checks import assert_exact, settle, submit
-from tests.support.stack import Stack
 
 JOBS = 10
 ITEMS = 200
@@ -71,7 +71,7 @@ def test_provider_faults_are_retried_then_counted_and_refunded(
 ) -> None:
     stack.reconcile()
     url = stack.web()
-    stack.worker(threads=4, **FAULTS)
+    stack.worker(threads=4, env=FAULTS)
     started = time.monotonic()
     job_ids = submit(url, user.token, [ITEMS] * JOBS)
     settle(db, started, "provider faults", after="the submit")

@@ -7,9 +7,9 @@ import time
 from core.database import Database
 from core.users import NewUser
 from devstack.processes import Child
+from harness.stack import RedisServer, Stack
+from harness.waiting import wait_for
 from tests.faults.checks import TURN_MESSAGES, assert_exact, settle, slice_states, submit
-from tests.support.stack import RedisServer, Stack
-from tests.support.waiting import wait_for
 
 JOBS = 20
 ITEMS = 100
@@ -24,7 +24,7 @@ def start_and_submit(stack: Stack, db: Database, user: NewUser, redis: RedisServ
     """Start the processes and submit; return the worker once some slices ran and many wait."""
     stack.reconcile()
     url = stack.web()
-    worker = stack.worker(threads=4, **LATENCY)
+    worker = stack.worker(threads=4, env=LATENCY)
     submit(url, user.token, [ITEMS] * JOBS)
     wait_for(lambda: slice_states(db).get("done", 0) >= 4, timeout=30)
     with redis.client() as client:

@@ -7,8 +7,8 @@ import time
 
 from core.database import Database
 from core.users import NewUser
+from harness.stack import WORKER_READY, Stack
 from tests.faults.checks import assert_exact, reclaimed_slices, settle, slice_states, submit
-from tests.support.stack import WORKER_READY, Stack
 from tests.support.state import unfinished_jobs
 
 JOBS = 20

@@ -17,9 +17,9 @@ from core.database import Database
 from core.schema import CreditLedger, Job, UserAccount
 from core.settings import Settings
 from core.users import NewUser, create_user
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
 from tests.support.state import assert_invariants, totals
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 MAX_COUNT = 500

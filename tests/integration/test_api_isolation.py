@@ -17,8 +17,8 @@ from core.database import Database
 from core.schema import UserAccount
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user, issue_token, revoke_tokens
+from harness.outbox import apply_pending
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
-from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants, totals
 from web.app import create_app, routes
 

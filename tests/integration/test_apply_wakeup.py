@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from core.outbox import OUTBOX_CHANNEL
 from core.settings import Settings
 from core.users import create_user
 from core.vocabulary import JobStatus, Topic
+from harness.stack import DAEMON_STARTED, Stack
+from harness.waiting import wait_for
 from reconcile.wakeup import LISTENER_NAME
-from tests.support.stack import DAEMON_STARTED, Stack
 from tests.support.state import pending_outbox
-from tests.support.waiting import wait_for
 
 # The interval is the safety net only: far longer than any wait below.
 SLOW_APPLY = {"TALLY_APPLY_INTERVAL": "3600", "PYTHONUNBUFFERED": "1"}
@@ -39,11 +40,10 @@ def listening(db: Database) -> bool:
 
 def complete(db: Database, user_id: uuid.UUID, requested: int) -> None:
     """Commit one job.completed row, as a finishing slice does."""
-    payload = {"job_id": str(uuid.uuid4()), "requested": requested, "successful": requested}
+    job_id = str(uuid.uuid4())
+    payload = {"job_id": job_id, "requested": requested, "successful": requested, "failures": 0}
     with db.sessions() as session, session.begin():
-        outbox.add(
-            session, Topic.JOB_COMPLETED, payload["job_id"], user_id, payload | {"failures": 0}
-        )
+        outbox.add(session, Topic.JOB_COMPLETED, job_id, user_id, payload)
 
 
 def requested(db: Database, user_id: uuid.UUID) -> int:
@@ -64,7 +64,7 @@ def test_each_announced_commit_is_applied_long_before_the_interval(
         wait_for(lambda: listening(db), timeout=30)
         for round_ in range(1, 6):
             complete(db, user.user_id, 10)
-            wait_for(lambda r=round_: requested(db, user.user_id) == 10 * r, timeout=30)
+            wait_for(functools.partial(counted, db, user.user_id, 10 * round_), timeout=30)
         assert pending_outbox(db) == 0
 
 
@@ -112,3 +112,8 @@ def announced(listener: psycopg2.extensions.connection) -> bool:
     found = any(n.channel == OUTBOX_CHANNEL for n in listener.notifies)
     listener.notifies.clear()
     return found
+
+
+def counted(db: Database, user_id: uuid.UUID, expected: int) -> bool:
+    """Whether the user's stats count `expected` requested items."""
+    return requested(db, user_id) == expected

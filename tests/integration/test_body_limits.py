@@ -15,7 +15,7 @@ import pytest
 
 from core.database import Database
 from core.users import NewUser, create_user
-from tests.support.stack import Stack
+from harness.stack import Stack
 
 MB = 1024 * 1024
 SENT = 100 * MB  # what a client tries to send

@@ -18,7 +18,7 @@ from core.providers.base import CreatedAccount
 from core.settings import Settings
 from core.stats import get_stats
 from core.users import create_user
-from tests.support.outbox import apply_pending
+from harness.outbox import apply_pending
 from tests.support.state import assert_invariants
 from web.answers import CANCEL_TOO_LATE, job_body
 from worker import slices

@@ -21,10 +21,10 @@ from core.providers.sandbox import SandboxProvider
 from core.settings import SandboxOptions, Settings
 from core.turn_messages import TURN_QUEUE, send_turns
 from core.users import create_user
+from harness.outbox import apply_pending
 from reconcile.sweep import take_back_expired
 from tests.integration.conftest import WorkerRunner
 from tests.support.inline import process_job, slice_context
-from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants, totals, wait_all_terminal
 from worker import slices
 from worker.fanout import ItemOutcome, create_accounts

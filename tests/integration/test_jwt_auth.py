@@ -23,11 +23,11 @@ from core.database import Database
 from core.schema import CreditLedger, User
 from core.settings import Settings
 from core.users import create_user, provision
+from harness.silent_server import SilentServer
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, process_job
 from tests.support.jwks import SECRET, JwksServer, SigningKey, claims, hs256
 from tests.support.live_server import serve
-from tests.support.silent_server import SilentServer
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 SIGNUP = 25
@@ -116,7 +116,7 @@ def forged(keys: dict[str, SigningKey]) -> dict[str, str]:
     no_sub = claims()
     del no_sub["sub"]
     return {
-        "alg none": jwt.encode(claims(), None, "none"),
+        "alg none": jwt.encode(claims(), "", "none"),
         "HS512 with the secret": jwt.encode(claims(), SECRET * 2, "HS512"),
         "another secret": hs256(secret="another-secret-of-at-least-32-characters!!"),
         "RS256 signed by another key": stranger.sign(claims()),

@@ -12,9 +12,9 @@ from cli.main import main
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
 from tests.integration.conftest import WorkerRunner
 from tests.support.live_server import RunningServer, serve
-from tests.support.outbox import apply_pending
 from web.app import create_app
 
 CREDITS = 1000

@@ -18,9 +18,9 @@ from core.database import Database
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import NewUser, create_user
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue
 from tests.support.live_server import RunningServer, serve
-from tests.support.waiting import wait_for
 from web.app import create_app
 from worker import slices
 from worker.fanout import ItemOutcome

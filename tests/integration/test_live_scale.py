@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +17,8 @@ from core.database import Database
 from core.jobs import JobRequest
 from core.settings import Settings
 from core.users import NewUser, create_user
-from devstack.processes import free_port
-from tests.support.waiting import wait_for
+from harness.stack import Stack
+from harness.waiting import wait_for
 
 POLLS = 2000
 USERS = 10
@@ -35,20 +34,11 @@ WEB_CONNECTIONS = text(
 
 
 @pytest.fixture
-def web(process_env: dict[str, str], db: Database) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "web.main:app", "--host", "127.0.0.1",
-        "--port", str(port), "--backlog", "4096", "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=process_env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+def web(process_env: dict[str, str], db: Database, tmp_path: Path) -> Iterator[str]:
+    with Stack(process_env, tmp_path / "logs") as stack:
+        url = stack.web(args=["--backlog", "4096"])
         wait_for(lambda: _ready(url), timeout=30)
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _ready(url: str) -> bool:

@@ -16,7 +16,7 @@ from core.logs import ContextFilter, JsonFormatter, log_context
 from core.schema import UserAccount
 from core.settings import Settings
 from core.users import create_user
-from tests.support.stack import Stack
+from harness.stack import Stack
 
 COUNT = 120
 DRAMATIQ_TEXT_PREFIX = "["  # the dramatiq CLI's own parent-process lines: "[time] [PID n] ..."

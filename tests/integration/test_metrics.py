@@ -17,10 +17,10 @@ from core.database import Database
 from core.jobs import JobRequest, submit
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
+from harness.stack import Stack
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, process_job
-from tests.support.outbox import apply_pending
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

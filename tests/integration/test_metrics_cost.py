@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
+from harness.waiting import wait_for
 from tests.integration.test_metrics import scrape
 from tests.support.inline import RecordedEnqueue
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 JOBS, VAULT_ROWS = 50_000, 200_000
@@ -106,12 +106,12 @@ def big_table_reads(db: Database, statement: str, parameters: Any) -> list[tuple
             "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
         ).scalar_one()
     plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
-    reads = []
+    reads: list[tuple[str, str, int]] = []
     for node in plan_nodes(plan):
         name = node.get("Index Name") or node.get("Relation Name")
         if name in BIG_TABLES or name in indexes:
             rows = int(node["Actual Rows"] * node["Actual Loops"])
-            reads.append((node["Node Type"], name, rows))
+            reads.append((str(node["Node Type"]), str(name), rows))
     return reads
 
 

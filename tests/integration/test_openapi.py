@@ -12,7 +12,7 @@ from core.database import Database
 from core.settings import Settings
 from core.stats import STAT_NAMES
 from core.users import create_user
-from core.vocabulary import JobStatus, LedgerKind
+from core.vocabulary import LABELS, JobStatus, LedgerKind
 from tests.support.inline import RecordedEnqueue
 from web.app import create_app, routes
 from web.openapi import route_operations
@@ -115,6 +115,17 @@ def test_schemas_follow_the_vocabulary_and_the_stats(spec: dict[str, Any]) -> No
     assert schemas["Stats"]["required"] == ["user_id", *STAT_NAMES]
     assert schemas["LedgerEntry"]["properties"]["note"] == {"type": "string"}
     assert "provider" in schemas["Job"]["required"]
+
+
+def test_each_reason_comes_with_the_words_people_read(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    for kind, labels in LABELS.items():
+        assert set(schemas[kind.__name__]["enum"]) == set(kind)
+        assert schemas[kind.__name__]["x-labels"] == {str(k): v for k, v in labels.items()}
+    job = schemas["Job"]["properties"]
+    assert job["waiting"]["anyOf"][0] == {"$ref": "#/components/schemas/WaitingReason"}
+    reasons = job["failures_by_reason"]["propertyNames"]
+    assert reasons == {"$ref": "#/components/schemas/FailureReason"}
 
 
 def test_docs_page_renders_the_description(client: TestClient) -> None:

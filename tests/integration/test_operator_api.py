@@ -15,9 +15,9 @@ from core.database import Database
 from core.schema import CreditLedger
 from core.settings import Settings
 from core.users import NewUser, create_user
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue
 from tests.support.live_server import serve
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 SERVICE_KEY = "svc_" + "k" * 40

@@ -17,8 +17,8 @@ from core import outbox
 from core.database import Database
 from core.settings import Settings
 from core.vocabulary import Topic
+from harness.outbox import apply_pending
 from outbox.apply import apply_batch
-from tests.support.outbox import apply_pending
 from tests.support.state import pending_outbox
 
 USERS = 50
@@ -66,7 +66,7 @@ class Backlog:
             self._count(topic, user, payload)
         self.rows += len(events)
 
-    def _job(self) -> tuple[str, uuid.UUID, dict[str, int]]:
+    def _job(self) -> tuple[Topic, uuid.UUID, dict[str, int]]:
         requested = self.rng.randint(1, 5_000)
         successful = self.rng.randint(0, requested)
         payload = {"requested": requested, "successful": successful}
@@ -79,7 +79,7 @@ class Backlog:
             },
         )
 
-    def _removal(self) -> tuple[str, uuid.UUID, dict[str, int]]:
+    def _removal(self) -> tuple[Topic, uuid.UUID, dict[str, int]]:
         return Topic.VAULT_REMOVED, self.rng.choice(self.users), {"count": 1}
 
     def _count(self, topic: str, user: uuid.UUID, payload: dict[str, int]) -> None:

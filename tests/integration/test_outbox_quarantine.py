@@ -16,12 +16,12 @@ from core.settings import Settings
 from core.stats import STAT_NAMES, get_stats
 from core.users import create_user
 from core.vocabulary import Topic
+from harness.outbox import apply_pending
 from outbox.backlog import outbox_backlog
 from outbox.quarantine import list_quarantined, retry
 from reconcile.heartbeat import DaemonIdentity, beat
 from reconcile.report import run_report
 from tests.support.inline import RecordedEnqueue, process_job
-from tests.support.outbox import apply_pending
 from web.app import create_app
 
 PAST_BIGINT = 2**63  # one more than a BIGINT holds
@@ -75,7 +75,7 @@ def backlog(db: Database) -> tuple[int, int]:
 
 def test_counters_are_bigint(db: Database) -> None:
     with db.engine.connect() as connection:
-        types = dict(
+        types: dict[str, str] = dict(
             connection.execute(
                 text(
                     "SELECT table_name || '.' || column_name, data_type "

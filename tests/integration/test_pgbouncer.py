@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from core.database import Database
 from core.locks import hold_stats_lock
 from core.settings import Settings
+from harness.waiting import wait_for
 from outbox.apply import apply_batch
-from tests.support.waiting import wait_for
 
 
 def raw(url: str) -> psycopg2.extensions.connection:

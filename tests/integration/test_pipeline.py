@@ -10,10 +10,10 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
+from harness.waiting import wait_for
 from tests.integration.conftest import WorkerRunner
-from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants, wait_all_terminal
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 

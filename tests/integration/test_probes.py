@@ -13,9 +13,9 @@ from core.database import Database
 from core.jobs import JobRequest, submit
 from core.settings import Settings
 from core.users import create_user
+from harness.outbox import apply_pending
 from reconcile.heartbeat import DaemonIdentity, beat
 from tests.support.inline import RecordedEnqueue, process_job
-from tests.support.outbox import apply_pending
 from web.app import create_app
 
 TOKEN = "a-scrape-token-for-tests"

@@ -38,13 +38,13 @@ from core.settings import SandboxOptions, Settings
 from core.transitions import legal_job_move, legal_slice_move
 from core.users import create_user
 from core.vocabulary import JobStatus, SliceStatus
+from harness.outbox import apply_pending
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.sweep import take_back_expired
 from tests.conftest import TABLES
 from tests.support.inline import slice_context
-from tests.support.outbox import apply_pending
 from worker import slices
 from worker.fanout import ItemOutcome
 from worker.processing import run_turn
@@ -206,9 +206,9 @@ def make_machine(db: Database, base: Settings) -> type[RuleBasedStateMachine]:
             for job_id, status in jobs_now.items():
                 before = self.job_statuses.get(job_id, JobStatus.QUEUED)
                 assert legal_job_move(before, status), (job_id, before, status)
-            for key, status in slices_now.items():
-                before = self.slice_statuses.get(key, SliceStatus.PENDING)
-                assert legal_slice_move(before, status), (key, before, status)
+            for key, now in slices_now.items():
+                was = self.slice_statuses.get(key, SliceStatus.PENDING)
+                assert legal_slice_move(was, now), (key, was, now)
             self.job_statuses, self.slice_statuses = jobs_now, slices_now
 
         @invariant()

@@ -18,12 +18,12 @@ from core.database import Database
 from core.settings import Settings
 from core.users import create_user
 from devstack.processes import Child, kill_all
+from harness.stack import Stack
+from harness.waiting import wait_for
 from reconcile.leader import Leadership
 from tests.faults.checks import TURN_MESSAGES
 from tests.support.inline import process_job
-from tests.support.stack import Stack
 from tests.support.state import pending_outbox
-from tests.support.waiting import wait_for
 
 FAST = {
     "TALLY_APPLY_INTERVAL": "0.2",
@@ -43,7 +43,7 @@ StartDaemon = Callable[..., Child]
 
 @pytest.fixture
 def start_daemon(
-    process_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
+    process_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis[bytes]
 ) -> Iterator[StartDaemon]:
     """Start `python -m reconcile` processes; every one left running is killed at the end."""
     stack = Stack({**process_env, **FAST}, tmp_path / "logs")
@@ -221,7 +221,7 @@ def test_a_leader_that_stops_renewing_loses_the_lease_and_steps_down_when_it_wak
 
 
 def test_a_frozen_leader_is_replaced_and_stats_are_applied_throughout(
-    db: Database, settings: Settings, start_daemon: StartDaemon, redis_client: redis.Redis
+    db: Database, settings: Settings, start_daemon: StartDaemon, redis_client: redis.Redis[bytes]
 ) -> None:
     user = create_user(db.sessions, "frozen", credits=1000).user_id
     processes = {p.pid: p for p in (start_daemon(), start_daemon())}

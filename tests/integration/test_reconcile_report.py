@@ -15,12 +15,12 @@ from core.cancel import cancel_job
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
 from reconcile.invariants import check_invariants
 from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.report_store import get_report, list_reports
 from tests.support.inline import process_job, slice_context
-from tests.support.outbox import apply_pending
 from worker.processing import run_turn
 
 
@@ -58,6 +58,13 @@ def corrupt(db: Database, sql: str, **params: object) -> None:
     """Change the database behind the system's back."""
     with db.engine.begin() as connection:
         assert connection.execute(text(sql), params).rowcount == 1  # type: ignore[attr-defined]
+
+
+def updated_at(db: Database) -> dict[object, object]:
+    """When each user's stats row last changed."""
+    query = text("SELECT user_id, updated_at FROM user_stats")
+    with db.engine.connect() as connection:
+        return {user: stamp for user, stamp in connection.execute(query).all()}
 
 
 def figures(drifts: Iterable[Any]) -> set[tuple[str, str, str, int, int]]:
@@ -239,11 +246,9 @@ def test_recompute_writes_only_the_rows_that_changed(world: World, db: Database)
     assert recompute_business_centers(db.sessions) == 0
     corrupt(db, "UPDATE user_stats SET business_centers = 999 WHERE user_id = :u", u=first)
     corrupt(db, "DELETE FROM user_stats WHERE user_id = :u", u=second)
-    with db.engine.connect() as connection:
-        stamps = dict(connection.execute(text("SELECT user_id, updated_at FROM user_stats")).all())
+    stamps = updated_at(db)
     assert recompute_business_centers(db.sessions) == 2
-    with db.engine.connect() as connection:
-        after = dict(connection.execute(text("SELECT user_id, updated_at FROM user_stats")).all())
+    after = updated_at(db)
     assert {u for u in after if after[u] != stamps.get(u)} == {first, second}
     remaining = check_invariants(db.sessions)  # the counters the recompute does not own
     assert remaining and {d.subject_id for d in remaining} == {str(second)}

@@ -14,6 +14,7 @@ from core import jobs
 from core.database import Database, SessionFactory
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
 from outbox.apply import apply_batch
 from reconcile import report as reports
 from reconcile.invariants import check_invariants, find_drift
@@ -21,7 +22,6 @@ from reconcile.recompute import recompute_business_centers
 from reconcile.report import run_report
 from reconcile.snapshot import begin_snapshot
 from tests.support.inline import process_job
-from tests.support.outbox import apply_pending
 
 
 def finish_job(db: Database, settings: Settings, user: uuid.UUID, count: int) -> uuid.UUID:

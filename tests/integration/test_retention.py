@@ -15,14 +15,14 @@ from core import jobs
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import create_user
+from harness.outbox import apply_pending
+from harness.stack import Stack
+from harness.waiting import wait_for
 from outbox.apply import apply_batch
 from reconcile.invariants import check_invariants
 from reconcile.report import run_report
 from reconcile.retention import OUTBOX, Policy, prune
 from tests.support.inline import process_job
-from tests.support.outbox import apply_pending
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
 
 DAY = 86_400.0
 # What must never change: the users' records, and what they add up to.
@@ -155,7 +155,7 @@ def test_the_daemon_prunes_history_and_its_reports_stay_clean(
     config: Settings,
     process_env: dict[str, str],
     tmp_path: Path,
-    redis_client: redis.Redis,
+    redis_client: redis.Redis[bytes],
 ) -> None:
     users = [create_user(db.sessions, f"d{n}", credits=10_000).user_id for n in range(2)]
     for user in users:

@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
-from tests.support.outbox import apply_pending
 from tests.support.state import assert_invariants
 from web.app import create_app
 

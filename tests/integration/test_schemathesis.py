@@ -21,8 +21,8 @@ from sqlalchemy import text
 
 from core.database import Database
 from core.users import create_user
+from harness.stack import DAEMON_STARTED, Stack
 from tests.conftest import TABLES, make_settings
-from tests.support.stack import DAEMON_STARTED, Stack
 
 EXAMPLES = 60
 SEED = 1  # the same cases every run
@@ -83,8 +83,10 @@ def run_schemathesis(api: Api) -> list[str]:
     for event in from_schema(schema).execute():
         if isinstance(event, ScenarioFinished) and event.status != Status.SUCCESS:
             failures.extend(describe(event))
-        elif isinstance(event, NonFatalError | FatalError):
+        elif isinstance(event, NonFatalError):
             failures.append(f"error: {event.label}: {event.value!r}")
+        elif isinstance(event, FatalError):
+            failures.append(f"fatal: {event.exception!r}")
     return failures
 
 

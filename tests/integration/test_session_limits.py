@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 from core.database import Database
 from core.locks import hold_stats_lock
 from core.settings import Settings
+from harness.waiting import wait_for
 from outbox.apply import apply_batch
-from tests.support.waiting import wait_for
 
 
 def test_a_transaction_left_open_with_the_stats_lock_is_ended_and_applies_go_on(

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from core.database import Database
 from core.settings import Settings
 from core.users import NewUser, create_user
+from harness.outbox import apply_pending
+from harness.waiting import wait_for
 from tests.integration.conftest import WorkerRunner
-from tests.support.outbox import apply_pending
 from tests.support.spans import named, recorded_spans
 from tests.support.state import wait_all_terminal
-from tests.support.waiting import wait_for
 from web.app import create_app
 
 
@@ -45,10 +47,7 @@ def test_a_jobs_spans_form_one_trace_from_submit_to_finish(
         wait_all_terminal(db, timeout=60)
         apply_pending(db.sessions)
         # The turn's span ends just after the actor returns.
-        spans = wait_for(
-            lambda: (s := exporter.get_finished_spans()) and len(named(s, "tally.turn")) >= 3 and s,
-            timeout=15,
-        )
+        spans = wait_for(functools.partial(turns_ended, exporter, 3), timeout=15)
     (submit,) = named(spans, "tally.submit")
     assert submit.context is not None
     trace_id = submit.context.trace_id
@@ -75,3 +74,10 @@ def test_a_jobs_spans_form_one_trace_from_submit_to_finish(
     assert applied.links[0].context.span_id == finisher.context.span_id
     tokens = [user.token, "Bearer"]
     assert not any(t in str(s.to_json()) for s in spans for t in tokens)
+
+
+def turns_ended(exporter: InMemorySpanExporter, turns: int) -> tuple[ReadableSpan, ...] | None:
+    """Every finished span once at least `turns` turn spans have ended (a turn's span ends
+    just after its actor returns)."""
+    spans = exporter.get_finished_spans()
+    return spans if len(named(spans, "tally.turn")) >= turns else None

@@ -6,7 +6,7 @@ import contextlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
@@ -26,12 +26,12 @@ def user(db: Database) -> NewUser:
     return create_user(db.sessions, "busy", credits=CREDITS)
 
 
-def post_job(client: TestClient, user: NewUser, **headers: str) -> httpx.Response:
+def post_job(client: TestClient, user: NewUser, **headers: str) -> httpx2.Response:
     auth = {"Authorization": f"Bearer {user.token}", **headers}
     return client.post("/api/jobs", json={"count": 3}, headers=auth)
 
 
-def assert_too_many(answer: httpx.Response, word: str) -> int:
+def assert_too_many(answer: httpx2.Response, word: str) -> int:
     """A 429 JSON error naming the limit, with Retry-After; returns the seconds."""
     assert answer.status_code == 429, answer.text
     error = answer.json()["error"]

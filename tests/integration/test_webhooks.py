@@ -15,9 +15,10 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.settings import SandboxOptions, Settings, WebhookOptions
 from core.users import NewUser, create_user
+from core.webhook_address import resolve
 from core.webhook_signing import verify
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
-from tests.support.waiting import wait_for
 from web.app import create_app
 from webhooks import transport
 from webhooks.deliverer import Deliverer
@@ -204,16 +205,16 @@ def test_private_addresses_are_refused_at_registration_connect_and_redirect(
     assert refused.status is None and "loopback" in (refused.error or "")
     assert receiver.requests == []
     # A public name that redirects inside: the redirect's connection is refused too.
-    real_resolve = transport.resolve
+    real_resolve = resolve
 
     def public_test(host: str, port: int, allow_private: bool) -> list[str]:
         if host == "public.test":
             return ["127.0.0.1"]
         return real_resolve(host, port, allow_private)
 
-    monkeypatch.setattr(transport, "resolve", public_test)
+    monkeypatch.setattr("webhooks.transport.resolve", public_test)
     receiver.redirect = "http://localhost:1/internal"
-    answer = guarded.post(f"http://public.test:{receiver.server.server_port}/hook", {}, b"{}")
+    redirected = guarded.post(f"http://public.test:{receiver.server.server_port}/hook", {}, b"{}")
     assert len(receiver.requests) == 1
-    assert answer.status is None and "loopback" in (answer.error or "")
+    assert redirected.status is None and "loopback" in (redirected.error or "")
     guarded.close()

@@ -9,8 +9,8 @@ import dramatiq
 
 from core.broker import make_broker
 from core.settings import Settings
+from harness.stack import RedisServer
 from tests.support.rabbitmq import RabbitVhost
-from tests.support.stack import RedisServer
 
 TURN_MESSAGES = "dramatiq:turns.msgs"
 DELAYED_MESSAGES = "dramatiq:turns.DQ.msgs"

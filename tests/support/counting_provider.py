@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from devstack.processes import free_port
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 
 @dataclass

@@ -15,8 +15,9 @@ from core.providers.registry import build_provider
 from core.settings import Settings
 from core.vocabulary import SliceStatus
 from tests.conftest import make_settings
-from worker.processing import ProviderFactory, SliceContext, run_turn
+from worker.processing import SliceContext, run_turn
 from worker.provider_loop import ProviderLoop
+from worker.shared_providers import ProviderFactory
 from worker.slices import SliceResult
 
 

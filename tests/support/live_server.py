@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from devstack.processes import free_port
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 
 @dataclass

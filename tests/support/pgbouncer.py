@@ -11,7 +11,7 @@ import psycopg2
 from sqlalchemy import make_url
 
 from devstack.processes import Child, free_port, start
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 BINARIES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 # PgBouncer refuses to run as root; it drops to this user (Debian's PostgreSQL owner).

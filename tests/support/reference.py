@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from devstack.processes import free_port
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
+from harness.stack import Stack
+from harness.waiting import wait_for
 
 
 class ReferenceServer:
@@ -32,7 +32,7 @@ class ReferenceServer:
         return counts
 
     def outage(self, seconds: float) -> None:
-        """Answer 503 with Retry-After from now for `seconds`."""
+        """Answer 503 with Retry-After from now for `seconds`; 0 ends the outage now."""
         httpx.post(self.base + "/_outage", json={"seconds": seconds}, timeout=10)
 
     def reset(self) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from core.database import Database
+from harness.outbox import apply_pending
+from harness.waiting import wait_for
 from reconcile.invariants import check_invariants
-from tests.support.outbox import apply_pending
-from tests.support.waiting import wait_for
 
 
 def unfinished_jobs(db: Database) -> int:

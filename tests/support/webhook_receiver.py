@@ -1,26 +1,25 @@
 """A webhook receiver run as its own process: records every request, answers 503 until told.
 
-`python -m tests.support.webhook_receiver PORT LOG FAIL_UNTIL` appends one JSON line per
-request (headers and body) to LOG and answers 503 while the wall clock is before
-FAIL_UNTIL (a Unix time), 200 after. It can be SIGKILLed and started again on the port.
+`python -m tests.support.webhook_receiver PORT LOG DOWN` appends one JSON line per request
+(headers and body) to LOG and answers 503 while the file DOWN exists, 200 once it is gone.
+It can be SIGKILLed and started again on the port.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def serve(port: int, log: Path, fail_until: float) -> None:
+def serve(port: int, log: Path, down: Path) -> None:
     """Answer requests on 127.0.0.1:port until killed."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = 503 if time.time() < fail_until else 200
+            status = 503 if down.exists() else 200
             record = {"headers": dict(self.headers), "body": body.decode(), "status": status}
             with log.open("a") as out:
                 out.write(json.dumps(record) + "\n")
@@ -37,4 +36,4 @@ def serve(port: int, log: Path, fail_until: float) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]))
+    serve(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
+
+import pytest
 
 from worker.adaptive import (
     BURST_SECONDS,
@@ -56,17 +57,28 @@ def test_an_idle_rate_does_not_grow() -> None:
     assert rate.rate == START_RATE
 
 
-def test_pace_spaces_calls_at_the_rate_beyond_a_short_burst() -> None:
-    rate = AdaptiveRate()
+def test_pace_spaces_calls_at_the_rate_beyond_a_short_burst(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the fake clock moves as far as pace() waits
+        slept.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr("worker.adaptive.asyncio.sleep", sleep)
+    rate = AdaptiveRate(clock)
     rate.rate = 200.0
 
-    async def send(n: int) -> float:
-        started = time.monotonic()
+    async def send(n: int) -> None:
         for _ in range(n):
             await rate.pace()
-        return time.monotonic() - started
 
+    started = clock.now
     burst = int(200 * BURST_SECONDS)
-    elapsed = asyncio.run(send(burst + 40))
-    # 40 calls past the burst take at least 40 places of 5 ms each.
-    assert elapsed >= 40 / 200 * 0.9
+    asyncio.run(send(burst + 40))
+    # The burst goes at once; every call past it waits for its place, 5 ms after the last.
+    assert len(slept) >= 39 and slept == pytest.approx([1 / 200] * len(slept))
+    assert rate.sent_per_second(clock.now) == burst + 40
+    assert clock.now - started == pytest.approx((burst + 40 - 1) / 200 - BURST_SECONDS)

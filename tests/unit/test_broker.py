@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 import redis
@@ -83,10 +82,8 @@ def test_a_redis_that_never_answers_costs_the_timeout_not_a_hang() -> None:
         host, port = silent.getsockname()
         hung = BASE.with_changes(redis_url=f"redis://{host}:{port}/0", broker_timeout=0.3)
         broker = make_broker(hung)
-        started = time.monotonic()
-        with pytest.raises(redis.TimeoutError):
+        with pytest.raises(redis.TimeoutError):  # a hang would be stopped by pytest-timeout
             send_turns(broker, 1)
-        assert time.monotonic() - started < 5  # a hang would be stopped by pytest-timeout
 
 
 def broker_env(**env: str) -> Settings:

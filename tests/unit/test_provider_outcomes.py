@@ -11,8 +11,9 @@ from prometheus_client import REGISTRY
 from core.errors import AmbiguousProviderError, PermanentProviderError, ProviderPushback
 from core.metrics import TimedProvider
 from core.providers.base import CreatedAccount
-from worker.fanout import PATIENCE_EXHAUSTED, REFUSED, ItemOutcome, Patience, create_accounts
-from worker.pacing import UNAVAILABLE, LocalPacer
+from core.vocabulary import FailureReason, WaitingReason
+from worker.fanout import ItemOutcome, Patience, create_accounts
+from worker.pacing import LocalPacer
 from worker.pushback import SliceDeferred, SliceRun
 
 JOB = uuid.UUID("8f7c1a52-3b1e-4f7a-9d6e-2c4b5a697e10")
@@ -63,7 +64,7 @@ def run(provider: Scripted, patience: float = 30.0, budget: float = 30.0) -> lis
 def test_pushback_and_ambiguous_answers_are_retried_until_an_account() -> None:
     before = {k: counted(k) for k in ("provider_unavailable", "ambiguous", "replayed")}
     provider = Scripted(
-        ProviderPushback("503", UNAVAILABLE, 0.01),
+        ProviderPushback("503", WaitingReason.UNAVAILABLE, 0.01),
         AmbiguousProviderError("read timeout"),
         account(replayed=True),
     )
@@ -83,12 +84,14 @@ def test_an_account_after_an_unanswered_call_that_is_not_a_replay_is_an_orphan()
 
 def test_only_a_refusal_or_exhausted_patience_fails_an_item() -> None:
     [refused] = run(Scripted(PermanentProviderError("refused (422)")))
-    assert refused.reason == REFUSED
-    [exhausted] = run(Scripted(ProviderPushback("503", UNAVAILABLE, 0.01)), patience=0.05)
-    assert exhausted.reason == PATIENCE_EXHAUSTED
+    assert refused.reason == FailureReason.REFUSED
+    [exhausted] = run(
+        Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 0.01)), patience=0.05
+    )
+    assert exhausted.reason == FailureReason.UNAVAILABLE
 
 
 def test_a_pause_past_the_wait_budget_defers_the_slice() -> None:
     with pytest.raises(SliceDeferred) as raised:
-        run(Scripted(ProviderPushback("503", UNAVAILABLE, 5.0)), budget=1.0)
-    assert raised.value.reason == UNAVAILABLE
+        run(Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 5.0)), budget=1.0)
+    assert raised.value.reason == WaitingReason.UNAVAILABLE

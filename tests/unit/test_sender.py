@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue
-from tests.support.waiting import wait_for
 from web.sender import TurnSender
 
 USER = uuid.uuid4()

@@ -43,9 +43,9 @@ def test_the_apply_statement_and_the_checker_cover_every_stat() -> None:
 
 def test_the_recompute_writes_exactly_the_vault_stats() -> None:
     assert [s.source for s in VAULT_STATS] == [Source.VAULT]
-    written = CORRECT.text + CREATE.text
+    writes = CORRECT.text + CREATE.text
     for stat in VAULT_STATS:
         assert f"SET {stat.name} = s.{stat.name} + c.delta" in CORRECT.text
-        assert stat.name in CREATE.text
+        assert f"(user_id, {stat.name})" in CREATE.text
     for stat in JOB_STATS:
-        assert stat.name not in written
+        assert stat.name not in writes

@@ -22,6 +22,7 @@ from core.settings import Settings
 from core.trace_messages import OPTION
 from core.tracing import TracingConfig
 from core.turn_messages import TAKE_TURN, TURN_QUEUE, send_turns
+from core.vocabulary import WaitingReason
 from tests.support.spans import named, recorded_spans
 
 STUB = Settings(database_url="postgresql+psycopg2://u@h/db", broker="stub")
@@ -114,7 +115,7 @@ class Answering:
 
 
 def test_provider_pushback_is_an_event_on_the_slice_span_without_secrets() -> None:
-    pushback = ProviderPushback("429", "provider_rate_limited", 2.0)
+    pushback = ProviderPushback("429", WaitingReason.RATE_LIMITED, 2.0)
 
     async def calls() -> None:
         await TracedProvider(Answering(ACCOUNT)).create_account("job:0")

@@ -156,16 +156,22 @@ function progressCell(job) {
   return el("div", { class: "progress" }, bar, pct);
 }
 
-// Why a running job is slow: its provider pushes back, and when it may be called again.
-const WAITING_TEXT = {
-  provider_rate_limited: "provider rate limit",
-  provider_unavailable: "provider unavailable",
-};
+// The words shown for the server's codes, from its API description (each vocabulary
+// schema's x-labels), so the dashboard keeps no copy of them; a code shows as is until then.
+const words = { waiting: {} };
 
+async function loadWords() {
+  const response = await fetch("/openapi.json");
+  if (!response.ok) return;
+  const schemas = (await response.json()).components.schemas;
+  words.waiting = schemas.WaitingReason?.["x-labels"] || {};
+}
+
+// Why a running job is slow: its provider pushes back, and when it may be called again.
 function waitingNote(job) {
   if (!job.waiting) return null;
   const until = job.retry_at ? ` until ${new Date(job.retry_at).toLocaleTimeString()}` : "";
-  const text = `waiting: ${WAITING_TEXT[job.waiting] || job.waiting}${until}`;
+  const text = `waiting: ${words.waiting[job.waiting] || job.waiting}${until}`;
   return el("div", { class: "muted waiting", "data-waiting": job.waiting, text });
 }
 
@@ -642,13 +648,14 @@ async function openDashboard() {
   }, REFRESH_MS);
 }
 
-function main() {
+async function main() {
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut(""));
   $("submit-form").addEventListener("submit", submitJob);
   $("banner-close").addEventListener("click", () => ($("banner").hidden = true));
   bindPager("jobs", "jobsPages", refreshJobs);
   bindPager("vault", "vaultPages", refreshVault);
+  await loadWords().catch(() => {});
   if (token()) openDashboard();
   else $("sign-in").hidden = false;
 }

@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
+def wait_for(predicate: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
     """Return the predicate's first truthy value, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

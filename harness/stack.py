@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +16,7 @@ import redis
 from core.migrate import PROJECT_ROOT
 from devstack.embedded import redis_server_binary
 from devstack.processes import STOP_GRACE_SECONDS, Child, free_port, start, stop_all
-from tests.support.waiting import wait_for
+from harness.waiting import wait_for
 
 WEB_APP = "web.main:app"  # an app factory, as the Procfile runs it
 WORKER_READY = "Worker process is ready for action."
@@ -33,29 +34,40 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     cwd: Path = PROJECT_ROOT  # another folder runs the processes as on a host of their own
 
-    def start(self, name: str, command: list[str], **env: str) -> Child:
-        """Start a command in a session of its own, output appended to logs/<name>-<n>.log."""
+    def start(
+        self, name: str, command: list[str], env: Mapping[str, str] | None = None, **more: str
+    ) -> Child:
+        """Start a command in a session of its own, output appended to logs/<name>-<n>.log.
+
+        Its environment is the stack's, then `env`, then `more`.
+        """
         log = self.logs / f"{name}-{len(self.children)}.log"
-        child = start(name, command, cwd=self.cwd, env={**self.env, **env}, log=log)
+        merged = {**self.env, **(env or {}), **more}
+        child = start(name, command, cwd=self.cwd, env=merged, log=log)
         self.children.append(child)
         return child
 
     def worker(
-        self, threads: int = 4, processes: int = 1, name: str = "worker", **env: str
+        self,
+        threads: int = 4,
+        processes: int = 1,
+        name: str = "worker",
+        env: Mapping[str, str] | None = None,
+        **more: str,
     ) -> Child:
         """`dramatiq worker.main:setup`; it is ready once each process logs WORKER_READY."""
         command = [sys.executable, "-m", "dramatiq", "worker.main:setup"]
         command += ["--processes", str(processes), "--threads", str(threads)]
         command += ["--worker-shutdown-timeout", "5000"]
-        return self.start(name, command, **env)
+        return self.start(name, command, env, **more)
 
-    def reconcile(self, **env: str) -> Child:
+    def reconcile(self, env: Mapping[str, str] | None = None, **more: str) -> Child:
         """`python -m reconcile`; it logs DAEMON_STARTED once its scheduler runs."""
-        return self.start("reconcile", [sys.executable, "-m", "reconcile"], **env)
+        return self.start("reconcile", [sys.executable, "-m", "reconcile"], env, **more)
 
-    def webhooks(self, **env: str) -> Child:
+    def webhooks(self, env: Mapping[str, str] | None = None, **more: str) -> Child:
         """`python -m webhooks`; it logs WEBHOOKS_STARTED once it runs."""
-        return self.start("webhooks", [sys.executable, "-m", "webhooks"], **env)
+        return self.start("webhooks", [sys.executable, "-m", "webhooks"], env, **more)
 
     def web(
         self,
@@ -64,18 +76,22 @@ class Stack:
         factory: bool = True,
         log_level: str | None = "warning",
         name: str = "web",
-        **env: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        **more: str,
     ) -> str:
         """uvicorn serving `app` on a free port; return its base URL once `ready` answers 200.
 
-        `log_level=None` keeps uvicorn's own level, access log included, as the Procfile runs it.
+        `log_level=None` keeps uvicorn's own level, access log included, as the Procfile runs it;
+        `args` are more of uvicorn's options.
         """
         port = free_port()
         command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
         command += ["--port", str(port)]
         command += ["--factory"] if factory else []
         command += ["--log-level", log_level] if log_level else []
-        child = self.start(name, command, **env)
+        command += args
+        child = self.start(name, command, env, **more)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url + ready) or not child.running, timeout=30)
         assert child.running, child.tail()

@@ -31,7 +31,7 @@ def flood_from(
     """Send bad tokens from one local address until told to stop; report every status."""
     statuses: list[int] = []
     transport = httpx.HTTPTransport(local_address=address)
-    with httpx.Client(base_url=url, transport=transport, timeout=10) as client:
+    with httpx.Client(base_url=url, transport=transport, timeout=30) as client:
         while not stop.is_set():
             token = bad_token(len(statuses))
             answer = client.get("/api/stats", headers={"Authorization": f"Bearer {token}"})

@@ -1,0 +1,1 @@
+"""The process harness tests and benchmarks share: tally's processes, waiting, the outbox."""
