@@ -57,41 +57,6 @@ class ProviderLoop:
         )
         self._thread.start()
 
-    def run(
-        self,
-        provider: Provider,
-        job_id: uuid.UUID,
-        indices: Sequence[int],
-        attempts: int,
-        listener: WaitListener | None = None,
-        job_started: float | None = None,
-        stop: Callable[[], bool] | None = None,
-        *,
-        user: Hashable = None,
-        lanes: int = 0,
-    ) -> list[ItemOutcome]:
-        """Create the accounts of one slice on the shared loop and wait for them.
-
-        `job_started` (monotonic) is when the job began: the provider's unavailability
-        counts against its patience from then at the earliest. Raises SliceDeferred when
-        the provider asks the slice to wait past its budget. Once `stop()` is true no new
-        call starts (create_accounts). At most `lanes` calls of the slice are in flight
-        (0: the loop's bound), and the slices of different `user`s take turns at the shared
-        bound.
-        """
-        future = self.start(
-            provider,
-            job_id,
-            indices,
-            attempts,
-            listener,
-            job_started,
-            stop,
-            user=user,
-            lanes=lanes,
-        )
-        return wait_all([future])[0].result()
-
     def start(
         self,
         provider: Provider,
@@ -105,7 +70,15 @@ class ProviderLoop:
         user: Hashable = None,
         lanes: int = 0,
     ) -> Outcomes:
-        """Start creating one slice's accounts on the loop (see `run`); wait with `wait_all`."""
+        """Start creating one slice's accounts on the shared loop; wait with `wait_all`.
+
+        `job_started` (monotonic) is when the job began: the provider's unavailability
+        counts against its patience from then at the earliest. The slice's outcome raises
+        SliceDeferred when the provider asks it to wait past its budget. Once `stop()` is
+        true no new call starts (create_accounts). At most `lanes` calls of the slice are
+        in flight (0: the loop's bound), and the slices of different `user`s take turns at
+        the shared bound.
+        """
         return asyncio.run_coroutine_threadsafe(
             self._create(
                 provider,

@@ -11,7 +11,8 @@ import pytest
 
 from core.providers.base import item_key
 from tests.support.fake_provider import FakeProvider
-from worker.provider_loop import ProviderLoop
+from worker.fanout import ItemOutcome
+from worker.provider_loop import ProviderLoop, wait_all
 
 JOB = uuid.UUID("5b0c1f8e-8d4e-4d0f-9a53-3e1a4f0c2b77")
 
@@ -28,7 +29,9 @@ def test_slices_running_at_once_share_one_bound(loop: ProviderLoop) -> None:
     results: dict[int, int] = {}
 
     def run_slice(number: int) -> None:
-        outcomes = loop.run(provider, JOB, range(number * 100, number * 100 + 60), attempts=1)
+        outcomes = outcomes_of(
+            loop, provider, JOB, range(number * 100, number * 100 + 60), attempts=1
+        )
         results[number] = sum(1 for o in outcomes if o.account is not None)
 
     threads = [threading.Thread(target=run_slice, args=(n,)) for n in range(3)]
@@ -42,7 +45,7 @@ def test_slices_running_at_once_share_one_bound(loop: ProviderLoop) -> None:
 
 def test_outcomes_keep_the_slice_order_and_the_provider_is_closed(loop: ProviderLoop) -> None:
     provider = FakeProvider(permanent=frozenset({3}), transient={5: 1})
-    outcomes = loop.run(provider, JOB, [5, 4, 3], attempts=2)
+    outcomes = outcomes_of(loop, provider, JOB, [5, 4, 3], attempts=2)
     assert [o.item_index for o in outcomes] == [5, 4, 3]
     assert [o.account is not None for o in outcomes] == [True, True, False]
     assert provider.closed
@@ -50,7 +53,7 @@ def test_outcomes_keep_the_slice_order_and_the_provider_is_closed(loop: Provider
 
 def test_zero_attempts_still_calls_the_provider_once(loop: ProviderLoop) -> None:
     provider = FakeProvider(transient={0: 1})
-    outcomes = loop.run(provider, JOB, [0], attempts=0)
+    outcomes = outcomes_of(loop, provider, JOB, [0], attempts=0)
     assert outcomes[0].account is None
     assert provider.calls[item_key(JOB, 0)] == 1
 
@@ -72,9 +75,16 @@ def test_shared_providers_are_built_once_and_outlive_each_slice() -> None:
     factory = shared_loop.shared_providers(build)
     settings: Any = None
     for start in (0, 10):
-        outcomes = shared_loop.run(factory("fake", settings), JOB, range(start, start + 5), 1)
+        outcomes = outcomes_of(
+            shared_loop, factory("fake", settings), JOB, range(start, start + 5), 1
+        )
         assert all(o.account is not None for o in outcomes)
     assert len(built) == 1  # both slices called the one provider
     assert not built[0].closed  # a slice's end leaves its connections open
     shared_loop.close()
     assert built[0].closed  # closed with the loop
+
+
+def outcomes_of(loop: ProviderLoop, *args: Any, **kwargs: Any) -> list[ItemOutcome]:
+    """Start one slice's calls on the loop and wait for its outcomes."""
+    return wait_all([loop.start(*args, **kwargs)])[0].result()
