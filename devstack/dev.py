@@ -132,12 +132,22 @@ def wait_for_port(supervisor: Supervisor, port: int, timeout: float) -> bool:
     return False
 
 
+def dashboard_link(url: str, token: str) -> str:
+    """Return a link that opens the dashboard signed in with `token`.
+
+    The token rides in the fragment, which a browser never sends: no server log sees it. The
+    dashboard reads it once, keeps it as a pasted token, and removes it from the address bar.
+    """
+    return f"{url}/#token={token}"
+
+
 def banner(stack: RunningStack, token: str, data_dir: Path) -> str:
     """Return what to tell the developer once everything runs."""
     return "\n".join(
         [
             "",
             f"  tally is running at {stack.url}",
+            f"  dashboard, signed in as the demo user: {dashboard_link(stack.url, token)}",
             f"  database: {stack.database_url}",
             f"  redis:    {stack.redis_url}",
             f"  demo token (also in {data_dir / 'demo-token'}):",

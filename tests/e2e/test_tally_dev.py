@@ -150,6 +150,7 @@ def test_embedded_default_serves_a_job_and_stops_cleanly(
     dev_run_factory.append(first)
     token = first.wait_ready()
     assert token in first.output() and first.url in first.output()
+    assert f"{first.url}/#token={token}" in first.output()  # opens the dashboard signed in
     stats = run_one_job(first.url, token)
     assert stats["requested"] == 50
     started = first.process_tree()

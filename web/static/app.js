@@ -642,7 +642,19 @@ async function openDashboard() {
   }, REFRESH_MS);
 }
 
+// A link such as `tally dev` prints carries the token in its fragment (#token=...), which the
+// browser never sends to a server: keep it as a pasted token would be, then drop it from the
+// address bar and the history entry so it is neither bookmarked nor shown.
+function takeTokenFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const value = (fragment.get("token") || "").trim();
+  if (!fragment.has("token")) return;
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 function main() {
+  takeTokenFromFragment();
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut(""));
   $("submit-form").addEventListener("submit", submitJob);
