@@ -13,6 +13,7 @@ from pathlib import Path
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
 from devstack.discovery import RunningStack, publish, withdraw
+from devstack.metrics import metrics_environment
 from devstack.ownership import DataDirClaim
 from devstack.supervisor import Supervisor
 
@@ -68,11 +69,18 @@ def fernet_key(data_dir: Path, env: Mapping[str, str]) -> str:
 
 
 def children_environment(
-    base: Mapping[str, str], *, database_url: str, redis_url: str, port: int, key: str
+    base: Mapping[str, str],
+    *,
+    database_url: str,
+    redis_url: str,
+    port: int,
+    key: str,
+    metrics: Mapping[str, str],
 ) -> dict[str, str]:
     """Return the environment of the Procfile's processes: ours plus the run's settings."""
     return {
         **base,
+        **metrics,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "PORT": str(port),
@@ -194,6 +202,7 @@ def run_claimed(args: argparse.Namespace, data_dir: Path) -> int:
             redis_url=redis_url,
             port=args.port,
             key=fernet_key(data_dir, os.environ),
+            metrics=metrics_environment(data_dir, os.environ),
         )
         return serve(supervisor, env, args, data_dir)
 
