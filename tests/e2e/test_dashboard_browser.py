@@ -400,4 +400,18 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         expect(tab.locator("#report-panel")).to_be_hidden()
         assert errors == PROVOKED, f"a member's sign-in answered errors: {errors}"
         assert not [text for text in console if not PROVOKED_CONSOLE.match(text)]
+
+        # The link `tally dev` prints: signed in from the fragment, which then leaves the URL.
+        linked = browser.new_page(viewport=DESKTOP)
+        linked.on("response", on_response)
+        linked.goto(f"{web_url}/#token={user.token}")
+        expect(linked.locator("#jobs-page")).to_have_text("1\N{EN DASH}2 of 2")
+        expect(linked.locator(f'tr[data-job="{job_id}"]')).to_have_attribute(
+            "data-status", "cancelled"
+        )
+        assert linked.url == f"{web_url}/", linked.url
+        assert linked.evaluate(IN_STORAGE, user.token)  # kept as a pasted token is
+        linked.reload()  # the token is no longer in the address, the tab stays signed in
+        expect(linked.locator("#card-credits")).to_be_visible()
+        assert errors == PROVOKED, f"the link's sign-in answered errors: {errors}"
         browser.close()
