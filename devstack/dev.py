@@ -13,6 +13,7 @@ from pathlib import Path
 from core.errors import ConfigurationError
 from core.settings import normalize_database_url
 from devstack.discovery import RunningStack, publish, withdraw
+from devstack.metrics import metrics_environment
 from devstack.ownership import DataDirClaim
 from devstack.supervisor import Supervisor
 
@@ -68,11 +69,18 @@ def fernet_key(data_dir: Path, env: Mapping[str, str]) -> str:
 
 
 def children_environment(
-    base: Mapping[str, str], *, database_url: str, redis_url: str, port: int, key: str
+    base: Mapping[str, str],
+    *,
+    database_url: str,
+    redis_url: str,
+    port: int,
+    key: str,
+    metrics: Mapping[str, str],
 ) -> dict[str, str]:
     """Return the environment of the Procfile's processes: ours plus the run's settings."""
     return {
         **base,
+        **metrics,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "PORT": str(port),
@@ -132,12 +140,22 @@ def wait_for_port(supervisor: Supervisor, port: int, timeout: float) -> bool:
     return False
 
 
+def dashboard_link(url: str, token: str) -> str:
+    """Return a link that opens the dashboard signed in with `token`.
+
+    The token rides in the fragment, which a browser never sends: no server log sees it. The
+    dashboard reads it once, keeps it as a pasted token, and removes it from the address bar.
+    """
+    return f"{url}/#token={token}"
+
+
 def banner(stack: RunningStack, token: str, data_dir: Path) -> str:
     """Return what to tell the developer once everything runs."""
     return "\n".join(
         [
             "",
             f"  tally is running at {stack.url}",
+            f"  dashboard, signed in as the demo user: {dashboard_link(stack.url, token)}",
             f"  database: {stack.database_url}",
             f"  redis:    {stack.redis_url}",
             f"  demo token (also in {data_dir / 'demo-token'}):",
@@ -184,6 +202,7 @@ def run_claimed(args: argparse.Namespace, data_dir: Path) -> int:
             redis_url=redis_url,
             port=args.port,
             key=fernet_key(data_dir, os.environ),
+            metrics=metrics_environment(data_dir, os.environ),
         )
         return serve(supervisor, env, args, data_dir)
 

@@ -31,7 +31,11 @@ from web.auth_failures import FailureLimiter, RefusedTokens
 from web.errors import database_down, database_unreachable, domain_error_response
 from web.jwts import Identity, JwtVerifier, looks_like_jwt
 
-CACHE_SECONDS = 5.0  # a revoked token stops working within this time
+# A revoked token stops working within REVOCATION_SECONDS: a process remembers a valid token
+# for one second less, the margin for a request authenticated just before the memory ends to
+# be answered (a slow page, a busy process) before the promise is past.
+REVOCATION_SECONDS = 5.0
+CACHE_SECONDS = REVOCATION_SECONDS - 1.0
 CACHE_LIMIT = 10_000
 # Tokens found invalid are refused from memory for this long: a flood repeating them costs
 # no lookup. A token is random, so one that was invalid stays so (none is created later).
@@ -103,7 +107,13 @@ class TokenBackend(AuthenticationBackend):
     provisions the user.
     """
 
-    def __init__(self, failures_per_minute: int = 20, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        failures_per_minute: int = 20,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock  # what the remembered tokens' ages are read on (tests move it)
         self._cache: dict[str, tuple[float, Caller]] = {}
         self._refused = RefusedTokens(CACHE_LIMIT, REFUSED_SECONDS)
         # One database lookup per token at a time: requests arriving together share it.
@@ -132,7 +142,7 @@ class TokenBackend(AuthenticationBackend):
 
     def _cached(self, token: str) -> Caller | None:
         cached = self._cache.get(hash_token(token))
-        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+        return cached[1] if cached is not None and cached[0] > self.clock() else None
 
     async def _checked(self, conn: HTTPConnection, token: str) -> Caller | None:
         key = hash_token(token)
@@ -157,13 +167,13 @@ class TokenBackend(AuthenticationBackend):
         sessions = conn.app.state.database.sessions
         if well_formed(token):
             load = functools.partial(authenticate, sessions, token)
-            return await self._lookup(token, load, time.monotonic() + CACHE_SECONDS)
+            return await self._lookup(token, load, self.clock() + CACHE_SECONDS)
         if self._jwts.enabled and looks_like_jwt(token):
             identity = await self._jwts.verify(token)
             if identity is None:
                 return None
             return await self._lookup(
-                token, self._provisioning(sessions, identity), _until(identity)
+                token, self._provisioning(sessions, identity), _until(identity, self.clock())
             )
         return None
 
@@ -196,10 +206,10 @@ class TokenBackend(AuthenticationBackend):
         return caller
 
 
-def _until(identity: Identity) -> float:
-    """When this process stops trusting a JWT it verified: within 5 s, and never past exp."""
+def _until(identity: Identity, now: float) -> float:
+    """When this process stops trusting a JWT it verified: soon, and never past exp."""
     left = min(CACHE_SECONDS, identity.expires_at - time.time())
-    return time.monotonic() + left
+    return now + left
 
 
 def _digest(secret: str) -> bytes:

@@ -73,6 +73,13 @@ DASHBOARD_PARTS = [
     "[data-action=copy]",
     "[data-action=hide]",
 ]
+# A job's and an account's figures and actions, each inside the width on a phone.
+ROW_CARD_PARTS = [
+    "#jobs-table tbody td.num",
+    "#jobs-table .badge",
+    "#jobs-table td.actions",
+    "#vault-table [data-action=delete]",
+]
 DOCS_PARTS = [".topbar", ".brand", ".topnav a", "#intro", "#operations .op", "#schemas .schema"]
 
 # For each selector: how many of its elements are shown, and which of them stick out sideways.
@@ -348,9 +355,11 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         page.wait_for_function(CARDS_STILL)
         assert not check_layout(page, DESKTOP, DASHBOARD_PARTS, "dashboard-desktop.png")
         for name, viewport in PHONES.items():
-            # Wider than a phone, both tables scroll inside their panels; the page does not.
-            wider = check_layout(page, viewport, DASHBOARD_PARTS, f"dashboard-{name}.png")
-            assert wider == {"jobs-table", "vault-table"}, f"{name}: {wider}"
+            # On a phone each row is a card: figures and actions shown, nothing scrolls sideways.
+            wider = check_layout(
+                page, viewport, DASHBOARD_PARTS + ROW_CARD_PARTS, f"dashboard-{name}.png"
+            )
+            assert wider == set(), f"{name}: {wider}"
 
         account.locator('[data-action="hide"]').click()
         expect(account.locator(".secret")).to_have_count(0)
@@ -399,6 +408,20 @@ def test_dashboard_signs_in_follows_a_job_reveals_and_deletes_in_the_vault(
         expect(tab.locator("#report-panel")).to_be_hidden()
         assert errors == PROVOKED, f"a member's sign-in answered errors: {errors}"
         assert not [text for text in console if not PROVOKED_CONSOLE.match(text)]
+
+        # The link `tally dev` prints: signed in from the fragment, which then leaves the URL.
+        linked = browser.new_page(viewport=DESKTOP)
+        linked.on("response", on_response)
+        linked.goto(f"{web_url}/#token={user.token}")
+        expect(linked.locator("#jobs-page")).to_have_text("1\N{EN DASH}2 of 2")
+        expect(linked.locator(f'tr[data-job="{job_id}"]')).to_have_attribute(
+            "data-status", "cancelled"
+        )
+        assert linked.url == f"{web_url}/", linked.url
+        assert linked.evaluate(IN_STORAGE, user.token)  # kept as a pasted token is
+        linked.reload()  # the token is no longer in the address, the tab stays signed in
+        expect(linked.locator("#card-credits")).to_be_visible()
+        assert errors == PROVOKED, f"the link's sign-in answered errors: {errors}"
         browser.close()
 
 

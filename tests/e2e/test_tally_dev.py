@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.migrate import PROJECT_ROOT
 from devstack.processes import free_port, start
@@ -117,6 +118,13 @@ def run_one_job(url: str, token: str) -> dict[str, int]:
         return stats
 
 
+def metric_families(url: str) -> set[str]:
+    """The names of the metric families the web's /metrics serves."""
+    answer = httpx.get(f"{url}/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {family.name for family in text_string_to_metric_families(answer.text)}
+
+
 @pytest.fixture
 def dev_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
@@ -140,8 +148,11 @@ def test_embedded_default_serves_a_job_and_stops_cleanly(
     dev_run_factory.append(first)
     token = first.wait_ready()
     assert token in first.output() and first.url in first.output()
+    assert f"{first.url}/#token={token}" in first.output()  # opens the dashboard signed in
     stats = run_one_job(first.url, token)
     assert stats["requested"] == 50
+    families = metric_families(first.url)  # every process's, as production serves them
+    assert {"tally_provider_call_seconds", "dramatiq_messages"} <= families, families
     started = first.process_tree()
     assert len(started) >= 5  # web, worker (master and processes), reconcile, servers
     assert first.interrupt() == 0, first.output()

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from core.database import Database
 from core.schema import CreditLedger
 from core.settings import Settings
-from core.users import NewUser, create_user
+from core.users import NewUser, create_user, revoke_token
 from harness.waiting import wait_for
 from tests.support.inline import RecordedEnqueue
 from tests.support.live_server import serve
@@ -206,3 +206,31 @@ def test_a_user_revokes_only_their_own_tokens_and_operators_anyones(
     assert client.delete("/api/tokens/0x1", headers=bearer(user.token)).status_code == 400
     assert client.delete(path, headers=SERVICE).status_code == 204
     assert client.get("/api/me", headers=bearer(stranger.token)).status_code == 401
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_revoked_elsewhere_is_refused_with_a_second_to_spare_before_5_s(
+    operator_settings: Settings, db: Database, user: NewUser
+) -> None:
+    app = create_app(operator_settings, enqueue=RecordedEnqueue())
+    clock = Clock()
+    with TestClient(app) as web:
+        app.state.authentication.clock = clock
+        assert web.get("/api/me", headers=bearer(user.token)).status_code == 200  # remembered
+        revoke_token(db.sessions, user.token_id)  # by the CLI or another web process
+        revoked_at = clock.now
+        # A request that reads the memory a second before the promised 5 s still has that
+        # second to be answered; from then on the database is asked, and it says no.
+        clock.now = revoked_at + 3.9
+        assert web.get("/api/me", headers=bearer(user.token)).status_code == 200
+        clock.now = revoked_at + 5.0 - 1.0
+        assert web.get("/api/me", headers=bearer(user.token)).status_code == 401

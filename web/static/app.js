@@ -178,21 +178,24 @@ function waitingNote(job) {
 function statusCell(job) {
   const badge = el("span", { class: `badge ${job.status}`, text: job.status });
   const note = waitingNote(job);
-  return note ? el("td", {}, badge, note) : el("td", {}, badge);
+  const cell = { class: "cell-status", "data-label": "Status" };
+  return note ? el("td", cell, badge, note) : el("td", cell, badge);
 }
 
 function jobRow(job) {
   const row = el(
     "tr",
     { "data-job": job.id, "data-status": job.status },
-    el("td", {}, el("span", { class: "mono", text: shortId(job.id), title: job.id })),
+    el("td", { "data-label": "Job" }, el("span", { class: "mono", text: shortId(job.id), title: job.id })),
     statusCell(job),
-    el("td", {}, progressCell(job)),
-    el("td", { class: "num", text: fmt(job.requested) }),
-    el("td", { class: "num", text: fmt(job.successful) }),
-    el("td", { class: `num ${failuresClass(job.failures)}`.trim(), text: fmt(job.failures) }),
-    el("td", { class: "muted", text: ago(job.created_at), title: job.created_at }),
-    el("td", { class: "actions" }, cancelControl(job), downloadControl(job)),
+    el("td", { class: "cell-wide" }, progressCell(job)),
+    el("td", { class: "num", "data-label": "Requested", text: fmt(job.requested) }),
+    el("td", { class: "num", "data-label": "Successful", text: fmt(job.successful) }),
+    el("td", {
+      class: `num ${failuresClass(job.failures)}`.trim(), "data-label": "Failures", text: fmt(job.failures),
+    }),
+    el("td", { class: "muted", "data-label": "Submitted", text: ago(job.created_at), title: job.created_at }),
+    el("td", { class: "actions cell-rest" }, cancelControl(job), downloadControl(job)),
   );
   if (job.error) row.title = job.error;
   return row;
@@ -409,18 +412,18 @@ function vaultRow(account) {
     class: "button danger small", type: "button", text: "Delete", "data-action": "delete",
   });
   remove.addEventListener("click", () => deleteAccount(account, remove));
-  const secret = el("td", { class: "secret-cell" });
+  const secret = el("td", { class: "secret-cell cell-wide", "data-label": "Secret" });
   renderSecret(secret, account);
   return el(
     "tr",
     { "data-account": account.id },
-    el("td", {}, el("span", { class: "mono", text: account.username })),
+    el("td", { class: "cell-wide", "data-label": "Username" }, el("span", { class: "mono", text: account.username })),
     secret,
-    el("td", {}, el("span", { class: "mono muted", text: account.external_id })),
-    el("td", { text: account.provider }),
-    el("td", {}, el("span", { class: "mono muted", text: shortId(account.job_id) })),
-    el("td", { class: "muted", text: ago(account.created_at), title: account.created_at }),
-    el("td", { class: "actions" }, remove),
+    el("td", { "data-label": "External id" }, el("span", { class: "mono muted", text: account.external_id })),
+    el("td", { "data-label": "Provider", text: account.provider }),
+    el("td", { "data-label": "Job" }, el("span", { class: "mono muted", text: shortId(account.job_id) })),
+    el("td", { class: "muted", "data-label": "Created", text: ago(account.created_at), title: account.created_at }),
+    el("td", { class: "actions cell-rest" }, remove),
   );
 }
 
@@ -648,7 +651,19 @@ async function openDashboard() {
   }, REFRESH_MS);
 }
 
+// A link such as `tally dev` prints carries the token in its fragment (#token=...), which the
+// browser never sends to a server: keep it as a pasted token would be, then drop it from the
+// address bar and the history entry so it is neither bookmarked nor shown.
+function takeTokenFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const value = (fragment.get("token") || "").trim();
+  if (!fragment.has("token")) return;
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 async function main() {
+  takeTokenFromFragment();
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut(""));
   $("submit-form").addEventListener("submit", submitJob);
