@@ -18,7 +18,7 @@ from core.database import SessionFactory
 from core.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from core.limits import UserLimits, check_submit
 from core.providers.registry import check_offered
-from core.schema import Job
+from core.schema import Job, JobRetry
 from core.settings import Settings
 from core.vocabulary import TERMINAL_JOB_STATUSES, JobStatus
 
@@ -64,6 +64,8 @@ class JobView:
     retry_at: datetime | None = None  # when the provider said it may be called again
     orphans: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    retry_of: uuid.UUID | None = None  # the job whose failed items this job retries
+    retried_by: uuid.UUID | None = None  # the job retrying this job's failed items
 
     @property
     def progress(self) -> float:
@@ -76,7 +78,10 @@ class JobView:
         return self.status in TERMINAL_JOB_STATUSES
 
 
-VIEW_COLUMNS = tuple(f.name for f in fields(JobView))
+VIEW_COLUMNS = tuple(f.name for f in fields(JobView) if f.name in Job.__table__.c)
+# A job's retry links, read with it: two unique-index lookups (core/retry.py writes them).
+RETRY_OF = select(JobRetry.parent_job_id).where(JobRetry.child_job_id == Job.id)
+RETRIED_BY = select(JobRetry.child_job_id).where(JobRetry.parent_job_id == Job.id)
 
 
 @dataclass(frozen=True)
@@ -132,11 +137,13 @@ def submit(
 def read_job(engine: Engine, user_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     """Return the caller's job, or NotFound (also for another user's job).
 
-    Reads on the lean engine status polls use (core/reads.py).
+    Reads on the lean engine status polls use (core/reads.py), with the job's retry links.
     """
-    query = select(*(Job.__table__.c[name] for name in VIEW_COLUMNS)).where(
-        Job.id == job_id, Job.user_id == user_id
-    )
+    query = select(
+        *(Job.__table__.c[name] for name in VIEW_COLUMNS),
+        RETRY_OF.scalar_subquery().label("retry_of"),
+        RETRIED_BY.scalar_subquery().label("retried_by"),
+    ).where(Job.id == job_id, Job.user_id == user_id)
     row = reads.read(engine, lambda connection: connection.execute(query).first())
     if row is None:
         raise NotFound("no such job")

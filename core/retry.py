@@ -12,12 +12,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from core import jobs, reads
+from core import jobs
 from core.database import SessionFactory
 from core.errors import Conflict, NotFound
+from core.finish import notify_progress
 from core.jobs import JobRequest, Submission
 from core.limits import UserLimits
 from core.schema import Job, JobRetry
@@ -58,21 +59,8 @@ def retry_failures(
             .values(child_job_id=submission.job.id, parent_job_id=job_id, parent_indices=failed)
             .on_conflict_do_nothing()
         )
+        notify_progress(session, job_id)  # the parent's answer now names its retry
     return submission
-
-
-def links_of(engine: Engine, job_id: uuid.UUID) -> Links:
-    """Which job this one retries, and which retries it (two unique-index lookups).
-
-    Reads on the lean engine status polls use (core/reads.py).
-    """
-    query = select(JobRetry.child_job_id, JobRetry.parent_job_id).where(
-        (JobRetry.child_job_id == job_id) | (JobRetry.parent_job_id == job_id)
-    )
-    rows = reads.read(engine, lambda connection: connection.execute(query).all())
-    retry_of = next((parent for child, parent in rows if child == job_id), None)
-    retried_by = next((child for child, parent in rows if parent == job_id), None)
-    return Links(retry_of, retried_by)
 
 
 def _failed_items(

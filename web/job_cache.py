@@ -118,8 +118,8 @@ class JobCache:
         self._epoch += 1
 
     def _current(self, entry: _Entry, job: JobView) -> bool:
-        if job.terminal:
-            return True
+        if job.terminal:  # only a retry of it changes it, and that notifies
+            return entry.read_version == entry.version
         return (
             (entry.read_version, entry.read_epoch) == (entry.version, self._epoch)
             and self._connected()

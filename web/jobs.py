@@ -13,7 +13,7 @@ from core.cancel import cancel_job, settle_cancelled
 from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
 from core.limits import UserLimits
-from core.retry import Links, links_of
+from core.retry import Links
 from web import bodies
 from web.answers import job_body, json_response
 from web.auth import caller_of
@@ -66,8 +66,7 @@ async def job_status(request: Request) -> Response:
         job = await changed_job(live, caller.user_id, job_id, known, wait)
     else:
         job = await live.jobs.get(caller.user_id, job_id)
-    reader = request.app.state.database.reader
-    return status_response(request, job, await run_in_threadpool(links_of, reader, job.id))
+    return status_response(request, job, Links(job.retry_of, job.retried_by))
 
 
 async def cancel(request: Request) -> Response:

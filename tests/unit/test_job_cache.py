@@ -110,18 +110,20 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
-def test_a_finished_job_is_read_once_and_never_goes_stale() -> None:
+def test_a_finished_job_is_read_once_and_again_only_when_a_retry_of_it_is_announced() -> None:
     done = job("completed")
     table, listening = FakeJobs(done), Listening()
 
     async def scenario() -> None:
         cache = cache_on(table, listening, max_age=0.0)
         assert await cache.get(done.user_id, done.id) == done
-        cache.changed(done.id)
-        cache.invalidate_all()
-        listening.connected = False
+        cache.invalidate_all()  # neither age, a missed notification nor the listener's
+        listening.connected = False  # state makes a finished job stale
         assert await cache.get(done.user_id, done.id) == done
         assert table.reads == 1
+        cache.changed(done.id)  # a retry of it was made: its answer names the retry
+        assert await cache.get(done.user_id, done.id) == done
+        assert table.reads == 2
 
     run(scenario)
 
