@@ -56,8 +56,9 @@ def run_turn(context: SliceContext) -> slices.SliceResult:
     """Take a turn: claim the slices of the user at the front of the turn queue, create
     their accounts and record them; a no-op if no slice may run now.
 
-    Once a turn has claimed work, the next turn is sent at once (through `resend`), so
-    the turns of a worker's threads overlap while work remains.
+    Once a turn has claimed work, the next turn is sent at once (through `resend`), and a
+    second one when more of its user's work is ready, so the turns of every worker's threads
+    overlap while work remains; a turn that finds nothing sends none.
     """
     policy = TurnPolicy.from_settings(context.settings)
     turn = take_turn(context.sessions, policy, context.settings.intervals.lease)
@@ -68,6 +69,8 @@ def run_turn(context: SliceContext) -> slices.SliceResult:
         return slices.SliceResult(recorded=False)
     if context.resend is not None:
         context.resend(0.0)
+        if turn.more:  # one more while work remains: the turns spread over every process
+            context.resend(0.0)
     try:
         with log_context(user_id=claims[0].user_id):
             return _run_claimed(context, claims)

@@ -68,6 +68,7 @@ class Turn:
 
     claims: list[SliceClaim]
     busy: bool = False
+    more: bool = False  # the user served has more ready work than this turn took
 
 
 def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Turn:
@@ -82,12 +83,13 @@ def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Tur
             if user_id is None:
                 busy = looked == 0 and bool(session.execute(q.ANY_READY).scalar())
                 return Turn([], busy)
-            claims = _serve(session, user_id, policy, lease)
-            if claims is None:
+            served = _serve(session, user_id, policy, lease)
+            if served is None:
                 at_limit = at_limit or user_id
                 continue
+            claims, more = served
             if claims:
-                return Turn(claims)
+                return Turn(claims, more=more)
         if at_limit is not None:
             owe_turn(session, at_limit)
         return Turn([])
@@ -95,23 +97,25 @@ def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Tur
 
 def _serve(
     session: Session, user_id: uuid.UUID, policy: TurnPolicy, lease: float
-) -> list[SliceClaim] | None:
-    """Claim the user's share of this turn and requeue them; None when at their limit."""
+) -> tuple[list[SliceClaim], bool] | None:
+    """Claim the user's share of this turn and requeue them; with it, whether more of their
+    work is ready. None when the user is at their limit."""
     ready = session.execute(q.READY_SLICES, {"user_id": user_id, "most": TURN_SLICES + 1}).all()
     if not ready:
         _requeue(session, user_id)
-        return []
+        return [], False
     held = session.execute(q.USER_LANES, {"user_id": user_id, "cap": policy.slice_cap})
     chosen = _within_budget(ready, policy, policy.user_limit - int(held.scalar_one()))
     if not chosen:
         session.execute(q.TO_THE_BACK, {"user_id": user_id})
         return None
     claims = _claim(session, user_id, chosen, policy, lease)
-    if len(ready) > len(chosen):
+    more = len(ready) > len(chosen)
+    if more:
         session.execute(q.TO_THE_BACK, {"user_id": user_id})
     else:
         _requeue(session, user_id)
-    return claims
+    return claims, more
 
 
 def _within_budget(ready: Sequence[Any], policy: TurnPolicy, room: int) -> list[Any]:
