@@ -180,14 +180,18 @@ def record_turn(
     Items without an outcome were never attempted (the job was cancelled): they count as
     cancelled.
     """
+    # Secrets are sealed before the transaction: it holds its locks for the writes alone.
+    sealed = {
+        (claim.job_id, outcome.item_index): box.seal(outcome.account.secret)
+        for claim, outcomes in runs
+        for outcome in outcomes
+        if outcome.account is not None
+    }
     with sessions() as session, session.begin():
         kept = _lock_unfinished_slices(session, runs)
         if not kept:
             return SliceResult(recorded=False)
-        # Job row locks in one order before any write: two turns never deadlock. (NO KEY
-        # UPDATE: the vault rows' foreign keys share these rows with other turns.)
-        session.execute(LOCK_JOBS, {"job_ids": sorted({str(c.job_id) for c, _ in kept})})
-        created = _store_accounts(session, kept, box)
+        created = _store_accounts(session, kept, sealed)
         counts = {
             (c.job_id, c.slice_index): SliceCounts(
                 created.get((c.job_id, c.slice_index), 0),
@@ -197,6 +201,10 @@ def record_turn(
             for c, outcomes in kept
         }
         _close_slices(session, counts)
+        # Job row locks in one order before any job is written: two turns never deadlock,
+        # and a cancel waits only for these last statements. (NO KEY UPDATE: the vault rows'
+        # foreign keys share these rows with other turns.)
+        session.execute(LOCK_JOBS, {"job_ids": sorted({str(c.job_id) for c, _ in kept})})
         add_outcome_counts(session, [(c.job_id, o) for c, o in kept])
         finished = _count_slices_in_jobs(session, counts)
         owed = repay_turn(session)
@@ -228,7 +236,9 @@ def _lock_unfinished_slices(
 
 
 def _store_accounts(
-    session: Session, runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]], box: SecretBox
+    session: Session,
+    runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]],
+    sealed: dict[tuple[uuid.UUID, int], bytes],
 ) -> dict[tuple[uuid.UUID, int], int]:
     """Insert the turn's accounts in one statement; the number stored per slice."""
     accounts = [
@@ -246,7 +256,7 @@ def _store_accounts(
         "indices": [index for _, index, _ in accounts],
         "external_ids": [account.external_id for _, _, account in accounts],
         "usernames": [account.username for _, _, account in accounts],
-        "secrets": [box.seal(account.secret) for _, _, account in accounts],
+        "secrets": [sealed[(claim.job_id, index)] for claim, index, _ in accounts],
         "metadata": [json.dumps(account.metadata) for _, _, account in accounts],
     }
     stored = session.execute(STORE_ACCOUNTS, columns).all()
