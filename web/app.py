@@ -29,10 +29,10 @@ from web import (
     openapi,
     operator,
     retry,
-    tokens,
     webhooks,
 )
-from web.auth import TokenBackend, answer_failure
+from web.auth import tokens
+from web.auth.backend import TokenBackend, answer_failure
 from web.delivery_metrics import ExportCounters
 from web.errors import EXCEPTION_HANDLERS
 from web.live import LiveJobs

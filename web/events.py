@@ -11,7 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from core.jobs import JobView
 from web.answers import encode, job_body
-from web.auth import caller_of
+from web.auth.backend import caller_of
 from web.etags import job_etag
 from web.live import LiveJobs
 from web.params import path_uuid

@@ -26,7 +26,7 @@ from core.export_cursor import Position, Scope
 from core.vault import AccountView
 from web import bodies
 from web.answers import account_body, json_response
-from web.auth import caller_of
+from web.auth.backend import caller_of
 from web.delivery_metrics import ExportCounters
 from web.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
 

@@ -13,7 +13,7 @@ from outbox.backlog import Backlog, outbox_backlog
 from reconcile.heartbeat import newest
 from web import bodies
 from web.answers import json_response
-from web.scrape_token import Access, probe_access
+from web.auth.scrape_token import Access, probe_access
 
 # A daemon silent for this many heartbeat intervals is taken for gone.
 HEARTBEAT_INTERVALS = 5

@@ -16,7 +16,7 @@ from core.limits import UserLimits
 from core.retry import Links
 from web import bodies
 from web.answers import job_body, json_response
-from web.auth import caller_of
+from web.auth.backend import caller_of
 from web.etags import etags, job_etag
 from web.live import LiveJobs
 from web.longpoll import MAX_WAIT_SECONDS, changed_job

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.vocabulary import LABELS
 from web import bodies
 from web.answers import JSON, json_response
+from web.auth.tokens import TOKEN_ID_PATTERN
 from web.params import (
     MAX_BODY_BYTES,
     MAX_DRIFT_PAGE,
@@ -26,7 +27,6 @@ from web.params import (
     MAX_PAGE,
     REPORT_ID_PATTERN,
 )
-from web.tokens import TOKEN_ID_PATTERN
 from web.webhooks import MAX_DELIVERY_ID
 
 STATIC = Path(__file__).parent / "static"
