@@ -20,7 +20,6 @@ from core.turn_messages import send_turns
 from web import (
     admin,
     dashboard,
-    events,
     exports,
     health,
     jobs,
@@ -35,7 +34,8 @@ from web.auth import tokens
 from web.auth.backend import TokenBackend, answer_failure
 from web.delivery_metrics import ExportCounters
 from web.errors import EXCEPTION_HANDLERS
-from web.live import LiveJobs
+from web.live import events
+from web.live.hub import LiveJobs
 from web.request_log import RequestLogContext
 from web.security_headers import SecurityHeaders
 from web.sender import TurnSender

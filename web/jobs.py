@@ -18,8 +18,8 @@ from web import bodies
 from web.answers import job_body, json_response
 from web.auth.backend import caller_of
 from web.etags import etags, job_etag
-from web.live import LiveJobs
-from web.longpoll import MAX_WAIT_SECONDS, changed_job
+from web.live.hub import LiveJobs
+from web.live.longpoll import MAX_WAIT_SECONDS, changed_job
 from web.pages import next_page, time_id, time_id_after, window
 from web.params import path_uuid, query_int, read_body
 

@@ -13,7 +13,7 @@ from core.jobs import JobView
 from web.answers import encode, job_body
 from web.auth.backend import caller_of
 from web.etags import job_etag
-from web.live import LiveJobs
+from web.live.hub import LiveJobs
 from web.params import path_uuid
 
 KEEPALIVE_SECONDS = 15.0

@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 from core.jobs import JobView
 from web.etags import job_etag
-from web.live import LiveJobs
+from web.live.hub import LiveJobs
 
 MAX_WAIT_SECONDS = 60
 
