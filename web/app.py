@@ -25,15 +25,15 @@ from web import (
     jobs,
     me,
     metrics,
-    openapi,
     operator,
     retry,
     webhooks,
 )
 from web.auth import tokens
 from web.auth.backend import TokenBackend, answer_failure
+from web.contract import openapi
+from web.contract.errors import EXCEPTION_HANDLERS
 from web.delivery_metrics import ExportCounters
-from web.errors import EXCEPTION_HANDLERS
 from web.live import events
 from web.live.hub import LiveJobs
 from web.request_log import RequestLogContext

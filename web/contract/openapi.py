@@ -17,10 +17,10 @@ from core.cursors import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
 from core.settings import Settings
 from core.vocabulary import LABELS
-from web import bodies
-from web.answers import JSON, json_response
 from web.auth.tokens import TOKEN_ID_PATTERN
-from web.params import (
+from web.contract import bodies
+from web.contract.answers import JSON, json_response
+from web.contract.params import (
     MAX_BODY_BYTES,
     MAX_DRIFT_PAGE,
     MAX_OFFSET,
@@ -29,7 +29,7 @@ from web.params import (
 )
 from web.webhooks import MAX_DELIVERY_ID
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 REF_TEMPLATE = "#/components/schemas/{name}"
 Operation = dict[str, Any]
 # Where a schema is a contract type (a Struct), build_spec puts a reference to its component.

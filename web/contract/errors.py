@@ -26,8 +26,8 @@ from core.errors import (
     Unauthorized,
     Unavailable,
 )
-from web import bodies
-from web.answers import json_response
+from web.contract import bodies
+from web.contract.answers import json_response
 
 logger = logging.getLogger(__name__)
 
