@@ -114,9 +114,11 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.export_counters = ExportCounters(app.state.metrics)
             yield
 
+    table = routes()
+    openapi.described_paths(table)  # a route without a description stops the app here
     authentication = TokenBackend(settings.auth_failures_per_minute, settings)
     app = Starlette(
-        routes=routes(),
+        routes=table,
         middleware=[
             *_cors(settings),
             Middleware(SecurityHeaders),
