@@ -9,10 +9,10 @@ from starlette.responses import Response
 
 from core.errors import InvalidInput, NotFound
 from reconcile.report_store import get_report, list_reports
-from web import bodies
-from web.answers import json_response, report_body, report_summary
-from web.auth import admin_of
-from web.params import MAX_DRIFT_PAGE, MAX_OFFSET, REPORT_ID_PATTERN, page, query_int
+from web.auth.backend import admin_of
+from web.contract import bodies
+from web.contract.answers import json_response, report_body, report_summary
+from web.contract.params import MAX_DRIFT_PAGE, MAX_OFFSET, REPORT_ID_PATTERN, page, query_int
 
 REPORT_ID = re.compile(REPORT_ID_PATTERN)
 

@@ -20,22 +20,22 @@ from core.turn_messages import send_turns
 from web import (
     admin,
     dashboard,
-    events,
     exports,
     health,
     jobs,
     me,
     metrics,
-    openapi,
     operator,
     retry,
-    tokens,
     webhooks,
 )
-from web.auth import TokenBackend, answer_failure
+from web.auth import tokens
+from web.auth.backend import TokenBackend, answer_failure
+from web.contract import openapi
+from web.contract.errors import EXCEPTION_HANDLERS
 from web.delivery_metrics import ExportCounters
-from web.errors import EXCEPTION_HANDLERS
-from web.live import LiveJobs
+from web.live import events
+from web.live.hub import LiveJobs
 from web.request_log import RequestLogContext
 from web.security_headers import SecurityHeaders
 from web.sender import TurnSender
@@ -114,9 +114,11 @@ def create_app(settings: Settings, enqueue: Enqueue | None = None) -> Starlette:
             app.state.export_counters = ExportCounters(app.state.metrics)
             yield
 
+    table = routes()
+    openapi.described_paths(table)  # a route without a description stops the app here
     authentication = TokenBackend(settings.auth_failures_per_minute, settings)
     app = Starlette(
-        routes=routes(),
+        routes=table,
         middleware=[
             *_cors(settings),
             Middleware(SecurityHeaders),

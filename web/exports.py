@@ -24,11 +24,11 @@ from core.database import SessionFactory
 from core.errors import InvalidInput
 from core.export_cursor import Position, Scope
 from core.vault import AccountView
-from web import bodies
-from web.answers import account_body, json_response
-from web.auth import caller_of
+from web.auth.backend import caller_of
+from web.contract import bodies
+from web.contract.answers import account_body, json_response
+from web.contract.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
 from web.delivery_metrics import ExportCounters
-from web.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
 
 EXPORT_PAGE = 1000
 

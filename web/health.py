@@ -11,9 +11,9 @@ from starlette.responses import Response
 from core.settings import Settings
 from outbox.backlog import Backlog, outbox_backlog
 from reconcile.heartbeat import newest
-from web import bodies
-from web.answers import json_response
-from web.scrape_token import Access, probe_access
+from web.auth.scrape_token import Access, probe_access
+from web.contract import bodies
+from web.contract.answers import json_response
 
 # A daemon silent for this many heartbeat intervals is taken for gone.
 HEARTBEAT_INTERVALS = 5

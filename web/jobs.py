@@ -14,14 +14,14 @@ from core.job_list import list_jobs as list_jobs_of
 from core.jobs import JobRequest, JobView
 from core.limits import UserLimits
 from core.retry import Links
-from web import bodies
-from web.answers import job_body, json_response
-from web.auth import caller_of
-from web.etags import etags, job_etag
-from web.live import LiveJobs
-from web.longpoll import MAX_WAIT_SECONDS, changed_job
-from web.pages import next_page, time_id, time_id_after, window
-from web.params import path_uuid, query_int, read_body
+from web.auth.backend import caller_of
+from web.contract import bodies
+from web.contract.answers import job_body, json_response
+from web.contract.etags import etags, job_etag
+from web.contract.pages import next_page, time_id, time_id_after, window
+from web.contract.params import path_uuid, query_int, read_body
+from web.live.hub import LiveJobs
+from web.live.longpoll import MAX_WAIT_SECONDS, changed_job
 
 TERMINAL_CACHE = "private, max-age=3600"
 LIVE_CACHE = "no-cache"

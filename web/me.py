@@ -8,11 +8,11 @@ from starlette.responses import Response
 from core import credits, vault
 from core.crypto import SecretBox
 from core.stats import get_stats
-from web import bodies
-from web.answers import account_body, credits_body, json_response, stats_body
-from web.auth import caller_of
-from web.pages import id_after, next_page, time_id, time_id_after, window
-from web.params import path_uuid
+from web.auth.backend import caller_of
+from web.contract import bodies
+from web.contract.answers import account_body, credits_body, json_response, stats_body
+from web.contract.pages import id_after, next_page, time_id, time_id_after, window
+from web.contract.params import path_uuid
 
 
 def whoami(request: Request) -> Response:

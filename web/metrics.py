@@ -25,9 +25,9 @@ from starlette.responses import Response
 from core.database import SessionFactory
 from core.vocabulary import UNFINISHED_SQL, JobStatus
 from outbox.backlog import BACKLOG
+from web.auth.scrape_token import probe_access
 from web.daemon_metrics import DaemonCollector
-from web.live import LiveJobs
-from web.scrape_token import probe_access
+from web.live.hub import LiveJobs
 
 LAG_SAMPLE_ROWS = 1000
 Counts = dict[str, float]

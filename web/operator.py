@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core import credits, users
-from web import bodies
-from web.answers import json_response
-from web.auth import admin_of
-from web.params import path_uuid, read_body
+from web.auth.backend import admin_of
+from web.contract import bodies
+from web.contract.answers import json_response
+from web.contract.params import path_uuid, read_body
 
 NO_STORE = {"Cache-Control": "no-store"}
 

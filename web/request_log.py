@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.logs import log_context
-from web.auth import TokenUser
+from web.auth.backend import TokenUser
 
 
 class RequestLogContext:

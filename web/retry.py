@@ -8,10 +8,10 @@ from starlette.responses import Response
 
 from core.limits import UserLimits
 from core.retry import Links, retry_failures
-from web.answers import job_body, json_response
-from web.auth import caller_of
+from web.auth.backend import caller_of
+from web.contract.answers import job_body, json_response
+from web.contract.params import path_uuid
 from web.jobs import linked_body
-from web.params import path_uuid
 
 
 async def retry(request: Request) -> Response:

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from core import webhooks
 from core.errors import InvalidInput
 from core.webhook_address import check_url
-from web import bodies
-from web.answers import json_response
-from web.auth import caller_of
-from web.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
+from web.auth.backend import caller_of
+from web.contract import bodies
+from web.contract.answers import json_response
+from web.contract.params import DEFAULT_PAGE, MAX_PAGE, path_uuid, query_int, read_body
 
 MAX_DELIVERY_ID = 10**18 - 1  # 18 digits, as every integer parameter
 

@@ -20,7 +20,7 @@ from core.stats import get_stats
 from core.users import create_user
 from harness.outbox import apply_pending
 from tests.support.state import assert_invariants
-from web.answers import CANCEL_TOO_LATE, job_body
+from web.contract.answers import CANCEL_TOO_LATE, job_body
 from worker import slices
 from worker.fanout import ItemOutcome
 from worker.slices import SliceClaim

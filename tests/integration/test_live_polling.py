@@ -259,7 +259,7 @@ def test_events_stream_ends_after_a_while_and_resumes_from_last_event_id(
     user: NewUser,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("web.events.STREAM_SECONDS", 0.5)
+    monkeypatch.setattr("web.live.events.STREAM_SECONDS", 0.5)
     job_id = new_job(db, settings, user)
     url = f"{server.url}/api/job/{job_id}/events"
     with httpx.stream("GET", url, headers=auth(user), timeout=WAIT) as response:

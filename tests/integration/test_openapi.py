@@ -15,7 +15,7 @@ from core.users import create_user
 from core.vocabulary import LABELS, JobStatus, LedgerKind
 from tests.support.inline import RecordedEnqueue
 from web.app import create_app, routes
-from web.openapi import route_operations
+from web.contract.openapi import route_operations
 
 # The operator probes: the scrape token (TALLY_METRICS_TOKEN), not a user token.
 PROBES = ("/metrics", "/readyz")

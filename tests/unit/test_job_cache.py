@@ -15,7 +15,7 @@ from core.database import READER_POOL_SIZE, Database, make_engine
 from core.errors import NotFound
 from core.jobs import JobView
 from core.vocabulary import JobStatus
-from web.job_cache import CAPACITY, MAX_AGE_SECONDS, JobCache
+from web.live.job_cache import CAPACITY, MAX_AGE_SECONDS, JobCache
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 URL = "postgresql://nobody@127.0.0.1:9/none"  # engines are built, never connected

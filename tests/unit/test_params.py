@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from core.errors import InvalidInput, PayloadTooLarge
-from web.bodies import JobRequest
-from web.params import (
+from web.contract.bodies import JobRequest
+from web.contract.params import (
     DEFAULT_PAGE,
     MAX_BODY_BYTES,
     MAX_PAGE,

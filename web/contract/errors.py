@@ -26,8 +26,8 @@ from core.errors import (
     Unauthorized,
     Unavailable,
 )
-from web import bodies
-from web.answers import json_response
+from web.contract import bodies
+from web.contract.answers import json_response
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ STATUS_BY_ERROR: list[tuple[type[TallyError], int, str]] = [
     (ConfigurationError, 503, "unavailable"),
     (Unavailable, 503, "unavailable"),
 ]
+# Starlette's own HTTP errors (no route, wrong method), and any other it raises.
+CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed"}
+OTHER_HTTP_ERROR = "http_error"
+# Every `error.code` an answer may carry: the contract's vocabulary of error codes.
+ERROR_CODES: frozenset[str] = frozenset(
+    [code for _, _, code in STATUS_BY_ERROR]
+    + list(CODE_BY_HTTP_STATUS.values())
+    + [OTHER_HTTP_ERROR, INTERNAL.code]
+)
 
 
 def error_response(
@@ -91,7 +100,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 304:
         return Response(status_code=304, headers=exc.headers)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = CODE_BY_HTTP_STATUS.get(exc.status_code, OTHER_HTTP_ERROR)
     detail = bodies.ErrorDetail(code, str(exc.detail))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:

@@ -14,7 +14,7 @@ from core.stats import StatsView
 from core.vault import AccountView
 from core.vocabulary import FailureReason, JobStatus, LedgerKind, WaitingReason
 from reconcile.report_store import Report
-from web import bodies
+from web.contract import bodies
 
 JSON = "application/json"
 _encoder = msgspec.json.Encoder()

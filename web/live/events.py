@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core.jobs import JobView
-from web.answers import encode, job_body
-from web.auth import caller_of
-from web.etags import job_etag
-from web.live import LiveJobs
-from web.params import path_uuid
+from web.auth.backend import caller_of
+from web.contract.answers import encode, job_body
+from web.contract.etags import job_etag
+from web.contract.params import path_uuid
+from web.live.hub import LiveJobs
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000

@@ -1,8 +1,8 @@
 """The HTTP contract: every request and response body, declared once as msgspec Structs.
 
-Request bodies are validated by decoding into these types (web/params.py), answers are
-encoded from them (web/answers.py), and the OpenAPI components are generated from them
-(web/openapi.py), so the three cannot disagree.
+Request bodies are validated by decoding into these types (web/contract/params.py), answers are
+encoded from them (web/contract/answers.py), and the OpenAPI components are generated from them
+(web/contract/openapi.py), so the three cannot disagree.
 """
 
 from __future__ import annotations

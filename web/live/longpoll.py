@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Collection
 
 from core.jobs import JobView
-from web.etags import job_etag
-from web.live import LiveJobs
+from web.contract.etags import job_etag
+from web.live.hub import LiveJobs
 
 MAX_WAIT_SECONDS = 60
 

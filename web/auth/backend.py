@@ -27,9 +27,9 @@ from core.errors import Forbidden, TallyError, TooManyRequests, Unauthorized, Un
 from core.settings import Settings
 from core.tokens import hash_token, well_formed
 from core.users import Caller, authenticate, provision
-from web.auth_failures import FailureLimiter, RefusedTokens
-from web.errors import database_down, database_unreachable, domain_error_response
-from web.jwts import Identity, JwtVerifier, looks_like_jwt
+from web.auth.failures import FailureLimiter, RefusedTokens
+from web.auth.jwts import Identity, JwtVerifier, looks_like_jwt
+from web.contract.errors import database_down, database_unreachable, domain_error_response
 
 # A revoked token stops working within REVOCATION_SECONDS: a process remembers a valid token
 # for one second less, the margin for a request authenticated just before the memory ends to

@@ -2,7 +2,7 @@
 
 A `Topic` per watched job counts versions: every notification for the job, and every
 reconnect of the listener, bumps it and wakes whoever waits. Each notification reaches the
-job cache (web/job_cache.py) before the waiters wake, so what they read after a wake-up is
+job cache (web/live/job_cache.py) before the waiters wake, so what they read after a wake-up is
 at least as new as the change: when thousands of requests watch one job, one database
 read serves them all, and no request holds a connection while it waits.
 """
@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from core.finish import PROGRESS_CHANNEL
 from core.listener import Listener
-from web.job_cache import JobCache
+from web.live.job_cache import JobCache
 
 
 class Topic:

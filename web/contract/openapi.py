@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,26 @@ from core.cursors import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from core.jobs import MAX_IDEMPOTENCY_KEY_LENGTH
 from core.settings import Settings
 from core.vocabulary import LABELS
-from web import bodies
-from web.answers import JSON, json_response
-from web.params import (
+from web import admin, dashboard, exports, health, jobs, me, metrics, operator, retry, webhooks
+from web.auth import tokens
+from web.auth.tokens import TOKEN_ID_PATTERN
+from web.contract import bodies
+from web.contract.answers import JSON, json_response
+from web.contract.params import (
     MAX_BODY_BYTES,
     MAX_DRIFT_PAGE,
     MAX_OFFSET,
     MAX_PAGE,
     REPORT_ID_PATTERN,
 )
-from web.tokens import TOKEN_ID_PATTERN
+from web.live import events
 from web.webhooks import MAX_DELIVERY_ID
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 REF_TEMPLATE = "#/components/schemas/{name}"
 Operation = dict[str, Any]
+# What an operation is keyed by: a route's endpoint function, or a mount's name.
+Described = Callable[..., Any] | str
 # Where a schema is a contract type (a Struct), build_spec puts a reference to its component.
 Schema = dict[str, Any] | type
 
@@ -168,32 +173,42 @@ STATUS_OP = _op(
     ],
 )
 
-OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("/", "get"): _public("The dashboard page (HTML).", {"200": {"description": "HTML"}}),
-    ("/docs", "get"): _public(
-        "This description, readable (HTML).", {"200": {"description": "HTML"}}
-    ),
-    ("/openapi.json", "get"): _public(
-        "This description.", {"200": _body({"type": "object"}, "OpenAPI 3.1")}
-    ),
-    ("/static/{path}", "get"): {
+
+def openapi_json(request: Request) -> Response:
+    """GET /openapi.json: the API description."""
+    return json_response(build_spec(request.app.routes, request.app.state.settings))
+
+
+def docs(request: Request) -> Response:
+    """GET /docs: a page that renders /openapi.json readably."""
+    return FileResponse(STATIC / "docs.html", media_type="text/html")
+
+
+# Each route's description, keyed by what the route table (web/app.py) names: a route's
+# endpoint function, a mount's name. The table lists paths once; a route without an entry
+# here stops the app from starting (UndescribedRoute).
+OPERATIONS: dict[Described, Operation] = {
+    dashboard.index: _public("The dashboard page (HTML).", {"200": {"description": "HTML"}}),
+    docs: _public("This description, readable (HTML).", {"200": {"description": "HTML"}}),
+    openapi_json: _public("This description.", {"200": _body({"type": "object"}, "OpenAPI 3.1")}),
+    "static": {
         **_public(
             "The dashboard's static files.",
             {"200": {"description": "File"}, "404": _error("No such file.")},
         ),
         "parameters": [_path_param("path", {"type": "string"})],
     },
-    ("/healthz", "get"): _public("Liveness.", {"200": _body(bodies.Health, "Up.")}),
-    ("/readyz", "get"): _probe(
+    health.healthz: _public("Liveness.", {"200": _body(bodies.Health, "Up.")}),
+    health.readyz: _probe(
         "Readiness: the database answers, a reconcile daemon beats and the oldest unapplied "
         "outbox row is younger than TALLY_READY_MAX_OUTBOX_AGE. The daemon's host and pid "
         "are shown only to the scrape token.",
         {"200": _body(bodies.Ready, "Ready."), "503": _body(bodies.NotReady, "Not ready.")},
     ),
-    ("/metrics", "get"): _probe(
+    metrics.metrics: _probe(
         "Prometheus metrics.", {"200": {"description": "text/plain exposition format"}}
     ),
-    ("/api/jobs", "post"): _op(
+    jobs.submit_job: _op(
         "Submit a job: holds `count * price` credits and queues it.",
         {
             "202": _body(bodies.Job, "Accepted; Location header names the status URL."),
@@ -214,14 +229,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ],
         requestBody={"required": True, "content": _content(bodies.JobRequest)},
     ),
-    ("/api/jobs", "get"): _op(
+    jobs.list_jobs: _op(
         "The caller's jobs, newest first, by cursor; `total` is every job of the caller.",
         {"200": _cursor_page(bodies.JobPage, "One page.")},
         parameters=CURSOR_PARAMS,
     ),
-    ("/api/job/{job_id}", "get"): STATUS_OP,
-    ("/api/jobs/{job_id}", "get"): {**STATUS_OP, "summary": "Same as /api/job/{job_id}."},
-    ("/api/job/{job_id}/events", "get"): _op(
+    jobs.job_status: STATUS_OP,
+    events.job_events: _op(
         "Server-Sent Events: `status` events (the Job JSON, id = ETag) on every change, "
         "then `end` once the job is terminal.",
         {
@@ -233,7 +247,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=[JOB_PARAM, {"name": "Last-Event-ID", "in": "header", "schema": {}}],
     ),
-    ("/api/job/{job_id}/cancel", "post"): _op(
+    jobs.cancel: _op(
         "Cancel a job: no new provider call starts for it; calls in flight finish and "
         "their accounts are kept. A queued job is cancelled at once (200); a running one "
         "answers 202 at once and becomes `cancelled` once its calls in flight have finished, "
@@ -247,38 +261,38 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=[JOB_PARAM],
     ),
-    ("/api/me", "get"): _op(
+    me.whoami: _op(
         "Who the token belongs to, and whether it may read admin endpoints.",
         {"200": _body(bodies.Me, "The caller.")},
     ),
-    ("/api/stats", "get"): _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
-    ("/api/credits", "get"): _op(
+    me.stats: _op("The caller's stats card.", {"200": _body(bodies.Stats, "Stats.")}),
+    me.credits_view: _op(
         "The balance and one page of the ledger, newest first, by cursor.",
         {"200": _cursor_page(bodies.Credits, "Credits.")},
         parameters=CURSOR_PARAMS,
     ),
-    ("/api/accounts", "get"): _op(
+    me.accounts: _op(
         "The caller's vault, without secrets, newest first, by cursor; `total` is the stats "
         "card's `business_centers` (right once the outbox apply has caught up).",
         {"200": _cursor_page(bodies.AccountPage, "One page.")},
         parameters=CURSOR_PARAMS,
     ),
-    ("/api/accounts/{account_id}", "delete"): _op(
+    me.delete_account: _op(
         "Remove an account from the caller's vault.",
         {"204": {"description": "Removed."}, "404": _error("No such account.")},
         parameters=[ACCOUNT_PARAM],
     ),
-    ("/api/accounts/{account_id}/reveal", "post"): _op(
+    me.reveal_secret: _op(
         "The owner explicitly asks for one account's secret.",
         {"200": _body(bodies.Secret, "The secret."), "404": _error("No such account.")},
         parameters=[ACCOUNT_PARAM],
     ),
-    ("/api/admin/reports", "get"): _op(
+    admin.reports: _op(
         "Reconciliation reports, newest first (admin).",
         {"200": _body(bodies.ReportPage, "One page."), "403": _error("Not an admin.")},
         parameters=PAGE_PARAMS,
     ),
-    ("/api/admin/reports/{report_id}", "get"): _op(
+    admin.report: _op(
         'One reconciliation report (an id, or "latest") with a page of its drifts (admin).',
         {
             "200": _body(bodies.Report, "The report."),
@@ -299,7 +313,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         ],
     ),
-    ("/api/admin/users", "post"): _op(
+    operator.create_user: _op(
         "Create a user (admin token or service key), optionally with the frontend's id for "
         "them; answers its first API token, shown once.",
         {
@@ -310,7 +324,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         requestBody={"required": True, "content": _content(bodies.UserRequest)},
     ),
-    ("/api/admin/users/{user_id}/credits", "post"): _op(
+    operator.grant_credits: _op(
         "Grant credits, or refund them with a negative amount, once per `reference` (a payment "
         "id): a repeat answers 200 with `applied: false` and changes nothing (admin token or "
         "service key).",
@@ -328,7 +342,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=[_path_param("user_id")],
         requestBody={"required": True, "content": _content(bodies.GrantRequest)},
     ),
-    ("/api/admin/users/{user_id}/tokens", "post"): _op(
+    operator.issue_token: _op(
         "Issue another API token for a user, shown once (admin token or service key).",
         {
             "201": _body(bodies.IssuedToken, "Issued."),
@@ -339,11 +353,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=[_path_param("user_id")],
         requestBody={"required": True, "content": _content(bodies.TokenRequest)},
     ),
-    ("/api/tokens", "get"): _op(
+    tokens.list_tokens: _op(
         "The caller's API tokens, newest first, revoked ones included (never the tokens).",
         {"200": _body(bodies.TokenList, "The tokens."), "403": _error("The service key.")},
     ),
-    ("/api/tokens/{token_id}", "delete"): _op(
+    tokens.revoke_token: _op(
         "Revoke one of the caller's API tokens (an admin or the service key: anyone's). Every "
         "web process stops accepting it within 5 s.",
         {
@@ -373,7 +387,7 @@ ENDPOINT_PARAM = _path_param("endpoint_id")
 CURSOR_PARAM = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}}
 OPERATIONS.update(
     {
-        ("/api/job/{job_id}/retry", "post"): _op(
+        retry.retry: _op(
             "Retry a finished job's failed items as a child job: credits held anew; a repeat "
             "answers the same child.",
             {
@@ -386,7 +400,7 @@ OPERATIONS.update(
             },
             parameters=[JOB_PARAM],
         ),
-        ("/api/job/{job_id}/accounts", "get"): _op(
+        exports.job_accounts: _op(
             "One page of a job's accounts in item order, without secrets, by cursor.",
             {
                 "200": _body(bodies.JobAccountPage, "One page."),
@@ -394,19 +408,19 @@ OPERATIONS.update(
             },
             parameters=[JOB_PARAM, LIMIT_PARAM, CURSOR_PARAM],
         ),
-        ("/api/job/{job_id}/export", "post"): _op(
+        exports.export_job: _op(
             "Export a job's accounts (CSV or NDJSON), with secrets only when asked; recorded.",
             EXPORT_ERRORS,
             parameters=[JOB_PARAM],
             requestBody={"required": True, "content": _content(bodies.ExportRequest)},
         ),
-        ("/api/exports", "post"): _op(
+        exports.export: _op(
             "Export a job's accounts or the whole vault (CSV or NDJSON), with secrets only "
             "when asked; recorded.",
             EXPORT_ERRORS,
             requestBody={"required": True, "content": _content(bodies.ExportRequest)},
         ),
-        ("/api/webhooks", "post"): _op(
+        webhooks.create: _op(
             "Register a webhook endpoint; the answer carries its signing secret, shown once. "
             "Refused: not https outside development, longer than 2048 characters, or resolving "
             "to a loopback, private or link-local address (unless TALLY_WEBHOOK_ALLOW_PRIVATE).",
@@ -416,16 +430,16 @@ OPERATIONS.update(
             },
             requestBody={"required": True, "content": _content(bodies.WebhookRequest)},
         ),
-        ("/api/webhooks", "get"): _op(
+        webhooks.list_endpoints: _op(
             "The caller's webhook endpoints (never their secrets).",
             {"200": _body(bodies.WebhookList, "The endpoints.")},
         ),
-        ("/api/webhooks/{endpoint_id}", "delete"): _op(
+        webhooks.delete: _op(
             "Stop delivering to an endpoint.",
             {"204": {"description": "Deleted."}, "404": _error("No such endpoint.")},
             parameters=[ENDPOINT_PARAM],
         ),
-        ("/api/webhooks/{endpoint_id}/deliveries", "get"): _op(
+        webhooks.deliveries: _op(
             "An endpoint's delivery log, newest first.",
             {"200": _body(bodies.DeliveryPage, "One page."), "404": _error("No such endpoint.")},
             parameters=[
@@ -438,12 +452,12 @@ OPERATIONS.update(
                 },
             ],
         ),
-        ("/api/webhooks/{endpoint_id}/test", "post"): _op(
+        webhooks.send_test: _op(
             "Queue a webhook.test event for an endpoint.",
             {"202": _body(bodies.WebhookDelivery, "Queued."), "404": _error("No such endpoint.")},
             parameters=[ENDPOINT_PARAM],
         ),
-        ("/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "post"): _op(
+        webhooks.replay: _op(
             "Send one delivery's event again, with the same event id.",
             {
                 "202": _body(bodies.WebhookDelivery, "Queued."),
@@ -454,7 +468,7 @@ OPERATIONS.update(
                 _path_param("delivery_id", {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
             ],
         ),
-        ("/api/exports", "get"): _op(
+        exports.list_exports: _op(
             "The caller's newest exports: what, when, how many accounts, with or without secrets.",
             {"200": _body(bodies.ExportList, "The exports.")},
             parameters=[LIMIT_PARAM],
@@ -463,7 +477,7 @@ OPERATIONS.update(
 )
 
 
-OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
+OPERATIONS[jobs.submit_job]["responses"]["429"] = {
     **_error(
         "Too many failed authentications from this address, too many of the caller's jobs "
         "unfinished (TALLY_USER_MAX_UNFINISHED_JOBS), or too many submitted in the last "
@@ -473,16 +487,42 @@ OPERATIONS[("/api/jobs", "post")]["responses"]["429"] = {
 }
 
 
-def route_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
-    """The (path, method) pairs the app answers; a static mount counts as /static/{path}."""
-    found: list[tuple[str, str]] = []
+class UndescribedRoute(LookupError):
+    """A route of the table has no description in OPERATIONS."""
+
+
+def route_keys(routes: Iterable[BaseRoute]) -> list[tuple[str, str, Described]]:
+    """The (path, method) pairs the app answers, each with what its description is keyed by;
+    a static mount counts as GET {mount}/{path}."""
+    found: list[tuple[str, str, Described]] = []
     for route in routes:
         if isinstance(route, Mount):
-            found.append((route.path + "/{path}", "get"))
+            found.append((route.path + "/{path}", "get", route.name or route.path))
         elif isinstance(route, Route):
             methods = sorted(m.lower() for m in (route.methods or ["GET"]) if m != "HEAD")
-            found.extend((route.path, method) for method in methods)
+            found.extend((route.path, method, route.endpoint) for method in methods)
     return found
+
+
+def route_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
+    """The (path, method) pairs the app answers; a static mount counts as /static/{path}."""
+    return [(path, method) for path, method, _ in route_keys(routes)]
+
+
+def described_paths(routes: Iterable[BaseRoute]) -> dict[str, dict[str, Operation]]:
+    """Each route's operation, by path and method; an endpoint the table routes again (an alias
+    path) is described as the same as its first path. Raises UndescribedRoute."""
+    paths: dict[str, dict[str, Operation]] = {}
+    first_path: dict[Described, str] = {}
+    for path, method, key in route_keys(routes):
+        operation = OPERATIONS.get(key)
+        if operation is None:
+            raise UndescribedRoute(f"{method.upper()} {path} has no description in OPERATIONS")
+        seen = first_path.setdefault(key, path)
+        if seen != path:
+            operation = {**operation, "summary": f"Same as {seen}."}
+        paths.setdefault(path, {})[method] = operation
+    return paths
 
 
 def _contract_types(node: object) -> Iterator[type]:
@@ -535,14 +575,10 @@ def _with_settings(schemas: dict[str, Any], settings: Settings | None) -> dict[s
 
 
 def build_spec(routes: Iterable[BaseRoute], settings: Settings | None = None) -> dict[str, Any]:
-    """The OpenAPI document for exactly the routes given (undescribed ones are left out)."""
+    """The OpenAPI document for exactly the routes given; each must be described."""
     references, schemas = components()
     schemas = _with_settings(schemas, settings)
-    paths: dict[str, dict[str, Any]] = {}
-    for path, method in route_operations(routes):
-        operation = OPERATIONS.get((path, method))
-        if operation is not None:
-            paths.setdefault(path, {})[method] = _referenced(operation, references)
+    paths = _referenced(described_paths(routes), references)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -571,13 +607,3 @@ def build_spec(routes: Iterable[BaseRoute], settings: Settings | None = None) ->
         },
         "security": [{"bearer": []}],
     }
-
-
-def openapi_json(request: Request) -> Response:
-    """GET /openapi.json: the API description."""
-    return json_response(build_spec(request.app.routes, request.app.state.settings))
-
-
-def docs(request: Request) -> Response:
-    """GET /docs: a page that renders /openapi.json readably."""
-    return FileResponse(STATIC / "docs.html", media_type="text/html")

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 
 from core.settings import Settings
-from web.jwks import SigningKeys
+from web.auth.jwks import SigningKeys
 
 SHARED_SECRET_ALGORITHM = "HS256"
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})

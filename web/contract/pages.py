@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from core.cursors import CursorBox
 from core.errors import InvalidInput
-from web.params import DEFAULT_PAGE, MAX_PAGE, query_int
+from web.contract.params import DEFAULT_PAGE, MAX_PAGE, query_int
 
 TIME_ID = (str, str)  # (created_at, id) of jobs and vault accounts, as a cursor holds them
 

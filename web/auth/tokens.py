@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from core import users
 from core.errors import InvalidInput
-from web import bodies
-from web.answers import json_response
-from web.auth import caller_of, is_operator
+from web.auth.backend import caller_of, is_operator
+from web.contract import bodies
+from web.contract.answers import json_response
 
 TOKEN_ID_PATTERN = "^[1-9][0-9]{0,17}$"
 TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
