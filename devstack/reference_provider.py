@@ -14,6 +14,9 @@ with `Idempotent-Replayed: true`. It pushes back as real APIs do, as its options
   after the account was created (after a client's timeout).
 - `--refuse-fraction F`: that share of keys (decided from the key) is refused with `422`.
 - `--ignore-keys`: every call creates a new account, whatever its key.
+- `POST /_silence` `{"seconds": N}`: for the next N seconds every call does its work (creates
+  or replays the account) but its answer is held until the silence ends, as when answers
+  are lost on the way back; `{"seconds": 0}` ends it now.
 
 `GET /_counts` answers what it saw: requests by answer, accounts by key, and the most
 requests it received in any one second. `POST /_reset` forgets everything.
@@ -115,6 +118,7 @@ class ReferenceProvider:
         self.ledger = Ledger()
         self._rng = random.Random(behaviour.seed)
         self._extra_outages: list[tuple[float, float]] = []
+        self._silent_until = 0.0  # monotonic
         size = behaviour.burst or max(1.0, behaviour.rate_limit / 10)
         self._bucket = TokenBucket(behaviour.rate_limit, size) if behaviour.rate_limit else None
 
@@ -125,6 +129,7 @@ class ReferenceProvider:
                 Route("/accounts", self.create, methods=["POST"]),
                 Route("/_counts", self.counts, methods=["GET"]),
                 Route("/_outage", self.outage, methods=["POST"]),
+                Route("/_silence", self.silence, methods=["POST"]),
                 Route("/_reset", self.reset, methods=["POST"]),
             ]
         )
@@ -161,6 +166,10 @@ class ReferenceProvider:
         if _share(key, "refuse") < self.behaviour.refuse_fraction:
             return self._answer("422", {"error": "refused"}, 422)
         account, replayed = self._account(key)
+        if time.monotonic() < self._silent_until:
+            self.ledger.answers["held"] += 1
+            while time.monotonic() < self._silent_until:  # a later call may end it sooner
+                await asyncio.sleep(min(0.1, self._silent_until - time.monotonic()))
         if not replayed and self._rng.random() < self.behaviour.late_fraction:
             await asyncio.sleep(self.behaviour.late_seconds)
             self.ledger.answers["late"] += 1
@@ -181,10 +190,17 @@ class ReferenceProvider:
             self._extra_outages.append((time.monotonic() - self.started, seconds))
         return JSONResponse({"outage_seconds": seconds})
 
+    async def silence(self, request: Request) -> Response:
+        """POST /_silence {"seconds": N}: hold every answer for the next N seconds."""
+        seconds = float((await request.json())["seconds"])
+        self._silent_until = time.monotonic() + max(0.0, seconds)
+        return JSONResponse({"silence_seconds": seconds})
+
     async def reset(self, request: Request) -> Response:
         """POST /_reset: forget every account and count."""
         self.ledger = Ledger()
         self._extra_outages.clear()
+        self._silent_until = 0.0
         return JSONResponse({"reset": True})
 
     def _account(self, key: str) -> tuple[dict[str, object], bool]:

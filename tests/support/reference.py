@@ -35,6 +35,10 @@ class ReferenceServer:
         """Answer 503 with Retry-After from now for `seconds`; 0 ends the outage now."""
         httpx.post(self.base + "/_outage", json={"seconds": seconds}, timeout=10)
 
+    def silence(self, seconds: float) -> None:
+        """Hold every answer (the work done) from now for `seconds`; 0 ends it now."""
+        httpx.post(self.base + "/_silence", json={"seconds": seconds}, timeout=10)
+
     def reset(self) -> None:
         """Forget every account, count and outage (an outage in progress ends)."""
         httpx.post(self.base + "/_reset", timeout=10)
