@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
@@ -108,11 +109,14 @@ def submit(
     settings: Settings,
     request: JobRequest,
     limits: UserLimits | None = None,
+    *,
+    alongside: Callable[[Session, uuid.UUID], None] | None = None,
 ) -> Submission:
     """Create a queued job with its slices and hold its credits, in one transaction.
 
     With `limits`, a user past one of them is refused (TooManyRequests) and nothing changes;
-    a repeated Idempotency-Key still answers its job.
+    a repeated Idempotency-Key still answers its job. `alongside` writes what belongs with
+    the new job in the same transaction, so no worker ever sees the job without it.
     """
     validate_request(request, settings)
     existing = _find_by_idempotency_key(sessions, request)
@@ -124,6 +128,8 @@ def submit(
             job = _insert_job(session, settings, request)
             _insert_slices(session, job, settings.slice_size)
             credits.hold(session, request.user_id, job.id, request.count * settings.price)
+            if alongside is not None:
+                alongside(session, job.id)
             turns = int(turn_queue.arrive(session, request.user_id))
             return Submission(_view(job), created=True, turns=turns)
     except IntegrityError:

@@ -2,9 +2,11 @@
 
 The child is created by the one submit operation every job goes through (core/jobs.py):
 credits are held anew (InsufficientCredits when short), and its Idempotency-Key, derived
-from the parent, makes a repeated retry answer the same child. The link (which parent slot
-each child item stands for) is written after the submit commits; a retry repeated after a
-crash between the two writes finds the same child and writes the link then.
+from the parent, makes a repeated retry answer the same child. In the submit's transaction
+go the link (which parent slot each child slot stands for) and the kept keys: a child slot
+whose parent slot's calls went unanswered (ambiguous_items) asks the provider with the
+parent's key, so a provider that honours keys answers the account it may already have
+made instead of making a second one. No worker can claim the child before both exist.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
 
 from core import jobs
 from core.database import SessionFactory
@@ -26,6 +28,13 @@ from core.settings import Settings
 from core.vocabulary import JobStatus
 
 KEY_PREFIX = "tally-retry:"
+
+AMBIGUOUS_KEYS = text("SELECT item_index, provider_key FROM ambiguous_items WHERE job_id = :job_id")
+
+KEEP_KEYS = text(
+    "INSERT INTO kept_keys (job_id, item_index, provider_key) "
+    "SELECT :job_id, * FROM unnest(CAST(:indices AS int[]), CAST(:keys AS text[]))"
+)
 
 FAILED_ITEMS = text(
     "SELECT i FROM generate_series(0, :requested - 1) AS i "
@@ -50,22 +59,28 @@ def retry_failures(
     limits: UserLimits | None = None,
 ) -> Submission:
     """Submit (or find) the child job of a finished job's failed items."""
-    parent, failed = _failed_items(sessions, user_id, job_id)
+    parent, failed, ambiguous = _failed_items(sessions, user_id, job_id)
     request = JobRequest(user_id, len(failed), parent.provider, KEY_PREFIX + str(job_id))
-    submission = jobs.submit(sessions, settings, request, limits)
-    with sessions() as session, session.begin():
+    kept = {slot: ambiguous[i] for slot, i in enumerate(failed) if i in ambiguous}
+
+    def link(session: Session, child_id: uuid.UUID) -> None:
         session.execute(
-            insert(JobRetry)
-            .values(child_job_id=submission.job.id, parent_job_id=job_id, parent_indices=failed)
-            .on_conflict_do_nothing()
+            insert(JobRetry).values(
+                child_job_id=child_id, parent_job_id=job_id, parent_indices=failed
+            )
         )
+        if kept:
+            keys = {"job_id": child_id, "indices": list(kept), "keys": list(kept.values())}
+            session.execute(KEEP_KEYS, keys)
         notify_progress(session, job_id)  # the parent's answer now names its retry
-    return submission
+
+    return jobs.submit(sessions, settings, request, limits, alongside=link)
 
 
 def _failed_items(
     sessions: SessionFactory, user_id: uuid.UUID, job_id: uuid.UUID
-) -> tuple[jobs.JobView, list[int]]:
+) -> tuple[jobs.JobView, list[int], dict[int, str]]:
+    """The parent, its failed slots in order, and the keys of those that were ambiguous."""
     with sessions() as session, session.begin():
         found = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
         if found is None:
@@ -73,9 +88,11 @@ def _failed_items(
         parent = jobs.view_in(session, job_id)
         _check_retryable(parent)
         failed = [row.i for row in session.execute(FAILED_ITEMS, _slots(parent))]
+        rows = session.execute(AMBIGUOUS_KEYS, {"job_id": job_id})
+        ambiguous = {row.item_index: row.provider_key for row in rows}
     if len(failed) != parent.failures:
         raise Conflict("this job's failed items cannot be told apart; it cannot be retried")
-    return parent, failed
+    return parent, failed, ambiguous
 
 
 def _slots(parent: jobs.JobView) -> dict[str, object]:

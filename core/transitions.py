@@ -53,6 +53,14 @@ def legal_slice_move(before: SliceStatus, after: SliceStatus) -> bool:
 
 
 PAIRS = "unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]))"
+# What a claim returns: the slice, its job's provider and owner, and the keys its slots
+# keep from the slots they retry (NULL for nearly every slice: one primary-key probe).
+CLAIMED = (
+    "s.job_id, s.slice_index, s.start_index, s.stop_index, s.attempts, j.provider, j.user_id, "
+    "(SELECT jsonb_object_agg(k.item_index, k.provider_key) FROM kept_keys k "
+    "WHERE k.job_id = s.job_id AND k.item_index >= s.start_index "
+    "AND k.item_index < s.stop_index) AS kept_keys"
+)
 ATTEMPTS = (
     "unnest(CAST(:job_ids AS uuid[]), CAST(:slice_indices AS int[]), CAST(:attempts AS int[]))"
 )
@@ -67,8 +75,7 @@ CLAIM = text(
     FROM {PAIRS} AS t(job_id, slice_index), jobs j
     WHERE s.job_id = t.job_id AND s.slice_index = t.slice_index AND j.id = s.job_id
       AND j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NULL
-    RETURNING s.job_id, s.slice_index, s.start_index, s.stop_index, s.attempts, j.provider,
-        j.user_id
+    RETURNING {CLAIMED}
     """
 )
 
@@ -81,8 +88,7 @@ CLAIM_ONE = text(
     WHERE j.id = s.job_id AND s.job_id = :job_id AND s.slice_index = :slice_index
       AND j.status IN {UNFINISHED_SQL} AND j.cancel_requested_at IS NULL
       AND (s.status = '{S.PENDING}' OR (s.status = '{S.RUNNING}' AND s.lease_expires_at < now()))
-    RETURNING s.job_id, s.slice_index, s.start_index, s.stop_index, s.attempts, j.provider,
-        j.user_id
+    RETURNING {CLAIMED}
     """
 )
 

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -42,6 +42,7 @@ class ItemOutcome:
     error: str | None = None
     reason: FailureReason | None = None  # a failure's kind
     orphans: int = 0  # accounts the provider may hold for this slot beyond the vault's
+    ambiguous: bool = False  # a failure after calls that went unanswered: its key is kept
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ async def create_accounts(
     gate: AbstractAsyncContextManager[object] | None = None,
     patience: Patience | None = None,
     stop: Callable[[], bool] | None = None,
+    kept_keys: Mapping[int, str] | None = None,
 ) -> list[ItemOutcome]:
     """Create one account per index; at most `concurrency` calls are in flight.
 
@@ -78,9 +80,15 @@ async def create_accounts(
     With `patience`, a slice the provider asks to wait past its budget raises
     SliceDeferred once its calls in flight have ended. Once `stop()` is true no new call
     starts (a slot whose call may have created an account is still asked until it answers):
-    the items not attempted have no outcome.
+    the items not attempted have no outcome. A slot in `kept_keys` asks with that key
+    instead of its own (a retry of a slot whose outcome was ambiguous).
     """
     stopped = stop or _never
+    kept = kept_keys or {}
+
+    def key_of(index: int) -> str:
+        return kept.get(index) or item_key(job_id, index)
+
     outcomes: dict[int, ItemOutcome] = {}
     pending = iter(enumerate(indices))
 
@@ -91,7 +99,9 @@ async def create_accounts(
             if stopped():
                 return
             if patience is not None:
-                outcome = await _create_patiently(provider, job_id, index, gate, patience, stopped)
+                outcome = await _create_patiently(
+                    provider, key_of(index), index, gate, patience, stopped
+                )
                 if outcome is None:
                     return
                 outcomes[position] = outcome
@@ -99,7 +109,9 @@ async def create_accounts(
             async with gate or nullcontext():
                 if stopped():
                     return
-                outcomes[position] = await _create_with_retries(provider, job_id, index, attempts)
+                outcomes[position] = await _create_with_retries(
+                    provider, key_of(index), index, attempts
+                )
 
     await asyncio.gather(*(lane() for _ in range(min(concurrency, len(indices)))))
     deferred = None if patience is None else patience.run.deferred()
@@ -113,32 +125,33 @@ def _never() -> bool:
 
 
 async def _create_with_retries(
-    provider: Provider, job_id: uuid.UUID, index: int, attempts: int
+    provider: Provider, key: str, index: int, attempts: int
 ) -> ItemOutcome:
-    key = item_key(job_id, index)
     for attempt in range(1, attempts + 1):
         try:
             return ItemOutcome(index, account=await provider.create_account(key))
         except PermanentProviderError as exc:
-            return ItemOutcome(index, error=str(exc), reason=FailureReason.REFUSED)
+            # Earlier attempts that went unanswered may have created the account.
+            refused = FailureReason.REFUSED
+            return ItemOutcome(index, error=str(exc), reason=refused, ambiguous=attempt > 1)
         except TransientProviderError as exc:
             if attempt == attempts:
                 error = f"{exc} (after {attempts} attempts)"
-                return ItemOutcome(index, error=error, reason=FailureReason.RETRIES_EXHAUSTED)
+                exhausted = FailureReason.RETRIES_EXHAUSTED
+                return ItemOutcome(index, error=error, reason=exhausted, ambiguous=True)
             await asyncio.sleep(BASE_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.random())
     raise AssertionError("unreachable: attempts must be at least 1")
 
 
 async def _create_patiently(
     provider: Provider,
-    job_id: uuid.UUID,
+    key: str,
     index: int,
     gate: AbstractAsyncContextManager[object] | None,
     patience: Patience,
     stopped: Callable[[], bool],
 ) -> ItemOutcome | None:
     """One slot's outcome, or None when the slice stopped (to wait elsewhere, or cancelled)."""
-    key = item_key(job_id, index)
     pacer, run = patience.pacer, patience.run
     ambiguous = 0
     rng = random.Random()
@@ -165,7 +178,11 @@ async def _create_patiently(
         if isinstance(answer, PermanentProviderError):
             await pacer.answered()
             return ItemOutcome(
-                index, error=str(answer), reason=FailureReason.REFUSED, orphans=ambiguous
+                index,
+                error=str(answer),
+                reason=FailureReason.REFUSED,
+                orphans=ambiguous,
+                ambiguous=ambiguous > 0,
             )
         if isinstance(answer, ProviderPushback):
             if patience.rate is not None and answer.reason == WaitingReason.RATE_LIMITED:
@@ -231,4 +248,7 @@ async def _attempt(
 def _out_of_patience(index: int, seconds: float, ambiguous: int) -> ItemOutcome:
     error = f"the provider was unavailable for {seconds:.0f} s"
     # An unanswered call may have created an account the vault will never hold.
-    return ItemOutcome(index, error=error, reason=FailureReason.UNAVAILABLE, orphans=ambiguous)
+    unavailable = FailureReason.UNAVAILABLE
+    return ItemOutcome(
+        index, error=error, reason=unavailable, orphans=ambiguous, ambiguous=ambiguous > 0
+    )

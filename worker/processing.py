@@ -105,7 +105,8 @@ def _given_up(claim: slices.SliceClaim) -> list[ItemOutcome]:
     logger.warning(
         "slice %s/%s gave up after %d attempts", claim.job_id, claim.slice_index, claim.attempt
     )
-    return [ItemOutcome(i, error="gave up") for i in claim.indices]
+    # Earlier attempts may have called the provider for any of its slots: their keys are kept.
+    return [ItemOutcome(i, error="gave up", ambiguous=True) for i in claim.indices]
 
 
 def _defer(context: SliceContext, claim: slices.SliceClaim, deferred: SliceDeferred) -> None:
@@ -169,6 +170,7 @@ def _start(
         stop=None if cancelled is None else cancelled.is_set,
         user=claim.user_id if settings.fair_turns else None,
         lanes=claim.lanes,
+        kept_keys=claim.kept_keys,
     )
 
 

@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -69,6 +69,7 @@ class ProviderLoop:
         *,
         user: Hashable = None,
         lanes: int = 0,
+        kept_keys: Mapping[int, str] | None = None,
     ) -> Outcomes:
         """Start creating one slice's accounts on the shared loop; wait with `wait_all`.
 
@@ -77,7 +78,7 @@ class ProviderLoop:
         SliceDeferred when the provider asks it to wait past its budget. Once `stop()` is
         true no new call starts (create_accounts). At most `lanes` calls of the slice are
         in flight (0: the loop's bound), and the slices of different `user`s take turns at
-        the shared bound.
+        the shared bound. A slot in `kept_keys` asks with that key instead of its own.
         """
         return asyncio.run_coroutine_threadsafe(
             self._create(
@@ -90,6 +91,7 @@ class ProviderLoop:
                 stop,
                 user,
                 lanes or self.concurrency,
+                kept_keys,
             ),
             self._loop,
         )
@@ -105,6 +107,7 @@ class ProviderLoop:
         stop: Callable[[], bool] | None,
         user: Hashable,
         lanes: int,
+        kept_keys: Mapping[int, str] | None,
     ) -> list[ItemOutcome]:
         try:
             return await create_accounts(
@@ -116,6 +119,7 @@ class ProviderLoop:
                 gate=self._gate.lane(user),
                 patience=self._patience(provider.name, listener, job_started),
                 stop=stop,
+                kept_keys=kept_keys,
             )
         finally:
             await provider.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -15,6 +15,7 @@ from core.cancel import ending
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_jobs, notify_progress
+from core.providers.base import item_key
 from core.vocabulary import SliceStatus
 from worker.fanout import ItemOutcome
 from worker.outcome_counts import add_outcome_counts
@@ -33,6 +34,13 @@ STORE_ACCOUNTS = text(
     "AS t(job_id, item_index, provider, external_id, username, secret, meta) "
     "ON CONFLICT (job_id, item_index) DO NOTHING "
     "RETURNING job_id, item_index"
+)
+
+# A turn's ambiguous failures, with the keys their calls used (one statement, only when any).
+KEEP_AMBIGUOUS = text(
+    "INSERT INTO ambiguous_items (job_id, item_index, provider_key) "
+    "SELECT * FROM unnest(CAST(:job_ids AS uuid[]), CAST(:indices AS int[]), "
+    "CAST(:keys AS text[])) ON CONFLICT (job_id, item_index) DO NOTHING"
 )
 
 # Every key below travels as parallel arrays, one element per slice (or job).
@@ -72,11 +80,22 @@ class SliceClaim:
     stop_index: int
     attempt: int
     lanes: int = 0  # provider calls this attempt may have in flight; 0: the process's bound
+    # Slots that ask with the key of the ambiguous slot they retry (core/retry.py).
+    kept_keys: Mapping[int, str] = field(default_factory=dict, compare=False)
 
     @property
     def indices(self) -> range:
         """The job slots this slice covers."""
         return range(self.start_index, self.stop_index)
+
+    def key(self, index: int) -> str:
+        """The provider key a slot of this slice asks with."""
+        return self.kept_keys.get(index) or item_key(self.job_id, index)
+
+
+def kept_keys(claimed: Mapping[str, str] | None) -> dict[int, str]:
+    """A claim's kept keys as returned by the claim statement (transitions.CLAIMED)."""
+    return {int(index): key for index, key in (claimed or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,7 @@ def claim_in(
         row.start_index,
         row.stop_index,
         row.attempts,
+        kept_keys=kept_keys(row.kept_keys),
     )
 
 
@@ -192,6 +212,7 @@ def record_turn(
         if not kept:
             return SliceResult(recorded=False)
         created = _store_accounts(session, kept, sealed)
+        _keep_ambiguous(session, kept)
         counts = {
             (c.job_id, c.slice_index): SliceCounts(
                 created.get((c.job_id, c.slice_index), 0),
@@ -266,6 +287,26 @@ def _store_accounts(
         key = (row.job_id, slice_of[(row.job_id, row.item_index)])
         created[key] = created.get(key, 0) + 1
     return created
+
+
+def _keep_ambiguous(
+    session: Session, runs: Sequence[tuple[SliceClaim, Sequence[ItemOutcome]]]
+) -> None:
+    """Record the failed slots whose calls went unanswered, with the keys they used."""
+    slots = [
+        (claim, outcome.item_index)
+        for claim, outcomes in runs
+        for outcome in outcomes
+        if outcome.account is None and outcome.ambiguous
+    ]
+    if not slots:
+        return
+    values = {
+        "job_ids": [str(claim.job_id) for claim, _ in slots],
+        "indices": [index for _, index in slots],
+        "keys": [claim.key(index) for claim, index in slots],
+    }
+    session.execute(KEEP_AMBIGUOUS, values)
 
 
 @dataclass(frozen=True)

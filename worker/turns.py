@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.turn_queue import TURN_TAKEN
 from worker import turn_queries as q
 from worker.owed_turns import owe_turn
-from worker.slices import SliceClaim
+from worker.slices import SliceClaim, kept_keys
 
 TURN_SLICES = 32  # slices one turn claims at most
 BUSY_RETRY_SECONDS = 0.05  # a turn that found every ready user held comes back after this
@@ -151,6 +151,7 @@ def _claim(
             row.stop_index,
             row.attempts,
             policy.lanes(row.stop_index - row.start_index),
+            kept_keys(row.kept_keys),
         )
         for row in sorted(claimed, key=lambda r: (str(r.job_id), r.slice_index))
     ]

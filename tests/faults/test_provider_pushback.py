@@ -307,6 +307,43 @@ def test_an_outage_with_a_hundred_queued_jobs_ends_with_every_job_and_all_its_ac
     assert max_slice_attempts(db) < 2  # each wait handed its attempt back
 
 
+def test_a_retry_of_slots_whose_answers_were_lost_asks_with_their_keys_and_makes_none_twice(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    """The provider creates every account but its answers never arrive: the job's slots fail
+    once the patience runs out, each with an account at the provider. Retrying them asks with
+    the same keys, so the provider answers those accounts and creates none again."""
+    provider = ReferenceServer(stack)
+    env = provider.env(**{**PUSHBACK_ENV, "TALLY_PROVIDER_PATIENCE": "2"})
+    stack.reconcile(env=env)
+    url = stack.web(env=env)
+    stack.worker(threads=2, env=env)
+    provider.silence(600)
+    started = time.monotonic()
+    [parent_id] = submit(url, user.token, [40])
+    settle(db, started, "answers lost past the patience", after="the submit")
+    parent = job_answer(url, user.token, parent_id)
+    assert (parent["successful"], parent["failures"]) == (0, 40)
+    assert parent["orphans"] >= 40
+    assert provider.counts()["accounts"] == 40
+
+    provider.silence(0)
+    headers = {"Authorization": f"Bearer {user.token}"}
+    retried = httpx.post(f"{url}/api/job/{parent_id}/retry", headers=headers, timeout=10)
+    assert retried.status_code == 201, retried.text
+    child_id = uuid.UUID(retried.json()["id"])
+    started = time.monotonic()
+    settle(db, started, "the retry", after="the retry")
+
+    child = job_answer(url, user.token, child_id)
+    assert (child["status"], child["successful"], child["orphans"]) == ("completed", 40, 0)
+    counts = provider.counts()
+    assert counts["accounts"] == vault_rows(db) == 40
+    assert counts["keys_with_several_accounts"] == 0
+    assert set(counts["accounts_by_key"]) == {f"{parent_id}:{i}" for i in range(40)}
+    assert_exact(db, all_successful=False)
+
+
 def database_now(db: Database) -> float:
     """The database's clock, in epoch seconds (the clock of the jobs' finished_at)."""
     with db.engine.connect() as connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 
@@ -150,3 +151,68 @@ def test_retries_that_cannot_be_made_are_refused(
     short = client.post(f"/api/job/{lossy['id']}/retry", headers=auth(poor))
     assert short.status_code == 402, short.text
     assert client.post("/api/job/not-a-uuid/retry", headers=auth(user)).status_code == 400
+
+
+def sandbox_external_id(key: str) -> str:
+    """The external id the sandbox derives from a provider key."""
+    return "sbx_" + hashlib.sha256(key.encode("utf-8")).digest()[:8].hex()
+
+
+def external_ids(db: Database, job_id: object) -> dict[int, str]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT item_index, external_id FROM user_accounts WHERE job_id = :j"),
+            {"j": job_id},
+        )
+        return {r.item_index: r.external_id for r in rows}
+
+
+def slot_keys(db: Database, table: str, job_id: object) -> dict[int, str]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT item_index, provider_key FROM {table} WHERE job_id = :j"),
+            {"j": job_id},
+        )
+        return {r.item_index: r.provider_key for r in rows}
+
+
+def test_slots_whose_calls_went_unanswered_are_retried_with_their_first_keys(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    """Calls that time out may have created the account: the parent's keys travel to its
+    retry, and to the retry's retry, so the provider is asked for the same account."""
+    user = create_user(db.sessions, "wes", credits=1000)
+    silent = lossy_settings.with_changes(sandbox=SandboxOptions(transient_rate=1.0))
+    answering = lossy_settings.with_changes(sandbox=SandboxOptions())
+    parent = finished_job(client, db, silent, user, 12)
+    assert (parent["successful"], parent["failures"]) == (0, 12)
+    first_keys = {i: f"{parent['id']}:{i}" for i in range(12)}
+    assert slot_keys(db, "ambiguous_items", parent["id"]) == first_keys
+
+    child = client.post(f"/api/job/{parent['id']}/retry", headers=auth(user)).json()
+    assert slot_keys(db, "kept_keys", child["id"]) == first_keys
+    process_job(db, silent, uuid.UUID(child["id"]))
+    assert slot_keys(db, "ambiguous_items", child["id"]) == first_keys
+
+    grandchild = client.post(f"/api/job/{child['id']}/retry", headers=auth(user)).json()
+    process_job(db, answering, uuid.UUID(grandchild["id"]))
+    made = external_ids(db, grandchild["id"])
+    assert made == {i: sandbox_external_id(key) for i, key in first_keys.items()}
+    apply_pending(db.sessions)
+    assert balance(db, user) == 1000 - 12 * PRICE
+    assert_invariants(db)
+
+
+def test_refused_slots_are_retried_with_keys_of_their_own(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    """A refusal is an answer: the provider made nothing, so the retry asks anew."""
+    user = create_user(db.sessions, "xia", credits=1000)
+    parent = finished_job(client, db, lossy_settings, user, 60)
+    assert int(str(parent["failures"])) > 0
+    assert slot_keys(db, "ambiguous_items", parent["id"]) == {}
+    child = client.post(f"/api/job/{parent['id']}/retry", headers=auth(user)).json()
+    assert slot_keys(db, "kept_keys", child["id"]) == {}
+    process_job(db, lossy_settings, uuid.UUID(child["id"]))
+    made = external_ids(db, child["id"])
+    assert made == {i: sandbox_external_id(f"{child['id']}:{i}") for i in made}

@@ -116,3 +116,21 @@ def test_stop_is_checked_again_after_waiting_for_the_gate() -> None:
 
     assert asyncio.run(main()) == []
     assert provider.calls == {}
+
+
+def test_slots_with_kept_keys_ask_with_them_and_the_others_with_their_own() -> None:
+    provider = FakeProvider()
+    kept = {1: "parent:7", 3: "parent:9"}
+    results = asyncio.run(
+        create_accounts(provider, JOB, [0, 1, 2, 3], concurrency=2, attempts=1, kept_keys=kept)
+    )
+    assert all(r.account is not None for r in results)
+    assert set(provider.calls) == {item_key(JOB, 0), "parent:7", item_key(JOB, 2), "parent:9"}
+
+
+def test_only_failures_after_unanswered_calls_are_ambiguous() -> None:
+    provider = FakeProvider(transient={0: 100, 1: 1}, permanent=frozenset({2}))
+    exhausted, answered, refused = run(provider, [0, 1, 2], attempts=2)
+    assert exhausted.account is None and exhausted.ambiguous
+    assert answered.account is not None and not answered.ambiguous
+    assert refused.account is None and not refused.ambiguous

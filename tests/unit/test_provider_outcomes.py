@@ -91,6 +91,19 @@ def test_only_a_refusal_or_exhausted_patience_fails_an_item() -> None:
     assert exhausted.reason == FailureReason.UNAVAILABLE
 
 
+def test_a_failure_is_ambiguous_only_after_a_call_that_went_unanswered() -> None:
+    [refused] = run(Scripted(PermanentProviderError("refused (422)")))
+    [paused] = run(
+        Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 0.01)), patience=0.05
+    )
+    [unanswered] = run(Scripted(AmbiguousProviderError("read timeout")), patience=0.05)
+    [then_refused] = run(
+        Scripted(AmbiguousProviderError("read timeout"), PermanentProviderError("refused"))
+    )
+    assert (refused.ambiguous, paused.ambiguous) == (False, False)
+    assert (unanswered.ambiguous, then_refused.ambiguous) == (True, True)
+
+
 def test_a_pause_past_the_wait_budget_defers_the_slice() -> None:
     with pytest.raises(SliceDeferred) as raised:
         run(Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 5.0)), budget=1.0)
