@@ -435,30 +435,30 @@ class JobRetry(Base):
     created_at: Mapped[datetime] = _created()
 
 
-class AmbiguousItem(Base):
+class SlotKey:
+    """One job slot's provider key: the columns of the tables that keep keys."""
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id"), primary_key=True
+    )
+    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_key: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class AmbiguousItem(SlotKey, Base):
     """A failed job slot whose provider calls went unanswered: the account may exist.
 
     Its key is kept so that a retry of the slot asks with it again (core/retry.py).
     """
 
     __tablename__ = "ambiguous_items"
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("jobs.id"), primary_key=True
-    )
-    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider_key: Mapped[str] = mapped_column(Text, nullable=False)
 
 
-class KeptKey(Base):
+class KeptKey(SlotKey, Base):
     """A retry's slot that asks the provider with the key of the ambiguous slot it retries,
     not its own (core/providers/base.py `item_key`)."""
 
     __tablename__ = "kept_keys"
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("jobs.id"), primary_key=True
-    )
-    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider_key: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class WebhookEndpoint(Base):

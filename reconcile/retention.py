@@ -4,7 +4,9 @@ What goes: applied outbox rows (once the webhook fan-out has read them) and the 
 finished jobs once TALLY_RETENTION_DAYS have passed since they were applied or finished;
 heartbeat rows of daemons silent for a day; reconciliation reports beyond the newest
 TALLY_REPORTS_KEPT (their drift rows first).
-Jobs, the credit ledger and the vault are the users' records and are never deleted. No
+Jobs, the credit ledger and the vault are the users' records and are never deleted, nor are
+the provider keys of their ambiguous slots (ambiguous_items, kept_keys: a row only per slot
+whose calls went unanswered), which say what the provider may hold. No
 check reads a pruned row: the report compares the counters with the finished jobs less
 their pending outbox rows (reconcile/invariants.py), never with applied rows or slices.
 
