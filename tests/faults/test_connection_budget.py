@@ -64,26 +64,26 @@ class PeakConnections:
 
 
 def poll_until_done(url: str, token: str, ids: list[uuid.UUID], db: Database) -> int:
-    """Many clients poll the jobs and read lists, stats and metrics until every job is done."""
+    """Many clients poll the jobs and read lists, stats and metrics until every job is done.
+
+    Each poller has a client (and a connection) of its own, as separate browsers do.
+    """
     done = threading.Event()
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=POLLERS)
     paths = [f"/api/job/{job_id}" for job_id in ids] + PATHS
 
     def poll(n: int) -> int:
         answered = 0
-        while not done.is_set():
-            answer = client.get(paths[(n + answered) % len(paths)])
-            assert answer.status_code == 200, answer.text
-            answered += 1
-            if n == 0 and unfinished_jobs(db) == 0:
-                done.set()
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            while not done.is_set():
+                answer = client.get(paths[(n + answered) % len(paths)])
+                assert answer.status_code == 200, answer.text
+                answered += 1
+                if n == 0 and unfinished_jobs(db) == 0:
+                    done.set()
         return answered
 
-    with (
-        httpx.Client(base_url=url, headers=headers, timeout=30, limits=limits) as client,
-        ThreadPoolExecutor(POLLERS) as pool,
-    ):
+    with ThreadPoolExecutor(POLLERS) as pool:
         return sum(pool.map(poll, range(POLLERS)))
 
 
