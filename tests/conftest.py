@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -26,6 +27,8 @@ from tests.support.pgbouncer import binary as pgbouncer_binary
 # Every table of the schema, dependents first, for one TRUNCATE.
 TABLES = ", ".join(table.name for table in reversed(schema.Base.metadata.sorted_tables))
 FERNET_KEY = generate_key()
+# Redis's default number of databases.
+REDIS_DATABASES = 16
 
 
 def _libpq_url(url: str) -> str:
@@ -63,7 +66,7 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
     """A Redis server: TEST_REDIS_URL, or an embedded one for this run."""
     given = os.environ.get("TEST_REDIS_URL")
     if given:
-        yield given
+        yield worker_redis_url(given)
         return
     from devstack.embedded import EmbeddedRedis
 
@@ -72,6 +75,18 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def worker_redis_url(url: str) -> str:
+    """The Redis database of this pytest process: under pytest-xdist, worker gwN takes the
+    Nth database after the given one (the tests flush theirs), so workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parsed = urlsplit(url)
+    given = int(parsed.path.strip("/") or 0)
+    database = (given + int(worker[2:])) % REDIS_DATABASES
+    return urlunsplit(parsed._replace(path=f"/{database}"))
 
 
 def create_database(server_url: str, name: str) -> str:
