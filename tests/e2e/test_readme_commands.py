@@ -141,7 +141,10 @@ def test_every_readme_command_works_pasted_in_order_into_a_fresh_shell(tmp_path:
     copy_project(clone)
     script = shell_script(readme_commands(README.read_text()), logs)
     (tmp_path / "readme.sh").write_text(script)
-    command = ["bash", str(tmp_path / "readme.sh")]
+    # A fresh terminal's shell takes Ctrl-C; this test's process may have been started with
+    # SIGINT ignored (a background job of a non-interactive shell is), which bash would pass
+    # on to every command and which no trap can undo: GNU env resets it first.
+    command = ["env", "--default-signal=INT", "bash", str(tmp_path / "readme.sh")]
     shell = start("readme", command, cwd=clone, env=fresh_shell_environment(), log=logs / "all.log")
     try:
         shell.popen.wait(timeout=1100)
