@@ -24,7 +24,7 @@ from core.errors import (
     TransientProviderError,
 )
 from core.metrics import observe_pause
-from core.providers.base import CreatedAccount, Provider, item_key
+from core.providers.base import CreatedAccount, Provider, slot_key
 from core.vocabulary import FailureReason, WaitingReason
 from worker.adaptive import AdaptiveRate
 from worker.pacing import Pacer, Permit, backoff
@@ -85,10 +85,6 @@ async def create_accounts(
     """
     stopped = stop or _never
     kept = kept_keys or {}
-
-    def key_of(index: int) -> str:
-        return kept.get(index) or item_key(job_id, index)
-
     outcomes: dict[int, ItemOutcome] = {}
     pending = iter(enumerate(indices))
 
@@ -100,7 +96,7 @@ async def create_accounts(
                 return
             if patience is not None:
                 outcome = await _create_patiently(
-                    provider, key_of(index), index, gate, patience, stopped
+                    provider, slot_key(job_id, index, kept), index, gate, patience, stopped
                 )
                 if outcome is None:
                     return
@@ -110,7 +106,7 @@ async def create_accounts(
                 if stopped():
                     return
                 outcomes[position] = await _create_with_retries(
-                    provider, key_of(index), index, attempts
+                    provider, slot_key(job_id, index, kept), index, attempts
                 )
 
     await asyncio.gather(*(lane() for _ in range(min(concurrency, len(indices)))))

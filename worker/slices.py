@@ -15,7 +15,7 @@ from core.cancel import ending
 from core.crypto import SecretBox
 from core.database import SessionFactory
 from core.finish import FinishedJob, finish_locked_jobs, notify_progress
-from core.providers.base import item_key
+from core.providers.base import slot_key
 from core.vocabulary import SliceStatus
 from worker.fanout import ItemOutcome
 from worker.outcome_counts import add_outcome_counts
@@ -90,7 +90,7 @@ class SliceClaim:
 
     def key(self, index: int) -> str:
         """The provider key a slot of this slice asks with."""
-        return self.kept_keys.get(index) or item_key(self.job_id, index)
+        return slot_key(self.job_id, index, self.kept_keys)
 
 
 def kept_keys(claimed: Mapping[str, str] | None) -> dict[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,3 +35,9 @@ class Provider(Protocol):
 def item_key(job_id: object, item_index: int) -> str:
     """Return the idempotency key of one job slot."""
     return f"{job_id}:{item_index}"
+
+
+def slot_key(job_id: object, item_index: int, kept: Mapping[int, str]) -> str:
+    """The key a slot asks with: the one it keeps from the ambiguous slot it retries, if
+    any (core/retry.py), else its own."""
+    return kept.get(item_index) or item_key(job_id, item_index)
