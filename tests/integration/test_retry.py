@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from core.database import Database
+from core.retry import retry_failures
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
 from harness.outbox import apply_pending
@@ -216,3 +219,31 @@ def test_refused_slots_are_retried_with_keys_of_their_own(
     process_job(db, lossy_settings, uuid.UUID(child["id"]))
     made = external_ids(db, child["id"])
     assert made == {i: sandbox_external_id(f"{child['id']}:{i}") for i in made}
+
+
+def test_two_retries_at_once_make_one_child_with_its_keys_once(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    """A retry sent twice at once (a double click, a client's own retry) races on the
+    database: both answer the same child, held once, whose kept keys are written once."""
+    user = create_user(db.sessions, "yan", credits=1000)
+    silent = lossy_settings.with_changes(sandbox=SandboxOptions(transient_rate=1.0))
+    parent = finished_job(client, db, silent, user, 8)
+    parent_id = uuid.UUID(str(parent["id"]))
+    before = balance(db, user)
+    start = threading.Barrier(2)
+
+    def retry() -> uuid.UUID:
+        start.wait()
+        return retry_failures(db.sessions, silent, user.user_id, parent_id).job.id
+
+    with ThreadPoolExecutor(2) as pool:
+        children = list(pool.map(lambda _: retry(), range(2)))
+    assert children[0] == children[1]
+    assert slot_keys(db, "kept_keys", children[0]) == {i: f"{parent_id}:{i}" for i in range(8)}
+    assert balance(db, user) == before - 8 * PRICE
+    with db.engine.connect() as connection:
+        links = connection.execute(
+            text("SELECT count(*) FROM job_retries WHERE parent_job_id = :p"), {"p": parent_id}
+        ).scalar_one()
+    assert links == 1
