@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import TextClause, text
 
+from core import transitions
 from core.database import Database
 from core.settings import Settings
 from core.users import create_user
@@ -20,6 +21,7 @@ from worker import turn_queries as q
 from worker.turns import TURN_SLICES
 
 JOB_ITEMS = 40
+CLAIMED_SLICES = 2  # what a turn's budget of 100 items takes of 40-item slices
 
 # Jobs and their one slice each, queued for the given users, as a submit leaves them.
 SEED = [
@@ -31,6 +33,11 @@ SEED = [
     """
     INSERT INTO job_slices (job_id, user_id, slice_index, start_index, stop_index, enqueued_at)
     SELECT id, user_id, 0, 0, :items, created_at FROM jobs
+    """,
+    # Every job retries an ambiguous slot (its first keeps a key): the claim reads them.
+    """
+    INSERT INTO kept_keys (job_id, item_index, provider_key)
+    SELECT id, 0, 'parent:' || id FROM jobs
     """,
     """
     INSERT INTO turn_queue (user_id, position)
@@ -45,7 +52,9 @@ def queue(db: Database, users: int, per_user: int) -> list[uuid.UUID]:
     with db.sessions() as session, session.begin():
         for statement in SEED:
             session.execute(text(statement), params)
-        session.execute(text("ANALYZE jobs; ANALYZE job_slices; ANALYZE turn_queue"))
+        session.execute(
+            text("ANALYZE jobs; ANALYZE job_slices; ANALYZE kept_keys; ANALYZE turn_queue")
+        )
     return owners
 
 
@@ -72,7 +81,15 @@ def turn_rows(db: Database) -> dict[str, int]:
         user = connection.execute(q.POP_USER).scalar_one()
         connection.rollback()
     mine = {"user_id": user}
+    with db.engine.connect() as connection:
+        ready = connection.execute(q.READY_SLICES, {**mine, "most": CLAIMED_SLICES}).all()
+    taken = {
+        "job_ids": [str(row.job_id) for row in ready],
+        "slice_indices": [row.slice_index for row in ready],
+        "lease": 30,
+    }
     return {
+        "claim": rows_touched(db, transitions.CLAIM, taken),
         "pop": rows_touched(db, q.POP_USER, {}),
         "ready": rows_touched(db, q.READY_SLICES, {**mine, "most": TURN_SLICES + 1}),
         "lanes": rows_touched(db, q.USER_LANES, {**mine, "cap": 100}),
