@@ -47,12 +47,16 @@ def run_job(
 
 
 def whole_trace(receiver: OtlpReceiver, job_id: str, turns: int) -> list[ReceivedSpan]:
-    """The job's trace once its slices and turns have all arrived."""
+    """The job's trace once its slices and turns have all arrived, each with its parent (the
+    worker processes export their batches independently, so a child may come first)."""
 
     def arrived() -> list[ReceivedSpan] | None:
         spans = job_trace(receiver.received(), job_id)
         ended = len([s for s in spans if s.name == "tally.turn"]) >= turns
-        return spans if ended and any(s.name == "tally.slice" for s in spans) else None
+        ids = {s.span_id for s in spans}
+        sent = [s for s in spans if s.name in ("tally.turn", "tally.slice")]
+        closed = all(s.parent_span_id in ids for s in sent)
+        return spans if ended and closed and any(s.name == "tally.slice" for s in spans) else None
 
     spans: list[ReceivedSpan] = wait_for(arrived, timeout=30)
     return spans
