@@ -29,6 +29,7 @@ BENCHMARKS = {
     "polling": "bench.polling",
     "metrics": "bench.metrics",
     "recompute": "bench.recompute",
+    "retry": "bench.retry",
     "growth": "bench.growth",
     "provider": "bench.provider",
     "fairness": "bench.fairness",
