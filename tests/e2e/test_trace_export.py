@@ -46,17 +46,19 @@ def run_job(
     return job_id
 
 
-def whole_trace(receiver: OtlpReceiver, job_id: str, turns: int) -> list[ReceivedSpan]:
+def whole_trace(receiver: OtlpReceiver, job_id: str, turns: int, slices: int) -> list[ReceivedSpan]:
     """The job's trace once its slices and turns have all arrived, each with its parent (the
-    worker processes export their batches independently, so a child may come first)."""
+    worker processes export their batches independently, so a child or a sibling may come
+    later than the span that ended after it)."""
 
     def arrived() -> list[ReceivedSpan] | None:
         spans = job_trace(receiver.received(), job_id)
         ended = len([s for s in spans if s.name == "tally.turn"]) >= turns
+        done = len([s for s in spans if s.name == "tally.slice"]) >= slices
         ids = {s.span_id for s in spans}
         sent = [s for s in spans if s.name in ("tally.turn", "tally.slice")]
         closed = all(s.parent_span_id in ids for s in sent)
-        return spans if ended and closed and any(s.name == "tally.slice" for s in spans) else None
+        return spans if ended and done and closed else None
 
     spans: list[ReceivedSpan] = wait_for(arrived, timeout=30)
     return spans
@@ -69,7 +71,7 @@ def test_one_jobs_spans_form_one_trace_across_the_web_and_the_worker(
     with OtlpReceiver() as receiver, Stack({**process_env, **TRACING}, tmp_path) as stack:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
         job_id = run_job(stack, env, user.token, 120)
-        spans = whole_trace(receiver, job_id, turns=3)
+        spans = whole_trace(receiver, job_id, turns=3, slices=3)
     by_name: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
         by_name.setdefault(span.name, []).append(span)
@@ -99,7 +101,7 @@ def test_http_provider_calls_are_client_spans_and_pushback_events_in_the_jobs_tr
         }
         # 503 with Retry-After for the job's first second.
         job_id = run_job(stack, env, user.token, 20, lambda: provider.outage(1.0))
-        spans = whole_trace(receiver, job_id, turns=1)
+        spans = whole_trace(receiver, job_id, turns=1, slices=1)
     (slice_span,) = [s for s in spans if s.name == "tally.slice"]
     calls = [s for s in spans if s.kind == CLIENT]
     assert len(calls) >= 20  # one per request, retries included
