@@ -459,3 +459,53 @@ def test_the_dashboard_says_why_a_job_waits_in_the_servers_words(
         note = page.locator(f'[data-job="{job_id}"] [data-waiting]')
         expect(note).to_have_text(re.compile(f"^waiting: {words} until "), timeout=TIMEOUT_MS)
         browser.close()
+
+
+def test_the_vault_shows_stored_accounts_before_the_stats_have_counted_them(
+    web_alone: str, db: Database, user: NewUser
+) -> None:
+    """A job's accounts are stored when it ends and counted in business_centers a moment
+    later, by the daemon: the vault must show them in between, and its total once counted."""
+    from playwright.sync_api import expect, sync_playwright
+
+    stored = 3
+    with db.engine.begin() as connection:  # as the worker leaves a finished job, not applied
+        connection.execute(
+            text(
+                "WITH j AS (INSERT INTO jobs (user_id, status, provider, requested, successful, "
+                "price, slices_total, slices_done) VALUES (:u, 'completed', 'sandbox', :n, :n, "
+                "1, 1, 1) RETURNING id) "
+                "INSERT INTO user_accounts (user_id, job_id, item_index, provider, external_id, "
+                "username, secret_encrypted) "
+                "SELECT :u, j.id, i, 'sandbox', 'x' || i, 'u' || i, '\\x00' "
+                "FROM j, generate_series(0, :n - 1) i"
+            ),
+            {"u": user.user_id, "n": stored},
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(web_alone)
+        page.fill("#token", user.token)
+        page.click("#sign-in-form button[type=submit]")
+        expect(page.locator("#card-business_centers")).to_have_text("0")
+        expect(page.locator("#vault-table tbody tr")).to_have_count(stored)
+        expect(page.locator("#vault-table")).to_be_visible()
+        expect(page.locator("#vault-empty")).to_be_hidden()
+        with db.engine.begin() as connection:  # as the daemon's apply counts them
+            connection.execute(
+                text(
+                    "INSERT INTO user_stats (user_id, business_centers) VALUES (:u, :n) "
+                    "ON CONFLICT (user_id) DO UPDATE SET business_centers = :n"
+                ),
+                {"u": user.user_id, "n": stored},
+            )
+        counted = f"1\N{EN DASH}{stored} of {stored}"  # at the cards' next refresh
+        expect(page.locator("#vault-page")).to_have_text(counted, timeout=TIMEOUT_MS)
+        expect(page.locator('[data-pager="vault"]')).to_be_visible()
+        first = page.locator("#vault-table tbody tr").first.locator('[data-action="delete"]')
+        expect(first).to_be_visible()
+        browser.close()

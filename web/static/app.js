@@ -130,10 +130,12 @@ async function refreshCards() {
     setCard(name, stats[name]);
   }
   setCard("credits", credits.balance);
-  // The vault's total is this card's business_centers: keep the pager's "of N" with it.
-  if (state.vaultPage && state.vaultPage.total !== stats.business_centers) {
-    state.vaultPage = { ...state.vaultPage, total: stats.business_centers };
-    setPager("vault", state.vaultPage, state.vaultPages);
+  // The vault's total is this card's business_centers: keep the pager's "of N" with it, and
+  // fetch the page again when it had no account to show yet.
+  const vault = state.vaultPage;
+  if (vault && vault.total !== stats.business_centers) {
+    if (vault.items.length === 0) refreshVault().catch(() => {});
+    else showVault({ ...vault, total: stats.business_centers });
   }
   $("whoami").textContent = `user ${shortId(stats.user_id)}`;
 }
@@ -516,8 +518,15 @@ async function refreshVault() {
     return refreshVault();
   }
   $("vault-table").querySelector("tbody").replaceChildren(...page.items.map(vaultRow));
-  $("vault-empty").hidden = page.total > 0;
-  $("vault-table").hidden = page.total === 0;
+  showVault(page);
+}
+
+// The total is counted once a job's outcome is applied to the stats, a moment after its
+// accounts are stored: a page with accounts shows them even while its total says 0.
+function showVault(page) {
+  const empty = page.items.length === 0 && page.total === 0;
+  $("vault-empty").hidden = !empty;
+  $("vault-table").hidden = empty;
   state.vaultPage = page;
   setPager("vault", page, state.vaultPages);
 }
