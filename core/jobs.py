@@ -91,7 +91,7 @@ class Submission:
 
     job: JobView
     created: bool
-    turns: int = 0  # turn messages to send: 1 when the user joined the turn queue
+    turns: int = 0  # turn messages to send once committed: 1 for a job this call created
 
 
 def validate_request(request: JobRequest, settings: Settings) -> None:
@@ -130,8 +130,8 @@ def submit(
             credits.hold(session, request.user_id, job.id, request.count * settings.price)
             if alongside is not None:
                 alongside(session, job.id)
-            turns = int(turn_queue.arrive(session, request.user_id))
-            return Submission(_view(job), created=True, turns=turns)
+            turn_queue.arrive(session, request.user_id)
+            return Submission(_view(job), created=True, turns=1)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
         existing = _find_by_idempotency_key(sessions, request)

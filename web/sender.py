@@ -1,7 +1,7 @@
 """Sending turn messages off the request path: one thread per web process, a bounded queue.
 
-A submit commits its job before anything is sent (a turn, when its user joined the turn
-queue), and the sweep sends turns when the queue has work and no turn was taken. So a
+A submit commits its job before anything is sent (its turn), and the sweep sends turns
+when the queue has work and no turn was taken. So a
 request only hands its job to this queue and answers: a slow, hung or absent broker costs
 this thread time, never a request. A send that fails, that waited longer than the sweep
 would, or that finds the queue full is dropped with a warning; the sweep sends it instead.

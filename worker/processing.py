@@ -28,7 +28,7 @@ from worker.provider_loop import Outcomes, ProviderLoop, wait_all
 from worker.pushback import SliceDeferred
 from worker.shared_providers import ProviderFactory
 from worker.slice_span import slice_spans, used
-from worker.turns import BUSY_RETRY_SECONDS, TurnPolicy, take_turn
+from worker.turns import TurnPolicy, take_turn
 from worker.waiting_status import WaitingStatus
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ def run_turn(context: SliceContext) -> slices.SliceResult:
     turn = take_turn(context.sessions, policy, context.settings.intervals.lease)
     claims = turn.claims
     if not claims:
-        if turn.busy and context.resend is not None:
-            context.resend(BUSY_RETRY_SECONDS)
         return slices.SliceResult(recorded=False)
     if context.resend is not None:
         context.resend(0.0)
@@ -115,6 +113,7 @@ def _defer(context: SliceContext, claim: slices.SliceClaim, deferred: SliceDefer
     if not defer(context.sessions, claim, deferred.retry_at, deferred.reason):
         return  # no longer ours: whoever took it over runs it
     if context.resend is not None:
+        context.resend(0.0)  # for the user's other ready work: a turn may have met the hold
         context.resend(max(0.0, deferred.retry_at - time.time()))
 
 

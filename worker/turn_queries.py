@@ -17,9 +17,6 @@ POP_USER = text(
     "ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
-# Whether some user may be served now, held or not (no lock taken, none waited for).
-ANY_READY = text("SELECT EXISTS (SELECT 1 FROM turn_queue WHERE wake_at <= now())")
-
 # Oldest job first, whoever's (TALLY_FAIR_TURNS=false): the user whose first pending slice
 # is oldest, waited for when another turn serves them (one queue, first in first out). It
 # reads every queued user: a mode to compare against, not for a crowd.

@@ -11,6 +11,12 @@ A user whose running slices already hold `TALLY_USER_CONCURRENCY` provider calls
 to the back and the next user is served; when every user a turn looks at is at their
 limit, the turn is owed (worker/owed_turns.py) and sent again as a slice finishes. With
 fair turns off, the user whose pending slice is oldest is served first.
+
+A turn that finds no user it may serve ends, even when ready users are held: whoever holds
+one sends the next turn for them. A turn serving a user sends its successor once it has
+claimed (or owes one, or leaves no work behind), and a submit or a deferral that touched
+the user's row sends one once committed. So the turns in flight stay as many as can claim,
+whatever the number of jobs queued behind one user.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from worker.owed_turns import owe_turn
 from worker.slices import SliceClaim, kept_keys
 
 TURN_SLICES = 32  # slices one turn claims at most
-BUSY_RETRY_SECONDS = 0.05  # a turn that found every ready user held comes back after this
 USERS_PER_TURN = 8  # users a turn looks at while those before are at their limit
 
 
@@ -59,30 +64,22 @@ class TurnPolicy:
 
 @dataclass(frozen=True)
 class Turn:
-    """What a turn claimed (all of one user's), and whether it found every ready user held.
-
-    A user's row is held by the turn serving it, and for a moment by a submit of that user
-    (core/turn_queue.py). A turn that finds only held users claims nothing, so it is sent
-    again shortly (`busy`): a submit's moment must not end the turns while work waits.
-    """
+    """What a turn claimed (all of one user's), and whether that user has more ready."""
 
     claims: list[SliceClaim]
-    busy: bool = False
     more: bool = False  # the user served has more ready work than this turn took
 
 
 def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Turn:
     """Claim the slices this turn runs, all of one user; none when none may run now."""
     with sessions() as session, session.begin():
-        # A claim lost with a crash of the database is claimed again: at-least-once calls.
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-        session.execute(TURN_TAKEN)
         at_limit: uuid.UUID | None = None
         for looked in range(USERS_PER_TURN):
             user_id = session.execute(q.POP_USER if policy.fair else q.POP_OLDEST_USER).scalar()
             if user_id is None:
-                busy = looked == 0 and bool(session.execute(q.ANY_READY).scalar())
-                return Turn([], busy)
+                break
+            if not looked:  # a turn that serves nobody costs one statement and writes nothing
+                _taken(session)
             served = _serve(session, user_id, policy, lease)
             if served is None:
                 at_limit = at_limit or user_id
@@ -93,6 +90,13 @@ def take_turn(sessions: SessionFactory, policy: TurnPolicy, lease: float) -> Tur
         if at_limit is not None:
             owe_turn(session, at_limit)
         return Turn([])
+
+
+def _taken(session: Session) -> None:
+    """Count the turn for the sweep's stall check; commit it without waiting for the disk
+    (a claim lost with a crash of the database is claimed again: at-least-once calls)."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+    session.execute(TURN_TAKEN)
 
 
 def _serve(

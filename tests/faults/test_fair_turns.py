@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
@@ -25,6 +26,7 @@ from tests.support.counting_provider import counting_provider
 from tests.support.state import unfinished_jobs
 
 PROCESSES, THREADS = 2, 2
+CLIENTS = 8  # submitting at once
 BIG, SMALL = 8000, 10  # TALLY_SLICE_SIZE is 50: 160 slices, and one
 SANDBOX = {"TALLY_SANDBOX_LATENCY_MS": "20"}
 
@@ -83,6 +85,21 @@ def test_a_small_job_submitted_after_a_big_one_finishes_while_the_big_one_runs(
         assert overtaken > PROCESSES * THREADS
     else:
         assert overtaken <= PROCESSES * THREADS  # one queue: it waited for every slice
+    assert_exact(db, all_successful=True)
+
+
+def test_one_users_jobs_submitted_from_many_clients_at_once_all_run_with_no_sweep(
+    stack: Stack, db: Database, user: NewUser
+) -> None:
+    """A submit holds its user's queue row a moment, and a turn that meets the row held ends:
+    each submit's own turn carries the work on, for no daemon runs here to send one."""
+    url = stack.web(TALLY_USER_SUBMITS_PER_MINUTE="0", TALLY_USER_MAX_UNFINISHED_JOBS="0")
+    start_worker(stack, SANDBOX, threads=4)
+    with ThreadPoolExecutor(CLIENTS) as clients:
+        batches = clients.map(lambda _: submit(url, user.token, [SMALL] * 20), range(CLIENTS))
+        submitted = [job for batch in batches for job in batch]
+    assert len(submitted) == CLIENTS * 20
+    wait_for(lambda: unfinished_jobs(db) == 0, timeout=60, interval=0.05)
     assert_exact(db, all_successful=True)
 
 

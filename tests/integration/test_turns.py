@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from core import jobs
+from core import jobs, turn_queue
 from core.crypto import SecretBox
 from core.database import Database
 from core.jobs import JobRequest
@@ -19,7 +19,7 @@ from tests.support.state import assert_invariants
 from worker import slices
 from worker.deferral import defer
 from worker.fanout import ItemOutcome
-from worker.turns import TurnPolicy, take_turn
+from worker.turns import Turn, TurnPolicy, take_turn
 
 SLICE = 10
 
@@ -182,17 +182,19 @@ def defer_until_now(db: Database, job_id: uuid.UUID, slice_index: int) -> int:
         return int(moved.rowcount)  # type: ignore[attr-defined]
 
 
-def test_a_turn_that_finds_every_ready_user_held_says_so_and_is_sent_again(
+def test_a_turn_that_finds_every_ready_user_held_ends_and_the_holder_sends_the_next(
     db: Database, small_slices: Settings
 ) -> None:
     job = submit(db, small_slices, "held", 2 * SLICE)
     policy = policy_of()
-    with db.engine.connect() as holder:  # a submit of this user holds its row a moment
-        holder.execute(text("SELECT 1 FROM turn_queue FOR UPDATE"))
+    with db.sessions() as holder, holder.begin():  # a submit of this user, arrived, not committed
+        turn_queue.arrive(holder, job.user_id)
         held = take_turn(db.sessions, policy, lease=30)
-        holder.rollback()
-    assert held.claims == [] and held.busy
+    assert held == Turn([])  # it ends: no turn circulates waiting for the row
+    # So every submit sends a turn once committed, its user already queued or not.
+    later = jobs.submit(db.sessions, small_slices, JobRequest(job.user_id, SLICE, "sandbox"))
+    assert later.turns == 1
     assert turn(db, policy) == [(job.id, 0)]
     assert turn(db, policy) == [(job.id, 1)]
-    nothing = take_turn(db.sessions, policy, lease=30)
-    assert nothing.claims == [] and not nothing.busy
+    assert turn(db, policy) == [(later.job.id, 0)]
+    assert take_turn(db.sessions, policy, lease=30) == Turn([])
