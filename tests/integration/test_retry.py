@@ -17,9 +17,11 @@ from core.retry import retry_failures
 from core.settings import SandboxOptions, Settings
 from core.users import NewUser, create_user
 from harness.outbox import apply_pending
+from reconcile.sweep import take_back_expired
 from tests.support.inline import RecordedEnqueue, app_settings, process_job
 from tests.support.state import assert_invariants
 from web.app import create_app
+from worker.turns import TurnPolicy, take_turn
 
 PRICE = 2
 
@@ -219,6 +221,35 @@ def test_refused_slots_are_retried_with_keys_of_their_own(
     process_job(db, lossy_settings, uuid.UUID(child["id"]))
     made = external_ids(db, child["id"])
     assert made == {i: sandbox_external_id(f"{child['id']}:{i}") for i in made}
+
+
+def test_a_slice_given_up_after_its_attempts_keeps_its_keys_for_the_retry(
+    client: TestClient, db: Database, lossy_settings: Settings
+) -> None:
+    """An attempt that lost its lease may have called the provider for any of its slots: a
+    slice given up after its last attempt counts its items failed, their first keys kept."""
+    user = create_user(db.sessions, "yan", credits=1000)
+    answer = client.post("/api/jobs", json={"count": 8}, headers=auth(user))
+    job_id = uuid.UUID(answer.json()["id"])
+    one_attempt = lossy_settings.with_changes(slice_max_attempts=1)
+    policy = TurnPolicy.from_settings(one_attempt)
+    assert len(take_turn(db.sessions, policy, lease=30).claims) == 1  # its worker then dies
+    with db.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE job_slices SET lease_expires_at = now() WHERE job_id = :j"),
+            {"j": job_id},
+        )
+    assert take_back_expired(db.sessions).slices == 1
+    process_job(db, one_attempt, job_id)  # the second attempt is past the limit
+
+    job = client.get(f"/api/job/{job_id}", headers=auth(user)).json()
+    assert (job["status"], job["successful"], job["failures"]) == ("completed", 0, 8)
+    first_keys = {i: f"{job_id}:{i}" for i in range(8)}
+    assert slot_keys(db, "ambiguous_items", job_id) == first_keys
+    child = client.post(f"/api/job/{job_id}/retry", headers=auth(user)).json()
+    assert slot_keys(db, "kept_keys", child["id"]) == first_keys
+    apply_pending(db.sessions)
+    assert_invariants(db)
 
 
 def test_two_retries_at_once_make_one_child_with_its_keys_once(
