@@ -75,6 +75,7 @@ async def cancel(request: Request) -> Response:
     job_id = path_uuid(request, "job_id")
     sessions = request.app.state.database.sessions
     job = await run_in_threadpool(cancel_job, sessions, caller.user_id, job_id)
+    request.app.state.live.jobs.changed(job.id)  # read your own cancel, before its notification
     headers = {"Location": f"/api/job/{job.id}"}
     answer = json_response(job_body(job), 200 if job.terminal else 202, headers)
     if not job.terminal:

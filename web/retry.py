@@ -24,6 +24,9 @@ async def retry(request: Request) -> Response:
         retry_failures, state.database.sessions, state.settings, caller.user_id, job_id, limits
     )
     child = submission.job
+    # This process answers the parent's next read with its link at once; the others learn
+    # of it from the notification the retry's transaction sent.
+    state.live.jobs.changed(job_id)
     if submission.turns:
         state.sender.offer(child.id, child.user_id, submission.turns)
     headers = {"Location": f"/api/job/{child.id}"}
