@@ -43,9 +43,15 @@ class AdaptiveRate:
         self._grown_at = -math.inf
         self._turn = asyncio.Lock()  # one call at a time waits for the next place
 
-    async def pace(self) -> None:
-        """Wait for this call's place in the learned rate; count the call as sent."""
+    async def pace(self, skip: Callable[[], bool] = lambda: False) -> None:
+        """Wait for this call's place in the learned rate; count the call as sent.
+
+        When `skip` holds once this call's turn to wait comes (the provider is paused), it
+        returns at once and takes no place: a call that cannot go spends none of the rate.
+        """
         async with self._turn:
+            if skip():
+                return
             wait = self._next_at - self._clock() - BURST_SECONDS
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -222,7 +222,9 @@ async def _attempt(
     the rate never go out after a pause they did not see.
     """
     if patience.rate is not None:
-        await patience.rate.pace()
+        # A call that would only meet a pause known here takes no place in the rate, so an
+        # outage's waiting slots reach their patience together, not one place at a time.
+        await patience.rate.pace(skip=patience.pacer.paused_now)
     permit = await patience.pacer.acquire()
     if not permit.granted:
         return permit

@@ -107,6 +107,10 @@ class Pacer(Protocol):
         """Ask to call the provider once."""
         ...
 
+    def paused_now(self) -> bool:
+        """Whether a pause this process already knows of is in force (asks no one)."""
+        ...
+
     async def pushback(
         self, retry_after: float | None, reason: WaitingReason, pause: bool
     ) -> Pushed:
@@ -149,6 +153,9 @@ class LocalPacer:
             return None
         down = 0.0 if self._since is None else now - self._since
         return Permit(False, self._until - now, self._reason, down, paused=True)
+
+    def paused_now(self) -> bool:
+        return self.paused() is not None
 
     async def acquire(self) -> Permit:
         now = time.monotonic()
@@ -213,6 +220,10 @@ class RedisPacer:
         self._fresh_until = 0.0
         self._broken_until = 0.0
         self._probe_ms = probe_timeout * 1000
+
+    def paused_now(self) -> bool:
+        # The pauses this process met; another process's is learned by asking (acquire).
+        return self._local.paused_now()
 
     async def acquire(self) -> Permit:
         now = time.monotonic()

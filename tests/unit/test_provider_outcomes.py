@@ -12,6 +12,7 @@ from core.errors import AmbiguousProviderError, PermanentProviderError, Provider
 from core.metrics import TimedProvider
 from core.providers.base import CreatedAccount
 from core.vocabulary import FailureReason, WaitingReason
+from worker.adaptive import AdaptiveRate
 from worker.fanout import ItemOutcome, Patience, create_accounts
 from worker.pacing import LocalPacer
 from worker.pushback import SliceDeferred, SliceRun
@@ -108,3 +109,33 @@ def test_a_pause_past_the_wait_budget_defers_the_slice() -> None:
     with pytest.raises(SliceDeferred) as raised:
         run(Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 5.0)), budget=1.0)
     assert raised.value.reason == WaitingReason.UNAVAILABLE
+
+
+class CountedRate(AdaptiveRate):
+    """The adaptive rate, counting the places calls took in it."""
+
+    places = 0
+
+    def record_sent(self, now: float) -> None:
+        self.places += 1
+        super().record_sent(now)
+
+
+def test_slots_waiting_out_a_pause_take_no_place_in_the_adaptive_rate() -> None:
+    """At the rate's start (10 calls a second), forty slots that each took a place before
+    asking the pacer would need four seconds to learn that patience ran out."""
+    provider = Scripted(ProviderPushback("503", WaitingReason.UNAVAILABLE, 0.05))
+    rate = CountedRate()
+
+    async def main() -> list[ItemOutcome]:
+        paced = Patience(LocalPacer(0.0, 0.01), SliceRun(30.0), 0.2, 0.01, rate=rate)
+        slots = list(range(40))
+        outcomes = await create_accounts(
+            TimedProvider(provider), JOB, slots, concurrency=40, attempts=1, patience=paced
+        )
+        return list(outcomes)
+
+    outcomes = asyncio.run(main())
+    assert [o.reason for o in outcomes] == [FailureReason.UNAVAILABLE] * 40
+    # A place for each call sent, and at most one for a call queued before the pause began.
+    assert rate.places <= provider.calls + 1 < 10
