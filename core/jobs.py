@@ -91,7 +91,11 @@ class Submission:
 
     job: JobView
     created: bool
-    turns: int = 0  # turn messages to send once committed: 1 for a job this call created
+
+    @property
+    def turns(self) -> int:
+        """Turn messages to send once committed: one for a job this call created."""
+        return int(self.created)
 
 
 def validate_request(request: JobRequest, settings: Settings) -> None:
@@ -131,7 +135,7 @@ def submit(
             if alongside is not None:
                 alongside(session, job.id)
             turn_queue.arrive(session, request.user_id)
-            return Submission(_view(job), created=True, turns=1)
+            return Submission(_view(job), created=True)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
         existing = _find_by_idempotency_key(sessions, request)
